@@ -1,0 +1,72 @@
+"""The audit trail: one row for every terminal state of a sign-in, SAML request or admin action.
+
+Callers pass what happened, never what was typed: there is no field a password could go into, and
+``detail`` is for our own words (an SP's error text, a changed setting), not request bodies.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select
+
+from idp.store.db import Database
+from idp.store.models import AuditEvent
+
+log = logging.getLogger("idp.audit")
+
+
+@dataclass(frozen=True)
+class AuditRecord:
+    at: datetime
+    event: str
+    result: str
+    reason: str | None
+    username: str | None
+    sp_entity_id: str | None
+    client_ip: str | None
+    detail: str | None
+
+
+class AuditTrail:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    def record(
+        self,
+        event: str,
+        result: str,
+        *,
+        reason: str | None = None,
+        username: str | None = None,
+        sp: str | None = None,
+        ip: str | None = None,
+        detail: str | None = None,
+    ) -> None:
+        row = AuditEvent(
+            event=event,
+            result=result,
+            reason=reason,
+            username=(username or None) and username[:256],
+            sp_entity_id=sp and sp[:1024],
+            client_ip=ip,
+            detail=detail and detail[:4000],
+        )
+        # The audit row is also a log line so that a log shipper sees the same story.
+        log.info("%s %s reason=%s user=%s sp=%s ip=%s", event, result, reason, username, sp, ip)
+        with self._db.session() as s:
+            s.add(row)
+
+    def recent(self, limit: int = 100, *, username: str | None = None, event: str | None = None) -> list[AuditRecord]:
+        q = select(AuditEvent).order_by(AuditEvent.id.desc()).limit(limit)
+        if username:
+            q = q.where(AuditEvent.username == username)
+        if event:
+            q = q.where(AuditEvent.event == event)
+        with self._db.session() as s:
+            return [
+                AuditRecord(r.at, r.event, r.result, r.reason, r.username, r.sp_entity_id, r.client_ip, r.detail)
+                for r in s.scalars(q)
+            ]

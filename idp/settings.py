@@ -1,0 +1,246 @@
+"""One typed settings object for the whole service.
+
+Loaded from a TOML file (``$IDP_CONFIG``, default ``./idp.toml``) and then from environment variables
+``IDP_SECTION__KEY`` that override single keys. Validation happens once, at start-up, and a bad or missing
+key stops the process with a message that names it: an admin should never learn about a typo from a
+failed login at 9 a.m.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+NameIdFormatName = Literal["emailAddress", "persistent", "transient", "unspecified"]
+
+
+class SettingsError(Exception):
+    """The configuration cannot be used; the message names the key and what is wrong with it."""
+
+
+class _Section(BaseModel):
+    # A misspelt key is an error, not a silently ignored line.
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ServerSettings(_Section):
+    base_url: str = "http://127.0.0.1:8000"
+    """The public URL employees' browsers use; endpoints in our metadata are built from it."""
+    data_dir: Path = Path("var")
+    """Where sessions, the SQLite database and other local state live."""
+    secret_key_file: Path | None = None
+    """Flask secret key (CSRF, cookie signing); generated under data_dir when unset."""
+    session_backend: Literal["filesystem", "redis"] = "filesystem"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    session_lifetime: int = Field(default=8 * 3600, ge=60)
+    """Seconds an SSO session lasts before the password is asked again."""
+    cookie_samesite: Literal["None", "Lax", "Strict"] = "Lax"
+    """Lax is safe with both bindings: a cross-site POST to /saml/sso is answered with a 303 to a GET
+    on our own site (see web/sso.py), and Lax cookies travel on that top-level GET."""
+    trusted_proxy_count: int = Field(default=0, ge=0, le=5)
+    """How many reverse proxies in front of us may set X-Forwarded-For/-Proto."""
+    default_language: Literal["en", "zh-CN"] = "en"
+
+    @field_validator("base_url")
+    @classmethod
+    def _base_url(cls, v: str) -> str:
+        if not v.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return v.rstrip("/")
+
+    @property
+    def is_https(self) -> bool:
+        return self.base_url.startswith("https://")
+
+
+class IdpSettings(_Section):
+    entity_id: str = ""
+    """Our SAML entityID; defaults to <base_url>/saml/metadata."""
+    key_file: Path = Path("certs/idp.key")
+    cert_file: Path = Path("certs/idp.crt")
+    persistent_id_secret_file: Path = Path("certs/persistent-id.secret")
+    organization: str = "ad-sso-bridge"
+    assertion_lifetime: int = Field(default=300, ge=30, le=3600)
+    clock_skew: int = Field(default=60, ge=0, le=600)
+    max_request_bytes: int = Field(default=64 * 1024, ge=1024, le=1024 * 1024)
+    """Largest SAMLRequest accepted, decoded (after inflate for the Redirect binding)."""
+    max_relay_state: int = Field(default=1024, ge=80, le=8192)
+
+
+class LdapSettings(_Section):
+    urls: list[str] = Field(default_factory=list, min_length=1)
+    """Domain controllers in the order to try, e.g. ["ldaps://dc1.corp.example.com"]."""
+    base_dn: str
+    bind_dn: str
+    """The service account that finds users, e.g. "svc-sso@corp.example.com"."""
+    bind_password: str = ""
+    bind_password_file: Path | None = None
+    domain: str = ""
+    """NetBIOS domain name (CORP) accepted in CORP\\alice; empty accepts any."""
+    upn_suffix: str = ""
+    """Realm used to bind as user@realm, e.g. corp.example.com; taken from the base DN when empty."""
+    start_tls: bool = False
+    ca_file: Path | None = None
+    tls_verify: bool = True
+    tls_valid_names: list[str] = Field(default_factory=list)
+    """Extra names accepted in the DC certificate (Samba's has only CN=DC1.<realm>, no SAN)."""
+    connect_timeout: float = Field(default=5.0, gt=0, le=60)
+    receive_timeout: float = Field(default=10.0, gt=0, le=120)
+    pool_size: int = Field(default=4, ge=1, le=64)
+    user_filter: str = "(&(objectCategory=person)(objectClass=user))"
+    """Extra filter that every sign-in user must match (ANDed with the username lookup)."""
+    extra_attributes: list[str] = Field(default_factory=lambda: ["department", "title", "telephoneNumber"])
+
+    @field_validator("urls")
+    @classmethod
+    def _urls(cls, v: list[str]) -> list[str]:
+        for url in v:
+            if not url.startswith(("ldap://", "ldaps://")):
+                raise ValueError(f"{url!r} must start with ldap:// or ldaps://")
+        return v
+
+    @model_validator(mode="after")
+    def _password_source(self) -> LdapSettings:
+        if not self.bind_password and self.bind_password_file is None:
+            raise ValueError("set bind_password or bind_password_file for the service account")
+        return self
+
+    def service_password(self) -> str:
+        if self.bind_password_file is not None:
+            return self.bind_password_file.read_text().strip()
+        return self.bind_password
+
+    @property
+    def realm(self) -> str:
+        if self.upn_suffix:
+            return self.upn_suffix
+        parts = [p.split("=", 1)[1] for p in self.base_dn.split(",") if p.strip().lower().startswith("dc=")]
+        return ".".join(parts)
+
+
+class DatabaseSettings(_Section):
+    url: str = ""
+    """SQLAlchemy URL; SQLite under data_dir when empty. PostgreSQL for several nodes."""
+
+
+class MetadataSettings(_Section):
+    dir: Path = Path("metadata")
+    allow_http_loopback: bool = True
+    """Accept http:// ACS URLs on 127.0.0.0/8 and localhost (for local testing only)."""
+
+
+class SpDefaults(_Section):
+    nameid_format: NameIdFormatName = "emailAddress"
+    attributes: list[str] = Field(default_factory=lambda: ["mail", "displayName", "givenName", "sn", "groups"])
+    sign_response: bool = True
+    sign_assertion: bool = True
+    require_signed_requests: bool = False
+
+
+class Settings(_Section):
+    server: ServerSettings = ServerSettings()
+    idp: IdpSettings = IdpSettings()
+    ldap: LdapSettings
+    database: DatabaseSettings = DatabaseSettings()
+    metadata: MetadataSettings = MetadataSettings()
+    sp_defaults: SpDefaults = SpDefaults()
+
+    @property
+    def entity_id(self) -> str:
+        return self.idp.entity_id or f"{self.server.base_url}/saml/metadata"
+
+    @property
+    def database_url(self) -> str:
+        return self.database.url or f"sqlite:///{(self.server.data_dir / 'idp.db').resolve()}"
+
+
+def _env_overrides(environ: dict[str, str]) -> dict[str, dict[str, Any]]:
+    """IDP_LDAP__URLS='["ldaps://a","ldaps://b"]' -> {"ldap": {"urls": [...]}}; JSON where it parses."""
+    out: dict[str, dict[str, Any]] = {}
+    for name, raw in environ.items():
+        if not name.startswith("IDP_") or "__" not in name:
+            continue
+        section, _, key = name[4:].partition("__")
+        try:
+            value: Any = json.loads(raw)
+        except ValueError:
+            value = raw
+        if isinstance(value, int | float) and not isinstance(value, bool) and key.lower().endswith(
+            ("password", "url", "dn", "name", "suffix", "domain", "entity_id")
+        ):
+            value = raw  # a numeric-looking password stays a string
+        out.setdefault(section.lower(), {})[key.lower()] = value
+    return out
+
+
+def _merge(base: dict[str, Any], over: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    merged = {k: dict(v) if isinstance(v, dict) else v for k, v in base.items()}
+    for section, values in over.items():
+        target = merged.setdefault(section, {})
+        if not isinstance(target, dict):
+            raise SettingsError(f"[{section}] must be a table in the config file")
+        target.update(values)
+    return merged
+
+
+def _describe(err: ValidationError, source: str) -> str:
+    lines = [f"Invalid configuration ({source}):"]
+    for e in err.errors():
+        key = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        env = "IDP_" + "__".join(str(p).upper() for p in e["loc"][:2]) if len(e["loc"]) >= 2 else ""
+        msg = "unknown key (misspelt?)" if e["type"] == "extra_forbidden" else e["msg"]
+        hint = f" (or env {env})" if env else ""
+        lines.append(f"  {key}{hint}: {msg}")
+    return "\n".join(lines)
+
+
+def load_settings(path: str | os.PathLike[str] | None = None, environ: dict[str, str] | None = None) -> Settings:
+    """Read, merge and validate the configuration; raise SettingsError naming every bad key."""
+    environ = dict(os.environ if environ is None else environ)
+    config_path = Path(path or environ.get("IDP_CONFIG", "idp.toml"))
+    data: dict[str, Any] = {}
+    if config_path.exists():
+        try:
+            data = tomllib.loads(config_path.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise SettingsError(f"{config_path}: not valid TOML: {exc}") from exc
+    elif path is not None or "IDP_CONFIG" in environ:
+        raise SettingsError(f"config file {config_path} does not exist (set IDP_CONFIG or --config)")
+    data = _merge(data, _env_overrides(environ))
+    base = config_path.parent.resolve()
+    try:
+        settings = Settings.model_validate(data)
+    except ValidationError as exc:
+        raise SettingsError(_describe(exc, str(config_path))) from None
+    return _resolve_paths(settings, base)
+
+
+def _resolve_paths(settings: Settings, base: Path) -> Settings:
+    """Relative paths in the config are relative to the config file, not to wherever the process started."""
+
+    def fix(p: Path | None) -> Path | None:
+        return p if p is None or p.is_absolute() else (base / p)
+
+    return settings.model_copy(
+        update={
+            "server": settings.server.model_copy(
+                update={"data_dir": fix(settings.server.data_dir), "secret_key_file": fix(settings.server.secret_key_file)}
+            ),
+            "idp": settings.idp.model_copy(
+                update={
+                    "key_file": fix(settings.idp.key_file),
+                    "cert_file": fix(settings.idp.cert_file),
+                    "persistent_id_secret_file": fix(settings.idp.persistent_id_secret_file),
+                }
+            ),
+            "ldap": settings.ldap.model_copy(
+                update={"ca_file": fix(settings.ldap.ca_file), "bind_password_file": fix(settings.ldap.bind_password_file)}
+            ),
+            "metadata": settings.metadata.model_copy(update={"dir": fix(settings.metadata.dir)}),
+        }
+    )

@@ -1,0 +1,1 @@
+"""The SP registry: which service providers we answer, their metadata and their policy."""

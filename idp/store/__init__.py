@@ -1,0 +1,1 @@
+"""Durable state: SQLAlchemy models and sessions (SQLite by default, PostgreSQL for several nodes)."""
