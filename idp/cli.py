@@ -33,7 +33,9 @@ class LazyGroup(click.Group):
 
 
 @click.group(cls=LazyGroup)
-@click.option("--config", "config_path", envvar="IDP_CONFIG", default=None, help="TOML settings file (default ./idp.toml)")
+@click.option(
+    "--config", "config_path", envvar="IDP_CONFIG", default=None, help="TOML settings file (default ./idp.toml)"
+)
 @click.option("-v", "--verbose", is_flag=True, help="Log debug messages.")
 @click.pass_context
 def cli(ctx: click.Context, config_path: str | None, verbose: bool) -> None:

@@ -57,6 +57,12 @@ class ServerSettings(_Section):
     def is_https(self) -> bool:
         return self.base_url.startswith("https://")
 
+    @model_validator(mode="after")
+    def _samesite_none_needs_https(self) -> ServerSettings:
+        if self.cookie_samesite == "None" and not self.is_https:
+            raise ValueError('cookie_samesite = "None" needs an https:// base_url (browsers drop such cookies)')
+        return self
+
 
 class IdpSettings(_Section):
     entity_id: str = ""
@@ -111,9 +117,9 @@ class LdapSettings(_Section):
         return self
 
     def service_password(self) -> str:
-        if self.bind_password_file is not None:
-            return self.bind_password_file.read_text().strip()
-        return self.bind_password
+        if self.bind_password or self.bind_password_file is None:
+            return self.bind_password
+        return self.bind_password_file.read_text().strip()
 
     @property
     def realm(self) -> str:
@@ -159,6 +165,24 @@ class Settings(_Section):
         return self.database.url or f"sqlite:///{(self.server.data_dir / 'idp.db').resolve()}"
 
 
+def render_toml(data: dict[str, dict[str, Any]]) -> str:
+    """A settings file from one table per section. JSON scalars and arrays are valid TOML, so json.dumps
+    writes each value (paths as strings); used by `idp demo` and the tests to write their configs."""
+    lines: list[str] = []
+    for section, values in data.items():
+        lines.append(f"[{section}]")
+        for key, value in values.items():
+            if value is None:
+                continue
+            if isinstance(value, Path):
+                value = str(value)
+            elif isinstance(value, list | tuple):
+                value = [str(v) if isinstance(v, Path) else v for v in value]
+            lines.append(f"{key} = {json.dumps(value, ensure_ascii=False)}")
+        lines.append("")
+    return "\n".join(lines)
+
+
 def _env_overrides(environ: dict[str, str]) -> dict[str, dict[str, Any]]:
     """IDP_LDAP__URLS='["ldaps://a","ldaps://b"]' -> {"ldap": {"urls": [...]}}; JSON where it parses."""
     out: dict[str, dict[str, Any]] = {}
@@ -170,8 +194,10 @@ def _env_overrides(environ: dict[str, str]) -> dict[str, dict[str, Any]]:
             value: Any = json.loads(raw)
         except ValueError:
             value = raw
-        if isinstance(value, int | float) and not isinstance(value, bool) and key.lower().endswith(
-            ("password", "url", "dn", "name", "suffix", "domain", "entity_id")
+        if (
+            isinstance(value, int | float)
+            and not isinstance(value, bool)
+            and key.lower().endswith(("password", "url", "dn", "name", "suffix", "domain", "entity_id"))
         ):
             value = raw  # a numeric-looking password stays a string
         out.setdefault(section.lower(), {})[key.lower()] = value
@@ -217,7 +243,13 @@ def load_settings(path: str | os.PathLike[str] | None = None, environ: dict[str,
         settings = Settings.model_validate(data)
     except ValidationError as exc:
         raise SettingsError(_describe(exc, str(config_path))) from None
-    return _resolve_paths(settings, base)
+    settings = _resolve_paths(settings, base)
+    pw_file = settings.ldap.bind_password_file
+    if not settings.ldap.bind_password and pw_file is not None and not pw_file.is_file():
+        raise SettingsError(
+            f"Invalid configuration ({config_path}):\n  ldap.bind_password_file: {pw_file} does not exist"
+        )
+    return settings
 
 
 def _resolve_paths(settings: Settings, base: Path) -> Settings:
@@ -229,7 +261,10 @@ def _resolve_paths(settings: Settings, base: Path) -> Settings:
     return settings.model_copy(
         update={
             "server": settings.server.model_copy(
-                update={"data_dir": fix(settings.server.data_dir), "secret_key_file": fix(settings.server.secret_key_file)}
+                update={
+                    "data_dir": fix(settings.server.data_dir),
+                    "secret_key_file": fix(settings.server.secret_key_file),
+                }
             ),
             "idp": settings.idp.model_copy(
                 update={
@@ -239,7 +274,10 @@ def _resolve_paths(settings: Settings, base: Path) -> Settings:
                 }
             ),
             "ldap": settings.ldap.model_copy(
-                update={"ca_file": fix(settings.ldap.ca_file), "bind_password_file": fix(settings.ldap.bind_password_file)}
+                update={
+                    "ca_file": fix(settings.ldap.ca_file),
+                    "bind_password_file": fix(settings.ldap.bind_password_file),
+                }
             ),
             "metadata": settings.metadata.model_copy(update={"dir": fix(settings.metadata.dir)}),
         }

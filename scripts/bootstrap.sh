@@ -60,3 +60,28 @@ bootstrap_test() {
   apt_install "${RUN_PACKAGES[@]}" "${TEST_PACKAGES[@]}"
   make_venv test
 }
+
+# Redis and PostgreSQL back the several-nodes configurations (sessions in Redis, state in PostgreSQL);
+# the tests use real ones. Started here when they are not already answering.
+start_test_services() {
+  if ! redis-cli -h 127.0.0.1 ping >/dev/null 2>&1; then
+    echo "==> starting redis-server on 127.0.0.1:6379"
+    mkdir -p /var/lib/redis /var/log/redis
+    redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no \
+      --dir /var/lib/redis --logfile /var/log/redis/idp-tests.log
+  fi
+  if ! pg_isready -h 127.0.0.1 -q 2>/dev/null; then
+    echo "==> starting PostgreSQL"
+    local version
+    version=$(ls /etc/postgresql | sort -V | tail -n 1)
+    pg_ctlcluster --skip-systemctl-redirect "$version" main start
+    for _ in $(seq 1 30); do pg_isready -h 127.0.0.1 -q && break; sleep 1; done
+  fi
+  # A role and database of our own, with a password, so the same URL works with peer, md5 or trust auth.
+  su postgres -c "psql -qtAc \"SELECT 1 FROM pg_roles WHERE rolname='idp_test'\"" | grep -q 1 ||
+    su postgres -c "psql -qc \"CREATE ROLE idp_test LOGIN PASSWORD 'idp_test'\""
+  su postgres -c "psql -qtAc \"SELECT 1 FROM pg_database WHERE datname='idp_test'\"" | grep -q 1 ||
+    su postgres -c "createdb -O idp_test idp_test"
+  export IDP_TEST_POSTGRES_URL="postgresql+psycopg://idp_test:idp_test@127.0.0.1:5432/idp_test"
+  export IDP_TEST_REDIS_URL="redis://127.0.0.1:6379/15"
+}

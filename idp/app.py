@@ -1,0 +1,145 @@
+"""create_app(settings): extensions, blueprints, error pages. No business logic."""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+from datetime import timedelta
+from pathlib import Path
+
+from cachelib import FileSystemCache, RedisCache
+from flask import Flask, Response, render_template
+from flask_session import Session
+from flask_wtf.csrf import CSRFError, CSRFProtect
+from werkzeug.exceptions import HTTPException
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from idp.audit import AuditTrail
+from idp.directory.client import Directory
+from idp.saml.idp import SamlIdp
+from idp.settings import Settings
+from idp.signin import SignInPipeline
+from idp.sps.registry import SpRegistry
+from idp.store.db import Database
+from idp.web import health, login, sso
+from idp.web.i18n import current_language, translate
+from idp.web.pending import PendingPosts
+from idp.web.services import Services
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings) -> Flask:
+    app = Flask(__name__, template_folder="web/templates", static_folder="web/static")
+    data_dir = settings.server.data_dir
+    data_dir.mkdir(parents=True, exist_ok=True)
+
+    cache = _session_cache(settings)
+    app.config.update(
+        SECRET_KEY=_secret_key(settings.server.secret_key_file or data_dir / "secret_key"),
+        SESSION_TYPE="cachelib",
+        SESSION_CACHELIB=cache,
+        SESSION_KEY_PREFIX="session:",
+        SESSION_PERMANENT=True,
+        PERMANENT_SESSION_LIFETIME=timedelta(seconds=settings.server.session_lifetime),
+        SESSION_COOKIE_NAME="idp_session",
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SECURE=settings.server.is_https,
+        SESSION_COOKIE_SAMESITE=settings.server.cookie_samesite,
+        WTF_CSRF_TIME_LIMIT=3600,
+        WTF_CSRF_SSL_STRICT=False,  # the Referer check breaks behind TLS-terminating proxies; the token suffices
+        IDP_DEFAULT_LANGUAGE=settings.server.default_language,
+        MAX_CONTENT_LENGTH=2 * settings.idp.max_request_bytes,
+    )
+    Session(app)
+    csrf = CSRFProtect(app)
+    csrf.exempt(sso.bp)  # SPs post SAML messages; those are protected by their signatures and InResponseTo
+
+    if settings.server.trusted_proxy_count:
+        n = settings.server.trusted_proxy_count
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)  # type: ignore[method-assign]
+
+    app.extensions["idp"] = build_services(settings, cache)
+    app.register_blueprint(sso.bp)
+    app.register_blueprint(login.bp)
+    app.register_blueprint(health.bp)
+
+    @app.context_processor
+    def _i18n() -> dict:
+        return {"t": translate, "lang": current_language()}
+
+    @app.after_request
+    def _security_headers(resp: Response) -> Response:
+        resp.headers.setdefault("X-Content-Type-Options", "nosniff")
+        resp.headers.setdefault("X-Frame-Options", "DENY")
+        resp.headers.setdefault("Referrer-Policy", "no-referrer")
+        resp.headers.setdefault(
+            "Content-Security-Policy",
+            "default-src 'none'; style-src 'self'; form-action 'self'; frame-ancestors 'none'",
+        )
+        if settings.server.is_https:
+            resp.headers.setdefault("Strict-Transport-Security", "max-age=31536000")
+        return resp
+
+    @app.errorhandler(CSRFError)
+    def _csrf(_: CSRFError) -> tuple[str, int]:
+        return render_template("error.html", message=translate("error.csrf"), reason="csrf", detail=None), 400
+
+    @app.errorhandler(404)
+    def _not_found(_: HTTPException) -> tuple[str, int]:
+        return render_template("error.html", message=translate("error.not_found"), reason="not_found", detail=None), 404
+
+    @app.errorhandler(500)
+    def _internal(_: Exception) -> tuple[str, int]:
+        return render_template("error.html", message=translate("error.internal"), reason="internal", detail=None), 500
+
+    return app
+
+
+def build_services(settings: Settings, cache: FileSystemCache | RedisCache) -> Services:
+    db = Database(settings.database_url)
+    audit = AuditTrail(db)
+    registry = SpRegistry(
+        settings.metadata.dir, db, settings.sp_defaults, allow_http_loopback=settings.metadata.allow_http_loopback
+    )
+    saml = SamlIdp(settings, registry)
+    directory = Directory(settings.ldap)
+    return Services(
+        settings=settings,
+        db=db,
+        audit=audit,
+        registry=registry,
+        saml=saml,
+        directory=directory,
+        signin=SignInPipeline(directory, saml, audit),
+        pending=PendingPosts(cache),
+    )
+
+
+def _session_cache(settings: Settings) -> FileSystemCache | RedisCache:
+    if settings.server.session_backend == "redis":
+        import redis
+
+        return RedisCache(host=redis.Redis.from_url(settings.server.redis_url), key_prefix="idp:")
+    path = settings.server.data_dir / "sessions"
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    # threshold=0: never evict live sessions to make room; expired ones are removed by their timeout.
+    return FileSystemCache(str(path), threshold=0, default_timeout=settings.server.session_lifetime, mode=0o600)
+
+
+def _secret_key(path: Path) -> bytes:
+    """The key that signs CSRF tokens. Generated once, shared by every worker (and node, if the file is)."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".tmp{os.getpid()}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_hex(32))
+        try:
+            os.link(tmp, path)  # first writer wins when several workers start at once
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink()
+    return path.read_text().strip().encode()

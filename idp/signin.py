@@ -1,0 +1,110 @@
+"""The sign-in pipeline (DESIGN.md §2) as named steps in order.
+
+authenticate -> authorize -> provision -> respond. The web layer calls these steps; each one either returns
+what the next step needs or raises :class:`SignInRefused` carrying the audit reason and what to tell the
+person. Every terminal state writes exactly one audit event.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from idp import metrics
+from idp.audit import AuditTrail
+from idp.directory.client import Directory
+from idp.directory.errors import DirectoryError, ServiceAccountRejected
+from idp.directory.person import Person
+from idp.saml.idp import AuthnRequestInfo, PostForm, SamlIdp
+
+log = logging.getLogger(__name__)
+
+
+class SignInRefused(Exception):
+    """The sign-in stops here. ``reason`` is the audit code and the key of the message the person reads."""
+
+    def __init__(self, reason: str, *, sp_name: str | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.sp_name = sp_name
+
+
+@dataclass(frozen=True)
+class SsoContext:
+    """The parts of the person's SSO session that the response needs."""
+
+    session_index: str
+    authn_instant_epoch: float
+
+
+class SignInPipeline:
+    def __init__(self, directory: Directory, saml: SamlIdp, audit: AuditTrail) -> None:
+        self._directory = directory
+        self._saml = saml
+        self._audit = audit
+
+    def authenticate(self, username: str, password: str, *, ip: str | None, sp: str | None) -> Person:
+        """Check the password against AD. Refuses an empty password without asking AD (an empty password is an
+        anonymous bind that a directory may answer with success)."""
+        username = username.strip()
+        if not username or not password.strip():
+            reason = "missing_username" if not username else "empty_password"
+            self._refuse(reason, username=username or None, sp=sp, ip=ip)
+        started = time.perf_counter()
+        try:
+            person = self._directory.authenticate(username, password)
+        except DirectoryError as exc:
+            if isinstance(exc, ServiceAccountRejected):
+                log.error("the LDAP service account was refused by AD; check [ldap] bind_dn / bind_password")
+            self._refuse(exc.reason, username=username, sp=sp, ip=ip, detail=exc.detail or None)
+        finally:
+            metrics.LDAP_AUTH_SECONDS.observe(time.perf_counter() - started)
+        return person
+
+    def authorize(self, req: AuthnRequestInfo, person: Person, *, ip: str | None) -> None:
+        """The SP's policy: enabled, and the person in one of its groups when it names any."""
+        policy = req.policy
+        if not policy.enabled:
+            self._refuse("sp_disabled", username=person.username, sp=req.sp_entity_id, ip=ip, sp_name=req.sp_name)
+        if policy.allowed_groups and not person.in_any_group(policy.allowed_groups):
+            self._refuse(
+                "not_in_allowed_group",
+                username=person.username,
+                sp=req.sp_entity_id,
+                ip=ip,
+                sp_name=req.sp_name,
+                detail="allowed: " + ", ".join(policy.allowed_groups),
+            )
+
+    def respond(self, req: AuthnRequestInfo, person: Person, sso: SsoContext, *, ip: str | None,
+                reused_session: bool) -> PostForm:
+        """Authorize, then build the signed response for the SP's ACS URL."""
+        self.authorize(req, person, ip=ip)
+        form = self._saml.authn_response(
+            req,
+            person,
+            session_index=sso.session_index,
+            authn_instant=datetime.fromtimestamp(sso.authn_instant_epoch, UTC),
+        )
+        self._audit.record(
+            "signin",
+            "success",
+            reason="sso_session" if reused_session else "password",
+            username=person.username,
+            sp=req.sp_entity_id,
+            ip=ip,
+        )
+        metrics.SIGNINS.labels(result="success", reason="sso_session" if reused_session else "password").inc()
+        return form
+
+    def audit_login_without_sp(self, person: Person, *, ip: str | None) -> None:
+        self._audit.record("signin", "success", reason="password", username=person.username, ip=ip)
+        metrics.SIGNINS.labels(result="success", reason="password").inc()
+
+    def _refuse(self, reason: str, *, username: str | None, sp: str | None, ip: str | None,
+                sp_name: str | None = None, detail: str | None = None) -> None:
+        self._audit.record("signin", "failure", reason=reason, username=username, sp=sp, ip=ip, detail=detail)
+        metrics.SIGNINS.labels(result="failure", reason=reason).inc()
+        raise SignInRefused(reason, sp_name=sp_name)

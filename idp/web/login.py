@@ -1,0 +1,68 @@
+"""The login page and the IdP's own landing and sign-out pages."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, redirect, render_template, request, url_for
+
+from idp.signin import SignInRefused
+from idp.web.i18n import translate
+from idp.web.services import services
+from idp.web.sso import answer, client_ip, drop_request, error_page, load_request
+from idp.web.sso_session import current_sso, end_sso, start_sso
+
+bp = Blueprint("login", __name__)
+
+MAX_USERNAME = 256
+MAX_PASSWORD = 512
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login() -> Response | str:
+    key = request.values.get("k", "")
+    req = load_request(key) if key else None
+    if key and req is None:
+        return error_page("error.login_expired", 400)
+    sp_name = req.sp_name if req else None
+    if request.method == "GET":
+        return _form(sp_name, key)
+
+    username = request.form.get("username", "")[:MAX_USERNAME]
+    password = request.form.get("password", "")[:MAX_PASSWORD]
+    svc = services()
+    try:
+        person = svc.signin.authenticate(
+            username, password, ip=client_ip(), sp=req.sp_entity_id if req else None
+        )
+    except SignInRefused as exc:
+        return _form(sp_name, key, username=username, error=translate(exc.reason), status=401)
+    sso = start_sso(person, svc.settings.server.session_lifetime)
+    if req is None:
+        svc.signin.audit_login_without_sp(person, ip=client_ip())
+        return redirect(url_for("login.home"), code=303)
+    drop_request(key)
+    return answer(req, sso, reused=False)
+
+
+def _form(sp_name: str | None, key: str, *, username: str = "", error: str | None = None,
+          status: int = 200) -> Response:
+    body = render_template("login.html", sp=sp_name, key=key, username=username, error=error)
+    resp = Response(body, status=status)
+    resp.headers["Cache-Control"] = "no-store"
+    return resp
+
+
+@bp.get("/")
+def home() -> Response | str:
+    sso = current_sso()
+    if sso is None:
+        return redirect(url_for("login.login"))
+    return render_template("signed_in.html", person=sso.person)
+
+
+@bp.post("/logout")
+def logout() -> str:
+    ended = end_sso()
+    services().audit.record(
+        "logout", "success", reason="idp_page", ip=client_ip(), username=ended.person.username if ended else None
+    )
+    return render_template("logged_out.html")

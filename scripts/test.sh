@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh Debian 12 machine: installs Debian packages and the project into .venv,
+# starts Redis and PostgreSQL, then runs ruff and pytest. The Samba AD DC the tests sign in against is
+# provisioned once by the test harness itself (tests/conftest.py). Extra arguments go to pytest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/bootstrap.sh
+bootstrap_test
+start_test_services
+
+echo "==> ruff"
+.venv/bin/ruff check idp tests bench
+echo "==> pytest"
+exec .venv/bin/pytest "$@"

@@ -1,0 +1,146 @@
+"""The IdP as production runs it: `idp serve` (gunicorn) on loopback, against the Samba AD DC of the run,
+with SPs registered through `idp sp add` from their metadata. Started once per test session."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import requests
+
+from idp.settings import render_toml
+from tests.e2e.saml_sp import IndependentSp, write_metadata
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class IdpServer:
+    base_url: str
+    config: Path
+    root: Path
+    process: subprocess.Popen
+    sps: dict[str, IndependentSp] = field(default_factory=dict)
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {**os.environ, "IDP_CONFIG": str(self.config)}
+
+    def idp(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "idp.cli", *args], env=self.env, capture_output=True, text=True, check=check,
+            timeout=120,
+        )
+
+    def metadata(self) -> str:
+        return requests.get(self.base_url + "/saml/metadata", timeout=10).text
+
+    def audit_rows(self, **where: str) -> list[dict]:
+        """Audit rows, newest first, read straight from the database the IdP writes."""
+        from idp.audit import AuditTrail
+        from idp.settings import load_settings
+        from idp.store.db import Database
+
+        settings = load_settings(self.config)
+        db = Database(settings.database_url)
+        try:
+            rows = AuditTrail(db).recent(200)
+        finally:
+            db.dispose()
+        out = [r.__dict__ for r in rows]
+        return [r for r in out if all(r.get(k) == v for k, v in where.items())]
+
+
+def _config(root: Path, base_url: str, ldap: dict) -> dict:
+    return {
+        "server": {"base_url": base_url, "data_dir": root / "data"},
+        "idp": {
+            "key_file": root / "certs/idp.key",
+            "cert_file": root / "certs/idp.crt",
+            "persistent_id_secret_file": root / "certs/persistent-id.secret",
+            "assertion_lifetime": 300,
+        },
+        "metadata": {"dir": root / "metadata"},
+        "ldap": ldap,
+    }
+
+
+# name -> (sign requests, extra `idp sp add` options)
+SP_SPECS: dict[str, tuple[bool, list[str]]] = {
+    "webmail": (False, []),
+    "calendar": (False, []),
+    "signed": (True, []),
+    "required": (False, ["--require-signed-requests"]),
+    "restricted": (False, ["--group", "Mail Users"]),
+    "persistent": (False, ["--nameid-format", "persistent"]),
+}
+
+
+@pytest.fixture(scope="session")
+def idp_server(samba_dc, tmp_path_factory) -> Iterator[IdpServer]:
+    root = tmp_path_factory.mktemp("idp")
+    port = free_port()
+    base_url = f"http://127.0.0.1:{port}"
+    config = root / "idp.toml"
+    config.write_text(render_toml(_config(root, base_url, samba_dc.ldap_settings())))
+    (root / "metadata").mkdir()
+    env = {**os.environ, "IDP_CONFIG": str(config)}
+
+    def idp(*args: str) -> None:
+        subprocess.run([sys.executable, "-m", "idp.cli", *args], env=env, check=True, timeout=120,
+                       capture_output=True, text=True)
+
+    idp("keys", "init")
+    log = (root / "gunicorn.log").open("w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "idp.cli", "serve", "--bind", f"127.0.0.1:{port}", "--workers", "2"],
+        env=env, stdout=log, stderr=subprocess.STDOUT,
+    )
+    server = IdpServer(base_url, config, root, proc)
+    try:
+        _wait_healthy(base_url, proc, root / "gunicorn.log")
+        idp_metadata = server.metadata()
+        sp_dir = root / "sp-metadata"
+        sp_dir.mkdir()
+        for name, (signed, options) in SP_SPECS.items():
+            sp = IndependentSp(
+                entity_id=f"https://{name}.sp.test/saml",
+                acs_url=f"http://127.0.0.1:{9000 + len(server.sps)}/{name}/acs",
+                sign_requests=signed,
+                idp_metadata_xml=idp_metadata,
+            )
+            idp("sp", "add", str(write_metadata(sp, sp_dir)), *options)
+            server.sps[name] = sp
+        yield server
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+def _wait_healthy(base_url: str, proc: subprocess.Popen, log: Path) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"idp serve exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            if requests.get(base_url + "/healthz", timeout=2).status_code == 200:
+                return
+        except requests.ConnectionError:
+            pass
+        time.sleep(0.3)
+    raise RuntimeError(f"idp serve did not become healthy:\n{log.read_text()[-3000:]}")

@@ -1,0 +1,209 @@
+"""An independent SAML SP for the end-to-end tests, built on python3-saml (OneLogin), not on pysaml2.
+
+It makes AuthnRequests and LogoutRequests the way a real SP would (Redirect or POST, signed or not) and
+validates our responses strictly: signatures over response and assertion, SHA-256, audience, destination,
+InResponseTo, timing. It does not listen on a port: the test's "browser" carries the auto-POST form to it.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import NameOID
+from lxml import etree
+from onelogin.saml2.auth import OneLogin_Saml2_Auth
+from onelogin.saml2.authn_request import OneLogin_Saml2_Authn_Request
+from onelogin.saml2.constants import OneLogin_Saml2_Constants as C
+from onelogin.saml2.idp_metadata_parser import OneLogin_Saml2_IdPMetadataParser
+from onelogin.saml2.settings import OneLogin_Saml2_Settings
+from onelogin.saml2.utils import OneLogin_Saml2_Utils
+
+
+def make_key_and_cert(common_name: str, days: int = 365) -> tuple[str, str]:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=days))
+        .sign(key, hashes.SHA256())
+    )
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+    return key_pem, cert.public_bytes(serialization.Encoding.PEM).decode()
+
+
+@dataclass
+class LoginResult:
+    nameid: str
+    nameid_format: str
+    attributes: dict[str, list[str]]
+    friendly: dict[str, list[str]]
+    session_index: str
+    relay_state: str | None
+    response_xml: str
+
+
+@dataclass
+class IndependentSp:
+    entity_id: str
+    acs_url: str
+    sign_requests: bool
+    idp_metadata_xml: str
+    key_pem: str = ""
+    cert_pem: str = ""
+    _last_request_id: str | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if not self.key_pem:
+            self.key_pem, self.cert_pem = make_key_and_cert(urlsplit(self.entity_id).hostname or "sp")
+
+    # --- configuration ------------------------------------------------------------------------------------
+
+    def settings_dict(self) -> dict:
+        idp = OneLogin_Saml2_IdPMetadataParser.parse(self.idp_metadata_xml)["idp"]
+        base = self.acs_url.rsplit("/", 1)[0]
+        return {
+            "strict": True,
+            "debug": False,
+            "sp": {
+                "entityId": self.entity_id,
+                "assertionConsumerService": {"url": self.acs_url, "binding": C.BINDING_HTTP_POST},
+                "singleLogoutService": {"url": base + "/sls", "binding": C.BINDING_HTTP_REDIRECT},
+                "NameIDFormat": C.NAMEID_UNSPECIFIED,
+                "x509cert": self.cert_pem,
+                "privateKey": self.key_pem,
+            },
+            "idp": idp,
+            "security": {
+                "authnRequestsSigned": self.sign_requests,
+                "logoutRequestSigned": True,
+                "logoutResponseSigned": True,
+                "wantMessagesSigned": True,
+                "wantAssertionsSigned": True,
+                "wantNameId": True,
+                "requestedAuthnContext": False,
+                "signatureAlgorithm": C.RSA_SHA256,
+                "digestAlgorithm": C.SHA256,
+                "rejectDeprecatedAlgorithm": True,
+            },
+        }
+
+    def settings(self) -> OneLogin_Saml2_Settings:
+        return OneLogin_Saml2_Settings(self.settings_dict(), sp_validation_only=False)
+
+    def metadata_xml(self) -> bytes:
+        s = self.settings()
+        xml = s.get_sp_metadata()
+        errors = s.validate_metadata(xml)
+        assert not errors, errors
+        return xml if isinstance(xml, bytes) else xml.encode()
+
+    # --- requests -----------------------------------------------------------------------------------------
+
+    def _request_data(self, url: str, *, get: dict | None = None, post: dict | None = None) -> dict:
+        parts = urlsplit(url)
+        return {
+            "https": "on" if parts.scheme == "https" else "off",
+            "http_host": parts.hostname,
+            "server_port": str(parts.port or (443 if parts.scheme == "https" else 80)),
+            "script_name": parts.path,
+            "get_data": get or {},
+            "post_data": post or {},
+        }
+
+    def redirect_login_url(self, *, relay_state: str | None = "/inbox", force_authn: bool = False,
+                           is_passive: bool = False, nameid_format: str | None = None) -> str:
+        """The URL the SP sends the browser to (HTTP-Redirect binding, signed when configured)."""
+        settings = self.settings_dict()
+        if nameid_format:
+            settings["sp"]["NameIDFormat"] = nameid_format
+        auth = OneLogin_Saml2_Auth(self._request_data(self.acs_url), settings)
+        url = auth.login(return_to=relay_state, force_authn=force_authn, is_passive=is_passive,
+                         set_nameid_policy=nameid_format is not None)
+        self._last_request_id = auth.get_last_request_id()
+        return url
+
+    def post_login_fields(self, *, relay_state: str | None = "/inbox", sign: bool | None = None) -> dict[str, str]:
+        """The form fields of an HTTP-POST binding AuthnRequest (enveloped signature when signing)."""
+        req = OneLogin_Saml2_Authn_Request(self.settings(), set_nameid_policy=False)
+        self._last_request_id = req.get_id()
+        xml = req.get_xml()
+        if self.sign_requests if sign is None else sign:
+            xml = OneLogin_Saml2_Utils.add_sign(
+                xml, self.key_pem, self.cert_pem, sign_algorithm=C.RSA_SHA256, digest_algorithm=C.SHA256
+            )
+        xml_bytes = xml if isinstance(xml, bytes) else xml.encode()
+        fields = {"SAMLRequest": base64.b64encode(xml_bytes).decode()}
+        if relay_state is not None:
+            fields["RelayState"] = relay_state
+        return fields
+
+    def logout_url(self, *, name_id: str, session_index: str, nameid_format: str | None = None) -> str:
+        auth = OneLogin_Saml2_Auth(self._request_data(self.acs_url), self.settings_dict())
+        url = auth.logout(return_to="/bye", name_id=name_id, session_index=session_index,
+                          name_id_format=nameid_format)
+        self._last_request_id = auth.get_last_request_id()
+        return url
+
+    # --- responses ----------------------------------------------------------------------------------------
+
+    def consume(self, action: str, fields: dict[str, str]) -> LoginResult:
+        """Validate a response posted to our ACS the way the SP's ACS endpoint would; raise on any error."""
+        assert action == self.acs_url, f"response posted to {action}, expected {self.acs_url}"
+        auth = OneLogin_Saml2_Auth(self._request_data(self.acs_url, post=fields), self.settings_dict())
+        auth.process_response(request_id=self._last_request_id)
+        errors = auth.get_errors()
+        if errors:
+            raise AssertionError(f"SP rejected the response: {errors}: {auth.get_last_error_reason()}")
+        assert auth.is_authenticated()
+        return LoginResult(
+            nameid=auth.get_nameid(),
+            nameid_format=auth.get_nameid_format(),
+            attributes=auth.get_attributes(),
+            friendly=auth.get_friendlyname_attributes(),
+            session_index=auth.get_session_index(),
+            relay_state=fields.get("RelayState"),
+            response_xml=auth.get_last_response_xml().decode()
+            if isinstance(auth.get_last_response_xml(), bytes) else auth.get_last_response_xml(),
+        )
+
+    def status_of(self, fields: dict[str, str]) -> str:
+        """The top-level status code of an error response (python3-saml refuses to 'process' those)."""
+        xml = base64.b64decode(fields["SAMLResponse"])
+        root = etree.fromstring(xml, etree.XMLParser(resolve_entities=False, no_network=True))
+        codes = root.findall(".//{urn:oasis:names:tc:SAML:2.0:protocol}StatusCode")
+        return "/".join(c.get("Value").rsplit(":", 1)[-1] for c in codes)
+
+    def validate_logout_response(self, url_or_fields: str | dict[str, str]) -> None:
+        """Process our LogoutResponse (Redirect binding) with signature checks; raise on any error."""
+        assert isinstance(url_or_fields, str)
+        parts = urlsplit(url_or_fields)
+        get = {k: v[0] for k, v in parse_qs(parts.query).items()}
+        sls = self.acs_url.rsplit("/", 1)[0] + "/sls"
+        data = self._request_data(sls, get=get)
+        data["query_string"] = parts.query
+        auth = OneLogin_Saml2_Auth(data, self.settings_dict())
+        auth.process_slo(request_id=self._last_request_id, delete_session_cb=lambda: None)
+        errors = auth.get_errors()
+        if errors:
+            raise AssertionError(f"SP rejected the LogoutResponse: {errors}: {auth.get_last_error_reason()}")
+
+
+def write_metadata(sp: IndependentSp, folder: Path) -> Path:
+    path = folder / (sp.entity_id.rstrip("/").rsplit("/", 1)[-1] + ".xml")
+    path.write_bytes(sp.metadata_xml())
+    return path

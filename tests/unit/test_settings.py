@@ -1,0 +1,78 @@
+"""Settings: one typed object, TOML + IDP_SECTION__KEY, and start-up errors that name the bad key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from idp.settings import SettingsError, load_settings, render_toml
+
+ROOT = Path(__file__).resolve().parents[2]
+MINIMAL = {"ldap": {"urls": ["ldaps://dc1.corp.example.com"], "base_dn": "DC=corp,DC=example,DC=com",
+                    "bind_dn": "svc@corp.example.com", "bind_password": "x"}}
+
+
+def write(tmp_path: Path, data: dict) -> Path:
+    path = tmp_path / "idp.toml"
+    path.write_text(render_toml(data))
+    return path
+
+
+def test_the_shipped_example_is_valid(tmp_path):
+    s = load_settings(ROOT / "idp.example.toml", environ={"IDP_LDAP__BIND_PASSWORD": "from-env"})
+    assert s.ldap.urls[0].startswith("ldaps://")
+    assert s.ldap.service_password() == "from-env"
+    with pytest.raises(SettingsError, match=r"ldap.bind_password_file: /etc/idp/ldap-password does not exist"):
+        load_settings(ROOT / "idp.example.toml", environ={})
+    assert s.entity_id == "https://sso.corp.example.com/saml/metadata"
+
+
+def test_defaults_and_relative_paths(tmp_path):
+    s = load_settings(write(tmp_path, MINIMAL), environ={})
+    assert s.server.base_url == "http://127.0.0.1:8000"
+    assert s.idp.key_file == tmp_path / "certs/idp.key"
+    assert s.metadata.dir == tmp_path / "metadata"
+    assert s.ldap.realm == "corp.example.com"
+    assert s.database_url.startswith("sqlite:///") and s.database_url.endswith("var/idp.db")
+
+
+def test_environment_overrides_single_keys(tmp_path):
+    env = {
+        "IDP_LDAP__URLS": '["ldaps://a.example", "ldaps://b.example"]',
+        "IDP_LDAP__BIND_PASSWORD": "12345",
+        "IDP_SERVER__SESSION_LIFETIME": "600",
+        "IDP_SERVER__BASE_URL": "https://sso.example.com/",
+    }
+    s = load_settings(write(tmp_path, MINIMAL), environ=env)
+    assert s.ldap.urls == ["ldaps://a.example", "ldaps://b.example"]
+    assert s.ldap.bind_password == "12345"  # a numeric-looking password stays a string
+    assert s.server.session_lifetime == 600
+    assert s.server.base_url == "https://sso.example.com"
+
+
+@pytest.mark.parametrize(
+    ("data", "env", "named"),
+    [
+        ({**MINIMAL, "server": {"base_url": "sso.example.com"}}, {}, "server.base_url"),
+        ({**MINIMAL, "server": {"sesion_lifetime": 60}}, {}, "server.sesion_lifetime"),
+        ({**MINIMAL, "idp": {"assertion_lifetime": 5}}, {}, "idp.assertion_lifetime"),
+        ({"ldap": {**MINIMAL["ldap"], "urls": ["http://dc1"]}}, {}, "ldap.urls"),
+        ({}, {}, "ldap"),
+        (MINIMAL, {"IDP_SERVER__COOKIE_SAMESITE": "None"}, "server"),
+        (MINIMAL, {"IDP_LDAP__CONNECT_TIMEOUT": "soon"}, "IDP_LDAP__CONNECT_TIMEOUT"),
+    ],
+)
+def test_bad_keys_are_named(tmp_path, data, env, named):
+    with pytest.raises(SettingsError) as err:
+        load_settings(write(tmp_path, data), environ=env)
+    assert named in str(err.value)
+
+
+def test_missing_file_and_bad_toml(tmp_path):
+    with pytest.raises(SettingsError, match="does not exist"):
+        load_settings(tmp_path / "nope.toml", environ={})
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[ldap\nurls = 1")
+    with pytest.raises(SettingsError, match="not valid TOML"):
+        load_settings(bad, environ={})
