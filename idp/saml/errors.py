@@ -1,0 +1,31 @@
+"""The one error the SAML layer raises about a request it will not answer normally."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+Reason = Literal[
+    "unknown_sp",
+    "acs_not_in_metadata",
+    "unsigned_request",
+    "bad_signature",
+    "malformed",
+    "too_large",
+    "hostile_xml",
+    "unsupported_binding",
+    "sp_disabled",
+]
+
+
+class SamlRequestError(Exception):
+    """A SAML request we refuse.
+
+    ``reason`` is the stable audit code (and what the web layer translates by); ``message`` is one English
+    sentence for the person in front of the browser; ``sp_entity_id`` is set once the sender is known.
+    """
+
+    def __init__(self, reason: Reason, message: str, sp_entity_id: str | None = None) -> None:
+        super().__init__(f"{reason}: {message}")
+        self.reason: str = reason
+        self.message = message
+        self.sp_entity_id = sp_entity_id
