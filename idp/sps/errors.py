@@ -1,0 +1,80 @@
+"""Typed errors of the SP registry; each carries the sentence an admin needs and a short audit reason."""
+
+from __future__ import annotations
+
+
+class SpRegistryError(Exception):
+    """Base class: ``str(error)`` is the message for the admin, ``reason`` the audit trail's short code."""
+
+    reason = "error"
+
+
+class MetadataError(SpRegistryError):
+    """SP metadata we refuse; ``element`` names the element at fault (None: the whole document)."""
+
+    reason = "invalid_metadata"
+
+    def __init__(self, problem: str, element: str | None = None) -> None:
+        self.problem = problem
+        self.element = element
+        super().__init__(f"{element}: {problem}" if element else problem)
+
+
+class DuplicateSpError(SpRegistryError):
+    reason = "duplicate_entity_id"
+
+    def __init__(self, entity_id: str) -> None:
+        self.entity_id = entity_id
+        super().__init__(
+            f"an SP with entityID {entity_id!r} is already registered (use --replace to update it)"
+        )
+
+
+class UnknownSpError(SpRegistryError):
+    reason = "unknown_sp"
+
+    def __init__(self, entity_id: str) -> None:
+        self.entity_id = entity_id
+        super().__init__(f"no SP with entityID {entity_id!r} is registered")
+
+
+class StoredPolicyError(SpRegistryError):
+    """A policy row that no longer matches SpPolicy; we fail closed rather than fall back to the defaults."""
+
+    reason = "bad_stored_policy"
+
+
+class RegistryStorageError(SpRegistryError):
+    """The metadata directory cannot be written."""
+
+    reason = "storage_error"
+
+
+class FetchError(SpRegistryError):
+    """Metadata could not be downloaded from a URL."""
+
+    reason = "fetch_failed"
+
+
+class FetchRefused(FetchError):
+    reason = "fetch_refused_url"
+
+
+class FetchTimeout(FetchError):
+    reason = "fetch_timeout"
+
+
+class FetchHttpError(FetchError):
+    reason = "fetch_http_error"
+
+    def __init__(self, message: str, status: int) -> None:
+        self.status = status
+        super().__init__(message)
+
+
+class FetchTooLarge(FetchError):
+    reason = "fetch_too_large"
+
+
+class FetchNotXml(FetchError):
+    reason = "fetch_not_xml"
