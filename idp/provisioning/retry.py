@@ -1,0 +1,82 @@
+"""One retry policy for every provider call: back off on 429, 5xx, timeouts and dropped connections.
+
+A provider raises ``RateLimited`` or ``Unavailable`` from one attempt; this module decides whether and
+when to try again. A ``Retry-After`` the provider sent wins over our own backoff (capped, so a
+misbehaving server cannot park a sign-in for an hour). Everything else (``Rejected``, ``NotFound``,
+``Conflict``) is an answer, not a failure, and is never retried.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_random_exponential,
+)
+
+from idp.provisioning.provider import RateLimited, Unavailable
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds from a Retry-After header: delta-seconds (decimals accepted) or an HTTP date."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+class RetryPolicy:
+    """How often and how long to retry one logical call."""
+
+    def __init__(self, max_attempts: int = 5, base_wait: float = 0.2, max_wait: float = 10.0) -> None:
+        self.max_attempts = max_attempts
+        self.max_wait = max_wait
+        self._backoff = wait_random_exponential(multiplier=base_wait, max=max_wait)
+
+    def _wait(self, state: RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        if isinstance(exc, RateLimited) and exc.retry_after is not None:
+            return min(exc.retry_after, self.max_wait)
+        return self._backoff(state)
+
+    def call(self, attempt: Callable[[], T], what: str) -> T:
+        """Run ``attempt`` until it succeeds or fails for good; re-raise the last error as it was."""
+
+        def before_sleep(state: RetryCallState) -> None:
+            exc = state.outcome.exception() if state.outcome else None
+            log.info(
+                "%s: attempt %d failed (%s), retrying in %.2fs",
+                what,
+                state.attempt_number,
+                exc,
+                state.next_action.sleep if state.next_action else 0.0,
+            )
+
+        retrying = Retrying(
+            retry=retry_if_exception_type((RateLimited, Unavailable)),
+            stop=stop_after_attempt(self.max_attempts),
+            wait=self._wait,
+            before_sleep=before_sleep,
+            reraise=True,
+        )
+        return retrying(attempt)

@@ -1,0 +1,292 @@
+"""Any SCIM 2.0 service (RFC 7643/7644) as a mailbox ``Provider``, through ``scim2-client``.
+
+A mailbox is a SCIM ``User`` with the enterprise extension:
+
+    email            -> userName, and emails[primary, type=work]
+    display_name     -> displayName
+    given_name/surname -> name.givenName / name.familyName
+    title            -> title
+    phone            -> phoneNumbers[type=work]
+    employee_number  -> enterprise:employeeNumber
+    department       -> enterprise:department, levels joined with "/"
+    frozen           -> active = false
+
+Updates are PATCH operations on exactly the changed attributes. 429 and 5xx answers are caught from
+the HTTP layer (before scim2-client reads them) so that ``Retry-After`` is honoured by ``RetryPolicy``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx2
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from scim2_client import RequestNetworkException, SCIMClientException
+from scim2_client.engines.httpx2 import SyncSCIMClient
+from scim2_models import (
+    Email,
+    EnterpriseUser,
+    Name,
+    PatchOp,
+    PatchOperation,
+    PhoneNumber,
+    ResourceType,
+    SCIMException,
+    SearchRequest,
+    User,
+)
+from scim2_models import ScimProvider as ScimServiceDescription
+
+from idp.provisioning.provider import (
+    Conflict,
+    Mailbox,
+    MailboxSpec,
+    NotFound,
+    RateLimited,
+    Rejected,
+    Unavailable,
+    check_changes,
+)
+from idp.provisioning.ratelimit import RateLimiter, make_rate_limiter
+from idp.provisioning.retry import RetryPolicy, parse_retry_after
+
+T = TypeVar("T")
+ScimUser = User[EnterpriseUser]
+ENTERPRISE = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
+MAX_PAGE_SIZE = 1000
+
+
+class ScimSettings(BaseModel):
+    """The ``[scim]`` section of the configuration."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    base_url: str
+    """The SCIM base URL, e.g. https://saas.example.com/scim/v2 (``/Users`` is appended)."""
+    bearer_token: SecretStr = SecretStr("")
+    bearer_token_file: Path | None = None
+    verify_tls: bool = True
+    connect_timeout: float = Field(default=5.0, gt=0, le=60)
+    read_timeout: float = Field(default=15.0, gt=0, le=300)
+    rate_per_second: float | None = Field(default=None, gt=0)
+    """Our own limit, when the service documents one; None sends as fast as answers come."""
+    redis_url: str = ""
+    max_attempts: int = Field(default=5, ge=1, le=20)
+    retry_base_wait: float = Field(default=0.2, gt=0, le=10)
+    max_retry_wait: float = Field(default=20.0, gt=0, le=300)
+
+    @field_validator("base_url")
+    @classmethod
+    def _base_url(cls, v: str) -> str:
+        if not v.startswith(("https://", "http://")):
+            raise ValueError("must start with https://")
+        return v.rstrip("/")
+
+    def token(self) -> str:
+        if self.bearer_token_file is not None:
+            return self.bearer_token_file.read_text(encoding="utf-8").strip()
+        return self.bearer_token.get_secret_value()
+
+
+def _raise_for_retryable(response: httpx2.Response) -> None:
+    """Event hook: 429 and 5xx become our retryable errors before scim2-client sees the body."""
+    if response.status_code == 429:
+        retry_after = parse_retry_after(response.headers.get("Retry-After"))
+        raise RateLimited(f"{response.url.host} answered 429 Too Many Requests", retry_after=retry_after)
+    if response.status_code >= 500:
+        raise Unavailable(f"{response.url.host} answered HTTP {response.status_code}")
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"')
+
+
+def _to_mailbox(user: Any) -> Mailbox:
+    emails = user.emails or []
+    primary = next((e.value for e in emails if e.primary), None) or (emails[0].value if emails else None)
+    phones = user.phone_numbers or []
+    phone = next((p.value for p in phones if p.type == "work"), None) or (phones[0].value if phones else None)
+    enterprise = user[EnterpriseUser]
+    department = (enterprise.department if enterprise else None) or ""
+    return Mailbox(
+        id=str(user.id),
+        email=str(primary or user.user_name),
+        display_name=user.display_name or "",
+        given_name=user.name.given_name if user.name else None,
+        surname=user.name.family_name if user.name else None,
+        department=tuple(level for level in department.split("/") if level),
+        title=user.title or None,
+        phone=phone,
+        employee_number=enterprise.employee_number if enterprise else None,
+        frozen=user.active is False,
+    )
+
+
+def _to_user(spec: MailboxSpec) -> Any:
+    user = ScimUser(
+        user_name=spec.email,
+        display_name=spec.display_name,
+        active=True,
+        emails=[Email(value=spec.email, primary=True, type="work")],
+        title=spec.title,
+    )
+    if spec.given_name or spec.surname:
+        user.name = Name(given_name=spec.given_name, family_name=spec.surname)
+    if spec.phone:
+        user.phone_numbers = [PhoneNumber(value=spec.phone, type="work")]
+    if spec.employee_number or spec.department:
+        user[EnterpriseUser] = EnterpriseUser(
+            employee_number=spec.employee_number, department="/".join(spec.department) or None
+        )
+    return user
+
+
+def _operations(changes: Mapping[str, Any]) -> list[PatchOperation[Any]]:
+    """PATCH operations that set exactly ``changes``; a None value removes the attribute."""
+    ops: list[PatchOperation[Any]] = []
+
+    def put(path: str, value: Any) -> None:
+        if value is None or value == [] or value == "":
+            ops.append(PatchOperation(op="remove", path=path))
+        else:
+            ops.append(PatchOperation(op="replace", path=path, value=value))
+
+    for key, value in changes.items():
+        if key == "email":
+            put("userName", value)
+            put("emails", [{"value": value, "primary": True, "type": "work"}])
+        elif key == "phone":
+            put("phoneNumbers", [{"value": value, "type": "work"}] if value else None)
+        elif key == "department":
+            put(f"{ENTERPRISE}:department", "/".join(value) if value else None)
+        else:
+            path = {
+                "display_name": "displayName",
+                "given_name": "name.givenName",
+                "surname": "name.familyName",
+                "title": "title",
+                "employee_number": f"{ENTERPRISE}:employeeNumber",
+            }[key]
+            put(path, value)
+    return ops
+
+
+class ScimProvider:
+    """Mailboxes as SCIM Users of one SCIM service."""
+
+    def __init__(self, settings: ScimSettings, limiter: RateLimiter | None = None) -> None:
+        self.settings = settings
+        token = settings.token()
+        self._http = httpx2.Client(
+            base_url=settings.base_url,
+            headers={"Authorization": f"Bearer {token}"} if token else {},
+            timeout=httpx2.Timeout(settings.read_timeout, connect=settings.connect_timeout),
+            verify=settings.verify_tls,
+            event_hooks={"response": [_raise_for_retryable]},
+        )
+        description = ScimServiceDescription(
+            models=[User, EnterpriseUser], resource_types=[ResourceType.from_resource(ScimUser)]
+        )
+        self._scim = SyncSCIMClient(self._http, provider=description)
+        self._limiter = limiter
+        self._owns_limiter = False
+        if limiter is None and settings.rate_per_second is not None:
+            self._limiter = make_rate_limiter(
+                settings.rate_per_second, key=f"scim:ratelimit:{settings.base_url}", redis_url=settings.redis_url
+            )
+            self._owns_limiter = True
+        self._retry = RetryPolicy(settings.max_attempts, settings.retry_base_wait, settings.max_retry_wait)
+
+    def _call(self, action: Callable[[], T], what: str) -> T:
+        def attempt() -> T:
+            if self._limiter is not None:
+                self._limiter.acquire()
+            try:
+                return action()
+            except SCIMException as exc:
+                detail = f"{what}: {exc.detail}"
+                if exc.status == 404:
+                    raise NotFound(detail) from None
+                if exc.status == 409:
+                    raise Conflict(detail) from None
+                raise Rejected(exc.scim_type or f"HTTP{exc.status}", exc.detail, what, exc.status) from None
+            except RequestNetworkException as exc:
+                cause = type(exc.__cause__).__name__ if exc.__cause__ else "network error"
+                raise Unavailable(f"{what}: {self.settings.base_url} unreachable ({cause})") from exc
+            except SCIMClientException as exc:
+                raise Rejected("InvalidResponse", str(exc), what) from exc
+
+        return self._retry.call(attempt, what)
+
+    def _resolve_id(self, id_or_email: str) -> str:
+        if "@" not in id_or_email:
+            return id_or_email
+        found = self.find(id_or_email)
+        if found is None:
+            raise NotFound(f"no SCIM user with userName {id_or_email}")
+        return found.id
+
+    def get(self, id_or_email: str) -> Mailbox:
+        user_id = self._resolve_id(id_or_email)
+        return _to_mailbox(self._call(lambda: self._scim.query(ScimUser, user_id), f"read user {user_id}"))
+
+    def find(self, email: str) -> Mailbox | None:
+        search = SearchRequest(filter=f'userName eq "{_escape(email)}"', count=2)
+        result = self._call(lambda: self._scim.query(ScimUser, query_parameters=search), f"find user {email}")
+        resources = result.resources or []
+        return _to_mailbox(resources[0]) if resources else None
+
+    def list_all(self, page_size: int = 100) -> Iterator[Mailbox]:
+        count = max(1, min(page_size, MAX_PAGE_SIZE))
+        start = 1
+        while True:
+            search = SearchRequest(start_index=start, count=count)
+            page = self._call(lambda s=search: self._scim.query(ScimUser, query_parameters=s), "list users")
+            resources = page.resources or []
+            for user in resources:
+                yield _to_mailbox(user)
+            start += len(resources)
+            if not resources or start > (page.total_results or 0):
+                return
+
+    def create(self, spec: MailboxSpec) -> Mailbox:
+        return _to_mailbox(self._call(lambda: self._scim.create(_to_user(spec)), f"create user {spec.email}"))
+
+    def _patch(self, id_or_email: str, operations: list[PatchOperation[Any]], what: str) -> Mailbox:
+        user_id = self._resolve_id(id_or_email)
+        patch = PatchOp[ScimUser](operations=operations)
+        result = self._call(lambda: self._scim.modify(ScimUser, user_id, patch), what)
+        # 204 No Content is a valid answer to PATCH: read the result back then.
+        return _to_mailbox(result) if result is not None else self.get(user_id)
+
+    def update(self, id_or_email: str, changes: Mapping[str, Any]) -> Mailbox:
+        check_changes(changes)
+        if not changes:
+            return self.get(id_or_email)
+        return self._patch(id_or_email, _operations(changes), f"update user {id_or_email}")
+
+    def freeze(self, id_or_email: str) -> Mailbox:
+        op = PatchOperation(op="replace", path="active", value=False)
+        return self._patch(id_or_email, [op], f"deactivate user {id_or_email}")
+
+    def unfreeze(self, id_or_email: str) -> Mailbox:
+        op = PatchOperation(op="replace", path="active", value=True)
+        return self._patch(id_or_email, [op], f"activate user {id_or_email}")
+
+    def delete(self, id_or_email: str) -> None:
+        user_id = self._resolve_id(id_or_email)
+        self._call(lambda: self._scim.delete(ScimUser, user_id), f"delete user {user_id}")
+
+    def close(self) -> None:
+        self._http.close()
+        close_limiter = getattr(self._limiter, "close", None)
+        if self._owns_limiter and close_limiter is not None:
+            close_limiter()
+
+    def __enter__(self) -> ScimProvider:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

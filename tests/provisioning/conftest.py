@@ -1,0 +1,115 @@
+"""Fixtures: the Alibaba Mail emulator and a scim2-server, both over real HTTP on loopback; Redis."""
+
+from __future__ import annotations
+
+import os
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, make_server
+
+import pytest
+import redis
+from scim2_models import ScimProvider as ScimServiceDescription
+from scim2_server.memory import InMemoryStorage
+from scim2_server.service import ScimService
+from scim2_server.testserver.application import BEARER_TOKEN_SCHEME, BearerTokenApplication
+from scim2_server.testserver.cli import ThreadingWSGIServer
+from scim2_server.utils import (
+    load_default_resource_types,
+    load_default_schemas,
+    load_default_service_provider_config,
+)
+
+from idp.provisioning.alimail import AlimailProvider, AlimailSettings
+from idp.provisioning.alimail_emulator import RunningEmulator, run_emulator
+
+REDIS_URL = os.environ.get("IDP_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+SCIM_TOKEN = "scim-test-token"
+
+
+def _missing(component: str) -> None:
+    """Skip outside CI; in CI a missing component is a failure, never a silent skip."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{component} is required in CI but is not available")
+    pytest.skip(f"{component} not available")
+
+
+@pytest.fixture
+def emulator() -> Iterator[RunningEmulator]:
+    # The emulator's own 40/s limit is off here so functional tests run at full speed; the rate
+    # limit tests turn it on.
+    with run_emulator(rate_limit=None) as emu:
+        yield emu
+
+
+@pytest.fixture
+def settings_for() -> Callable[..., AlimailSettings]:
+    def make(emu: RunningEmulator, **overrides: Any) -> AlimailSettings:
+        values: dict[str, Any] = {
+            "host": emu.url,
+            "client_id": emu.emulator.client_id,
+            "client_secret": emu.emulator.client_secret,
+            "mail_domain": emu.emulator.mail_domain,
+            "rate_per_second": 1000,
+            "connect_timeout": 1.0,
+            "read_timeout": 2.0,
+            "retry_base_wait": 0.01,
+            "max_retry_wait": 1.0,
+        }
+        values.update(overrides)
+        return AlimailSettings(**values)
+
+    return make
+
+
+@pytest.fixture
+def alimail(emulator: RunningEmulator, settings_for: Callable[..., AlimailSettings]) -> Iterator[AlimailProvider]:
+    with AlimailProvider(settings_for(emulator)) as provider:
+        yield provider
+
+
+@pytest.fixture
+def redis_url() -> Iterator[str]:
+    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1)
+    try:
+        client.ping()
+    except redis.RedisError:
+        _missing(f"Redis at {REDIS_URL}")
+    yield REDIS_URL
+    client.close()
+
+
+@pytest.fixture
+def redis_key() -> str:
+    """A rate-limit key of its own per test, so runs never share a bucket."""
+    return f"test:ratelimit:{uuid.uuid4().hex}"
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        return None
+
+
+@pytest.fixture
+def scim_server() -> Iterator[str]:
+    """A real scim2-server (in-memory storage, bearer token) on a loopback port; yields its base URL."""
+    config = load_default_service_provider_config()
+    config.authentication_schemes = [*(config.authentication_schemes or []), BEARER_TOKEN_SCHEME]
+    description = ScimServiceDescription.from_discovery(
+        load_default_schemas().values(), load_default_resource_types().values(), config=config
+    )
+    app = BearerTokenApplication(
+        InMemoryStorage(),
+        description,
+        service=ScimService(description, secret=uuid.uuid4().hex + uuid.uuid4().hex),
+        bearer_tokens=[SCIM_TOKEN],
+    )
+    server = make_server("127.0.0.1", 0, app, server_class=ThreadingWSGIServer, handler_class=_QuietHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}/v2"
+    server.shutdown()
+    server.server_close()
+    thread.join(timeout=5)
