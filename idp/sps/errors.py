@@ -25,9 +25,7 @@ class DuplicateSpError(SpRegistryError):
 
     def __init__(self, entity_id: str) -> None:
         self.entity_id = entity_id
-        super().__init__(
-            f"an SP with entityID {entity_id!r} is already registered (use --replace to update it)"
-        )
+        super().__init__(f"an SP with entityID {entity_id!r} is already registered (use --replace to update it)")
 
 
 class UnknownSpError(SpRegistryError):

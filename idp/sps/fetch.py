@@ -27,9 +27,7 @@ def fetch_metadata(url: str, *, timeout: float = 10, max_bytes: int = 2_000_000)
         with response:
             declared = response.headers.get("Content-Length", "")
             if declared.isdigit() and int(declared) > max_bytes:
-                raise FetchTooLarge(
-                    f"{response.url}: the server announces {declared} bytes; the limit is {max_bytes}"
-                )
+                raise FetchTooLarge(f"{response.url}: the server announces {declared} bytes; the limit is {max_bytes}")
             body = _read_limited(response, max_bytes, deadline)
     content_type = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
     if content_type == "text/html":
@@ -84,8 +82,6 @@ def _read_limited(response: requests.Response, max_bytes: int, deadline: float) 
     except requests.RequestException as exc:
         # requests reports a read timeout in the middle of the body as a ConnectionError wrapping urllib3's.
         if isinstance(exc, requests.Timeout) or any(isinstance(a, ReadTimeoutError) for a in exc.args):
-            raise FetchTimeout(
-                f"{response.url}: the server stopped sending before the download finished"
-            ) from None
+            raise FetchTimeout(f"{response.url}: the server stopped sending before the download finished") from None
         raise FetchError(f"{response.url}: the download broke off ({exc.__class__.__name__})") from None
     return bytes(body)

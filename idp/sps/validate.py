@@ -113,13 +113,9 @@ def validate_sp_metadata(
                     "ask the SP for metadata with its current certificate",
                     cert.element,
                 )
-            warnings.append(
-                f"the encryption certificate {cert.subject!r} expired on {cert.not_after:%Y-%m-%d}"
-            )
+            warnings.append(f"the encryption certificate {cert.subject!r} expired on {cert.not_after:%Y-%m-%d}")
         elif cert.not_after - now < EXPIRY_WARNING:
-            warnings.append(
-                f"the {cert.use} certificate {cert.subject!r} expires on {cert.not_after:%Y-%m-%d}"
-            )
+            warnings.append(f"the {cert.use} certificate {cert.subject!r} expires on {cert.not_after:%Y-%m-%d}")
     return replace(info, warnings=tuple(warnings))
 
 
@@ -135,23 +131,17 @@ def inspect_sp_metadata(xml: bytes, *, allow_http_loopback: bool = True) -> SpMe
     spsso = _sp_role(entity)
 
     acs = tuple(
-        _endpoint(el, allow_http_loopback, indexed=True)
-        for el in spsso.findall("md:AssertionConsumerService", NS)
+        _endpoint(el, allow_http_loopback, indexed=True) for el in spsso.findall("md:AssertionConsumerService", NS)
     )
     if not acs:
-        raise MetadataError(
-            "no AssertionConsumerService: the IdP would have nowhere to send users", _where(spsso)
-        )
+        raise MetadataError("no AssertionConsumerService: the IdP would have nowhere to send users", _where(spsso))
     if not any(e.binding == HTTP_POST for e in acs):
         raise MetadataError(
             f"no AssertionConsumerService uses the HTTP-POST binding ({HTTP_POST}); "
             "this IdP sends its responses only by POST",
             _where(spsso),
         )
-    slo = tuple(
-        _endpoint(el, allow_http_loopback, indexed=False)
-        for el in spsso.findall("md:SingleLogoutService", NS)
-    )
+    slo = tuple(_endpoint(el, allow_http_loopback, indexed=False) for el in spsso.findall("md:SingleLogoutService", NS))
     certificates = tuple(_certificates(spsso))
     authn_requests_signed = _boolean(spsso, "AuthnRequestsSigned")
     if authn_requests_signed and not any(c.signs for c in certificates):
@@ -165,9 +155,7 @@ def inspect_sp_metadata(xml: bytes, *, allow_http_loopback: bool = True) -> SpMe
         display_name=_display_name(entity, spsso) or entity_id,
         assertion_consumer_services=acs,
         single_logout_services=slo,
-        nameid_formats=tuple(
-            t for el in spsso.findall("md:NameIDFormat", NS) if (t := (el.text or "").strip())
-        ),
+        nameid_formats=tuple(t for el in spsso.findall("md:NameIDFormat", NS) if (t := (el.text or "").strip())),
         authn_requests_signed=authn_requests_signed,
         want_assertions_signed=_boolean(spsso, "WantAssertionsSigned"),
         certificates=certificates,
@@ -211,8 +199,7 @@ def _sp_entity(root: etree._Element) -> etree._Element:
         return root
     if root.tag != f"{{{MD}}}EntitiesDescriptor":
         raise MetadataError(
-            f"the root element is {root.tag}; expected EntityDescriptor or EntitiesDescriptor "
-            f"in namespace {MD}"
+            f"the root element is {root.tag}; expected EntityDescriptor or EntitiesDescriptor in namespace {MD}"
         )
     entities = root.findall(".//md:EntityDescriptor", NS)
     sps = [e for e in entities if e.find("md:SPSSODescriptor", NS) is not None]
@@ -224,8 +211,7 @@ def _sp_entity(root: etree._Element) -> etree._Element:
     if len(sps) > 1:
         names = ", ".join(repr(e.get("entityID")) for e in sps[:3]) + (", ..." if len(sps) > 3 else "")
         raise MetadataError(
-            f"it holds {len(sps)} service providers ({names}); "
-            "register one SP at a time, each from its own file",
+            f"it holds {len(sps)} service providers ({names}); register one SP at a time, each from its own file",
             "EntitiesDescriptor",
         )
     return sps[0]
@@ -235,20 +221,14 @@ def _sp_role(entity: etree._Element) -> etree._Element:
     roles = entity.findall("md:SPSSODescriptor", NS)
     if not roles:
         hint = (
-            " (this is an identity provider's metadata)"
-            if entity.find("md:IDPSSODescriptor", NS) is not None
-            else ""
+            " (this is an identity provider's metadata)" if entity.find("md:IDPSSODescriptor", NS) is not None else ""
         )
-        raise MetadataError(
-            f"no SPSSODescriptor: this is not a service provider's metadata{hint}", _where(entity)
-        )
+        raise MetadataError(f"no SPSSODescriptor: this is not a service provider's metadata{hint}", _where(entity))
     saml2 = [r for r in roles if SAML2_PROTOCOL in (r.get("protocolSupportEnumeration") or "").split()]
     if not saml2:
         raise MetadataError(f"protocolSupportEnumeration does not include {SAML2_PROTOCOL}", _where(roles[0]))
     if len(saml2) > 1:
-        raise MetadataError(
-            "more than one SPSSODescriptor supports SAML 2.0; expected exactly one", _where(saml2[1])
-        )
+        raise MetadataError("more than one SPSSODescriptor supports SAML 2.0; expected exactly one", _where(saml2[1]))
     return saml2[0]
 
 

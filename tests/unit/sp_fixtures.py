@@ -83,6 +83,7 @@ def sp_metadata(
 
 def write_config(tmp_path: Path, *, allow_http_loopback: bool = True) -> Path:
     """The smallest IDP_CONFIG the CLI accepts, with its database and metadata under tmp_path."""
+    tmp_path.mkdir(parents=True, exist_ok=True)
     config = tmp_path / "idp.toml"
     config.write_text(
         f"""
