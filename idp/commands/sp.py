@@ -17,6 +17,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from idp.audit import AuditTrail
 from idp.cli import settings_from
+from idp.saml.attributes import CATALOGUE
 from idp.settings import NameIdFormatName, Settings
 from idp.sps.errors import SpRegistryError
 from idp.sps.fetch import fetch_metadata
@@ -45,7 +46,14 @@ def sp() -> None:
 @click.argument("source", metavar="FILE|URL")
 @click.option("--replace", is_flag=True, help="Update an SP that is already registered.")
 @click.option("--nameid-format", type=click.Choice(get_args(NameIdFormatName)), help="NameID issued to this SP.")
-@click.option("--attribute", "attributes", multiple=True, metavar="NAME", help="Attribute released (repeat).")
+@click.option(
+    "--attribute",
+    "attributes",
+    multiple=True,
+    # Checked here, not at the first sign-in: an unknown key would fail every login to the SP.
+    type=click.Choice(list(CATALOGUE)),
+    help="Attribute released (repeat).",
+)
 @click.option(
     "--require-signed-requests/--accept-unsigned-requests",
     default=None,

@@ -115,6 +115,13 @@ def test_policy_options_are_stored(idp, config: Path, tmp_path: Path) -> None:
     assert "transient" in listed and "Mail Users" in listed
 
 
+def test_unknown_attribute_is_refused_before_anything_is_stored(idp, tmp_path: Path) -> None:
+    result = idp("add", metadata_file(tmp_path, sp_metadata(ENTITY)), "--attribute", "password")
+    assert result.exit_code == 2
+    assert "'password' is not one of" in result.output and "'mail'" in result.output
+    assert "No SPs are registered" in idp("list").output
+
+
 def test_duplicate_is_refused_and_replace_keeps_what_is_not_overridden(idp, config: Path, tmp_path: Path) -> None:
     first = metadata_file(tmp_path, sp_metadata(ENTITY, acs="https://webmail.example.test/acs"), "first.xml")
     assert idp("add", first, "--group", "Mail Users", "--nameid-format", "persistent").exit_code == 0
