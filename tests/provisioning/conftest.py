@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, make_server
 
@@ -92,9 +94,40 @@ class _QuietHandler(WSGIRequestHandler):
         return None
 
 
+class ScimFaults:
+    """WSGI middleware in front of scim2-server: answer the next requests with an error status."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.pending: list[tuple[int, str]] = []
+        self.requests = 0
+
+    def fail_next(self, times: int, status: int, retry_after: str = "") -> None:
+        self.pending.extend([(status, retry_after)] * times)
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        self.requests += 1
+        if not self.pending:
+            return self.app(environ, start_response)
+        status, retry_after = self.pending.pop(0)
+        headers = [("Content-Type", "application/scim+json")]
+        if retry_after:
+            headers.append(("Retry-After", retry_after))
+        start_response(f"{status} Injected", headers)
+        body = {"schemas": ["urn:ietf:params:scim:api:messages:2.0:Error"], "status": str(status)}
+        return [json.dumps(body).encode()]
+
+
+@dataclass
+class ScimServer:
+    url: str
+    token: str
+    faults: ScimFaults
+
+
 @pytest.fixture
-def scim_server() -> Iterator[str]:
-    """A real scim2-server (in-memory storage, bearer token) on a loopback port; yields its base URL."""
+def scim_server() -> Iterator[ScimServer]:
+    """A real scim2-server (in-memory storage, bearer token) on a loopback port."""
     config = load_default_service_provider_config()
     config.authentication_schemes = [*(config.authentication_schemes or []), BEARER_TOKEN_SCHEME]
     description = ScimServiceDescription.from_discovery(
@@ -106,10 +139,11 @@ def scim_server() -> Iterator[str]:
         service=ScimService(description, secret=uuid.uuid4().hex + uuid.uuid4().hex),
         bearer_tokens=[SCIM_TOKEN],
     )
-    server = make_server("127.0.0.1", 0, app, server_class=ThreadingWSGIServer, handler_class=_QuietHandler)
+    faults = ScimFaults(app)
+    server = make_server("127.0.0.1", 0, faults, server_class=ThreadingWSGIServer, handler_class=_QuietHandler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    yield f"http://127.0.0.1:{server.server_port}/v2"
+    yield ScimServer(f"http://127.0.0.1:{server.server_port}/v2", SCIM_TOKEN, faults)
     server.shutdown()
     server.server_close()
     thread.join(timeout=5)

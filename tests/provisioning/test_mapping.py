@@ -1,0 +1,58 @@
+"""From a Person to the MailboxSpec a provider gets."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from idp.directory.person import Person
+from idp.provisioning import MailboxSpec, PersonNotProvisionable, changed_fields, spec_from_person
+from idp.provisioning.mapping import department_from_dn
+
+ALICE = Person(
+    username="alice",
+    dn="CN=Alice Liddell,OU=Platform,OU=Engineering,DC=corp,DC=example,DC=com",
+    guid=uuid.UUID(int=1),
+    mail="alice@example.com",
+    display_name="Alice Liddell",
+    given_name="Alice",
+    surname="Liddell",
+    attributes={"department": ("Research/AI",), "title": ("Engineer",), "telephoneNumber": ("+86 10 1",)},
+)
+
+
+def test_department_from_attribute_is_a_path() -> None:
+    spec = spec_from_person(ALICE, "attribute")
+    assert spec == MailboxSpec(
+        email="alice@example.com",
+        display_name="Alice Liddell",
+        given_name="Alice",
+        surname="Liddell",
+        department=("Research", "AI"),
+        title="Engineer",
+        phone="+86 10 1",
+    )
+
+
+def test_department_from_ou_path() -> None:
+    assert spec_from_person(ALICE, "ou").department == ("Engineering", "Platform")
+
+
+def test_escaped_comma_stays_in_an_ou_name() -> None:
+    assert department_from_dn(r"CN=a,OU=R\, D,OU=HQ,DC=corp") == ("HQ", "R, D")
+
+
+def test_address_falls_back_to_username_at_mail_domain() -> None:
+    person = Person(username="bob", dn="CN=bob,DC=corp", guid=uuid.UUID(int=2))
+    spec = spec_from_person(person, mail_domain="example.com")
+    assert (spec.email, spec.display_name) == ("bob@example.com", "bob")
+    with pytest.raises(PersonNotProvisionable, match="bob"):
+        spec_from_person(person)
+
+
+def test_changed_fields_ignores_case_of_the_address() -> None:
+    spec = spec_from_person(ALICE)
+    same = MailboxSpec(**{**spec.__dict__, "email": "Alice@Example.com"})
+    assert changed_fields(same, spec) == {}
+    assert changed_fields(spec, MailboxSpec(**{**spec.__dict__, "title": None})) == {"title": None}

@@ -1,0 +1,133 @@
+"""The shared rate limiter: spacing, sharing through Redis, and holding the API's 40 requests/s."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Callable
+
+import pytest
+
+from idp.provisioning import RateLimited
+from idp.provisioning.alimail import AlimailProvider, AlimailSettings
+from idp.provisioning.alimail_emulator import RunningEmulator, run_emulator
+from idp.provisioning.ratelimit import LocalRateLimiter, RedisRateLimiter
+
+
+def _run_in_threads(work: Callable[[], None], count: int) -> float:
+    """Run ``work`` in ``count`` threads started together; return the wall time they took."""
+    barrier = threading.Barrier(count)
+    errors: list[BaseException] = []
+
+    def runner() -> None:
+        barrier.wait()
+        try:
+            work()
+        except BaseException as exc:  # surfaced to the test below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=runner) for _ in range(count)]
+    started = time.monotonic()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    if errors:
+        raise errors[0]
+    return time.monotonic() - started
+
+
+def test_local_limiter_spaces_requests() -> None:
+    limiter = LocalRateLimiter(rate_per_second=50)
+    started = time.monotonic()
+    for _ in range(26):
+        limiter.acquire()
+    # 26 requests at 50/s need at least 25 intervals of 20 ms.
+    assert time.monotonic() - started >= 0.5 * 0.95
+
+
+def test_limiter_gives_up_with_rate_limited_past_max_wait() -> None:
+    limiter = LocalRateLimiter(rate_per_second=1, max_wait=0.1)
+    limiter.acquire()
+    with pytest.raises(RateLimited) as caught:
+        limiter.acquire()
+    assert caught.value.retry_after == pytest.approx(1.0, abs=0.1)
+
+
+def test_two_redis_limiters_on_one_key_share_the_rate(redis_url: str, redis_key: str) -> None:
+    limiters = [RedisRateLimiter(redis_url, redis_key, rate_per_second=40) for _ in range(2)]
+    per_thread = iter(limiters)
+    lock = threading.Lock()
+
+    def work() -> None:
+        with lock:
+            limiter = next(per_thread)
+        for _ in range(30):
+            limiter.acquire()
+
+    elapsed = _run_in_threads(work, 2)
+    # 60 slots at 40/s take at least 59 intervals of 25 ms; two unshared limiters would take 0.725 s.
+    assert elapsed >= 59 / 40 * 0.95
+    for limiter in limiters:
+        limiter.close()
+
+
+def test_redis_unreachable_falls_back_to_a_local_limit(redis_key: str) -> None:
+    limiter = RedisRateLimiter("redis://127.0.0.1:1/0", redis_key, rate_per_second=50, socket_timeout=0.2)
+    started = time.monotonic()
+    for _ in range(11):
+        limiter.acquire()
+    assert time.monotonic() - started >= 10 / 50 * 0.95
+    limiter.close()
+
+
+def _max_in_one_second(emu: RunningEmulator) -> int:
+    times = sorted(c.at for c in emu.emulator.calls)
+    return max(sum(1 for t in times if start <= t < start + 1.0) for start in times)
+
+
+def _hammer(emu: RunningEmulator, settings: AlimailSettings, requests_each: int) -> float:
+    providers = iter([AlimailProvider(settings), AlimailProvider(settings)])
+    lock = threading.Lock()
+    opened: list[AlimailProvider] = []
+
+    def work() -> None:
+        with lock:
+            provider = next(providers)
+            opened.append(provider)
+        for i in range(requests_each):
+            provider.find(f"nobody{i}@{settings.mail_domain}")
+
+    try:
+        return _run_in_threads(work, 2)
+    finally:
+        for provider in opened:
+            provider.close()
+
+
+def test_two_clients_sharing_redis_hold_40_per_second(
+    redis_url: str, settings_for: Callable[..., AlimailSettings]
+) -> None:
+    # A mail domain of its own, so the Redis bucket is this test's alone.
+    domain = f"{uuid.uuid4().hex[:12]}.example.com"
+    with run_emulator(mail_domain=domain, rate_limit=40) as emu:
+        settings = settings_for(emu, rate_per_second=40, redis_url=redis_url)
+        elapsed = _hammer(emu, settings, requests_each=30)
+        statuses = [c.status for c in emu.emulator.calls]
+    # 2 token requests + 60 lookups, all answered (404: nobody exists), none refused for rate.
+    assert len(statuses) == 62
+    assert 429 not in statuses
+    assert _max_in_one_second(emu) <= 41
+    assert elapsed >= 61 / 40 * 0.9
+
+
+def test_without_a_shared_store_the_api_pushes_back(settings_for: Callable[..., AlimailSettings]) -> None:
+    """The control for the test above: two per-process limiters send 80/s; the emulator says 429,
+    and the client's retries honouring Retry-After still get every request through."""
+    with run_emulator(rate_limit=40) as emu:
+        settings = settings_for(emu, rate_per_second=40)
+        _hammer(emu, settings, requests_each=30)
+        statuses = [c.status for c in emu.emulator.calls]
+    assert 429 in statuses
+    assert statuses.count(404) == 60
