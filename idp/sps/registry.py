@@ -109,7 +109,11 @@ class SpRegistry:
             raise
         for stale in existing:
             if stale != target:
-                stale.unlink(missing_ok=True)
+                try:
+                    stale.unlink(missing_ok=True)
+                except OSError as exc:
+                    # The new file already wins over it (see _scan); the admin only needs to tidy up.
+                    log.warning("could not delete the replaced metadata file %s: %s", stale, exc.strerror)
         return self._entry(target, info)
 
     def remove(self, entity_id: str) -> None:

@@ -167,6 +167,16 @@ def test_a_hand_copied_duplicate_loses_to_the_registered_file_and_remove_takes_b
     assert registry.metadata_files() == [] and registry.get(ENTITY) is None
 
 
+def test_replace_moves_a_hand_dropped_file_to_its_registered_name(registry: SpRegistry, tmp_path: Path) -> None:
+    (tmp_path / "metadata").mkdir()
+    (tmp_path / "metadata" / "manual.xml").write_bytes(sp_metadata(ENTITY))
+    with pytest.raises(DuplicateSpError):
+        registry.add(sp_metadata(ENTITY))
+    registry.add(sp_metadata(ENTITY, acs="https://sp.example.test/new"), replace=True)
+    assert [p.name for p in registry.metadata_files()] == [CANONICAL_NAME]
+    assert registry.get(ENTITY).acs_urls == ("https://sp.example.test/new",)
+
+
 def test_expired_sp_stays_listed(registry: SpRegistry, tmp_path: Path) -> None:
     # Registration refuses expired metadata, but an SP whose metadata expired later must still be visible.
     stale = sp_metadata("urn:example:stale", valid_until="2020-01-01T00:00:00Z")
