@@ -40,6 +40,10 @@ class SambaDCError(RuntimeError):
     """The demo domain controller could not be provisioned or started; the message says why."""
 
 
+class AddressInUse(SambaDCError):
+    """Something else already serves LDAPS on the address asked for (another DC, perhaps another run's)."""
+
+
 @dataclass(frozen=True)
 class DemoUser:
     username: str
@@ -73,14 +77,14 @@ def _user(
     groups: tuple[str, ...] = ("Sales",),
     department: str | None = None,
     title: str | None = None,
-    mail: bool = True,
+    mailbox: str | None = None,
 ) -> DemoUser:
     return DemoUser(
         username=username,
         password=f"Passw0rd!{given}",
         given_name=given,
         surname=surname,
-        mail=f"{username}@{REALM}" if mail else None,
+        mail=f"{mailbox or username}@{REALM}",
         department=department,
         title=title,
         groups=groups,
@@ -90,7 +94,9 @@ def _user(
 
 DEMO_USERS: tuple[DemoUser, ...] = (
     _user("alice", "Alice", "Wang", department="Sales", title="Account Manager"),
-    _user("bob", "Bob", "Li", groups=("Engineering",), department="Engineering", title="Software Engineer"),
+    # Bob's mail address differs from his UPN, so sign-in by mail address is tested for real.
+    _user("bob", "Bob", "Li", groups=("Engineering",), department="Engineering", title="Software Engineer",
+          mailbox="bob.li"),
     _user("carol", "Carol", "Chen", groups=()),
     _user("anna", "Anna", "Admin", groups=("SSO Admins",), department="IT", title="Systems Administrator"),
     # The refusal states are in "Sales" (so in "Mail Users") on purpose: AD, not group policy, refuses them.
@@ -207,9 +213,7 @@ class SambaDC:
             self._wait_for_ldaps(timeout)
             return
         if _port_open(self.ip, 636):
-            raise SambaDCError(
-                f"another server already listens on {self.ip}:636; give this DC another address"
-            )
+            raise AddressInUse(f"another server already listens on {self.ip}:636; give this DC another address")
         self._listen_on(self.ip)
         self._pid_file.parent.mkdir(parents=True, exist_ok=True)
         # A pid file left by a killed run would make samba believe it is already running.

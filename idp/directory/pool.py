@@ -50,24 +50,21 @@ class DomainControllers:
         self._backoff = backoff
         self._lock = threading.Lock()
         self._down_until: dict[str, float] = {}
-        tls = _tls(settings)
-        self._servers = [
-            Server(url, tls=tls, get_info=NONE, connect_timeout=settings.connect_timeout) for url in settings.urls
-        ]
+        self._servers = [make_server(settings, url) for url in settings.urls]
 
     def in_order(self) -> list[Server]:
         """Healthy DCs first, then the ones in back-off: when all failed, trying them again beats refusing."""
         now = time.monotonic()
         with self._lock:
-            return sorted(self._servers, key=lambda s: self._down_until.get(_url(s), 0.0) > now)
+            return sorted(self._servers, key=lambda s: self._down_until.get(server_url(s), 0.0) > now)
 
     def failed(self, server: Server) -> None:
         with self._lock:
-            self._down_until[_url(server)] = time.monotonic() + self._backoff
+            self._down_until[server_url(server)] = time.monotonic() + self._backoff
 
     def succeeded(self, server: Server) -> None:
         with self._lock:
-            self._down_until.pop(_url(server), None)
+            self._down_until.pop(server_url(server), None)
 
 
 @dataclass(frozen=True)
@@ -103,7 +100,7 @@ class ConnectionPool:
             result = operation(conn)
         except BROKEN_CONNECTION as first:
             # Usually an idle connection the DC (or a firewall) closed: not a reason to distrust the DC yet.
-            log.info("LDAP connection to %s broke (%s); replacing it", _url(conn.server), first)
+            log.info("LDAP connection to %s broke (%s); replacing it", server_url(conn.server), first)
             _close(conn)
             with self._lock:
                 self._replaced += 1
@@ -113,7 +110,8 @@ class ConnectionPool:
             except BROKEN_CONNECTION as second:
                 _close(conn)
                 self._controllers.failed(conn.server)
-                raise DirectoryUnavailable(f"{_url(conn.server)} broke the connection twice: {second}") from second
+                url = server_url(conn.server)
+                raise DirectoryUnavailable(f"{url} broke the connection twice: {second}") from second
             except BaseException:
                 _close(conn)
                 raise
@@ -155,8 +153,8 @@ class ConnectionPool:
                 conn = self._connect(server)
             except (LDAPException, OSError) as exc:
                 self._controllers.failed(server)
-                problems.append(f"{_url(server)}: {exc}")
-                log.warning("domain controller %s failed: %s", _url(server), exc)
+                problems.append(f"{server_url(server)}: {exc}")
+                log.warning("domain controller %s failed: %s", server_url(server), exc)
                 continue
             self._controllers.succeeded(server)
             with self._lock:
@@ -168,8 +166,7 @@ class ConnectionPool:
         conn = Connection(
             server,
             client_strategy=SYNC,
-            # ldap3 packs this into SO_RCVTIMEO as whole seconds; a float makes open() fail.
-            receive_timeout=max(1, math.ceil(self._settings.receive_timeout)),
+            receive_timeout=receive_timeout(self._settings),
             read_only=True,
             raise_exceptions=False,
             auto_referrals=False,
@@ -199,15 +196,23 @@ class ConnectionPool:
         raise LDAPBindError(f"service account bind failed: {conn.result.get('description')}")
 
 
-def _tls(settings: LdapSettings) -> Tls:
-    return Tls(
+def make_server(settings: LdapSettings, url: str) -> Server:
+    """One DC as ldap3 sees it: certificate checks as configured, no schema reading, a connect timeout."""
+    tls = Tls(
         validate=ssl.CERT_REQUIRED if settings.tls_verify else ssl.CERT_NONE,
         ca_certs_file=str(settings.ca_file) if settings.ca_file else None,
         valid_names=settings.tls_valid_names or None,
     )
+    # get_info=NONE: reading the AD schema on every new connection costs more than the sign-in itself.
+    return Server(url, tls=tls, get_info=NONE, connect_timeout=settings.connect_timeout)
 
 
-def _url(server: Server) -> str:
+def receive_timeout(settings: LdapSettings) -> int:
+    # ldap3 packs this into SO_RCVTIMEO as whole seconds; a float makes open() fail.
+    return max(1, math.ceil(settings.receive_timeout))
+
+
+def server_url(server: Server) -> str:
     return f"{'ldaps' if server.ssl else 'ldap'}://{server.host}:{server.port}"
 
 
