@@ -210,8 +210,10 @@ class SambaDC:
 
     def start(self, timeout: float = 60) -> None:
         if self.is_running():
-            self._wait_for_ldaps(timeout)
-            return
+            if self._configured_ip() == self.ip:
+                self._wait_for_ldaps(timeout)
+                return
+            self.stop()  # running on another address than asked for now: move it
         if _port_open(self.ip, 636):
             raise AddressInUse(f"another server already listens on {self.ip}:636; give this DC another address")
         self._listen_on(self.ip)
@@ -231,6 +233,13 @@ class SambaDC:
             time.sleep(0.1)
         if Path(f"/proc/{pid}").exists():
             os.kill(pid, signal.SIGKILL)
+
+    def _configured_ip(self) -> str | None:
+        for line in self._smb_conf.read_text().splitlines():
+            key, _, value = line.partition("=")
+            if key.strip() == "interfaces":
+                return value.strip().split("/")[0]
+        return None
 
     def _listen_on(self, ip: str) -> None:
         lines = self._smb_conf.read_text().splitlines()

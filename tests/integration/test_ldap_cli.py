@@ -34,8 +34,7 @@ def test_one_dead_dc_of_two_is_shown_but_ad_stays_usable(tmp_path: Path, samba_d
     ldap = {**samba_dc.ldap_settings(), "urls": ["ldaps://127.0.0.99", samba_dc.ldaps_url]}
     result = run_ldap_test(tmp_path, ldap)
     assert result.exit_code == 0, result.output
-    assert "ldaps://127.0.0.99:636 reachable:" in result.output or "ldaps://127.0.0.99 reachable:" in result.output
-    assert "Connection refused" in result.output
+    assert "ldaps://127.0.0.99 reachable: [Errno 111] Connection refused" in result.output
 
 
 def test_no_reachable_dc_exits_1(tmp_path: Path, samba_dc: SambaDC) -> None:
