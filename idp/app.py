@@ -9,7 +9,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from cachelib import FileSystemCache, RedisCache
-from flask import Flask, Response, render_template
+from flask import Flask, Response, render_template, request
 from flask_session import Session
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from werkzeug.exceptions import HTTPException
@@ -50,7 +50,8 @@ def create_app(settings: Settings) -> Flask:
         WTF_CSRF_TIME_LIMIT=3600,
         WTF_CSRF_SSL_STRICT=False,  # the Referer check breaks behind TLS-terminating proxies; the token suffices
         IDP_DEFAULT_LANGUAGE=settings.server.default_language,
-        MAX_CONTENT_LENGTH=2 * settings.idp.max_request_bytes,
+        # Base64 adds a third to a POSTed SAMLRequest; the SAML layer enforces the exact limit itself.
+        MAX_CONTENT_LENGTH=4 * settings.idp.max_request_bytes,
     )
     Session(app)
     csrf = CSRFProtect(app)
@@ -86,6 +87,12 @@ def create_app(settings: Settings) -> Flask:
     def _csrf(_: CSRFError) -> tuple[str, int]:
         return render_template("error.html", message=translate("error.csrf"), reason="csrf", detail=None), 400
 
+    @app.errorhandler(413)
+    def _too_large(_: HTTPException) -> tuple[str, int]:
+        services_of(app).audit.record("saml_request", "refused", reason="too_large", ip=request.remote_addr,
+                                      detail=f"request body over {app.config['MAX_CONTENT_LENGTH']} bytes")
+        return render_template("error.html", message=translate("too_large"), reason="too_large", detail=None), 400
+
     @app.errorhandler(404)
     def _not_found(_: HTTPException) -> tuple[str, int]:
         return render_template("error.html", message=translate("error.not_found"), reason="not_found", detail=None), 404
@@ -95,6 +102,10 @@ def create_app(settings: Settings) -> Flask:
         return render_template("error.html", message=translate("error.internal"), reason="internal", detail=None), 500
 
     return app
+
+
+def services_of(app: Flask) -> Services:
+    return app.extensions["idp"]
 
 
 def build_services(settings: Settings, cache: FileSystemCache | RedisCache) -> Services:

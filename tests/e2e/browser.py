@@ -31,7 +31,7 @@ class Page:
     @property
     def is_login(self) -> bool:
         doc = self.doc()
-        return any(f.inputs.keys() >= {"username", "password", "csrf_token"} for f in doc.forms)
+        return any(set(f.inputs.keys()) >= {"username", "password", "csrf_token"} for f in doc.forms)
 
     @property
     def is_auto_post(self) -> bool:

@@ -84,6 +84,7 @@ SP_SPECS: dict[str, tuple[bool, list[str]]] = {
     "required": (False, ["--require-signed-requests"]),
     "restricted": (False, ["--group", "Mail Users"]),
     "persistent": (False, ["--nameid-format", "persistent"]),
+    "legacy": (False, ["--nameid-format", "unspecified"]),
 }
 
 
@@ -138,9 +139,9 @@ def _wait_healthy(base_url: str, proc: subprocess.Popen, log: Path) -> None:
         if proc.poll() is not None:
             raise RuntimeError(f"idp serve exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
         try:
-            if requests.get(base_url + "/healthz", timeout=2).status_code == 200:
+            if requests.get(base_url + "/healthz", timeout=10).status_code == 200:
                 return
-        except requests.ConnectionError:
+        except requests.RequestException:
             pass
         time.sleep(0.3)
     raise RuntimeError(f"idp serve did not become healthy:\n{log.read_text()[-3000:]}")

@@ -124,15 +124,15 @@ def test_is_passive_without_a_session_answers_no_passive(idp_server):
     assert sp.consume(*browser.saml_post(browser.get(sp.redirect_login_url(is_passive=True)))).nameid == ALICE.mail
 
 
-@pytest.mark.parametrize(
-    ("fmt", "expected"),
-    [(C.NAMEID_EMAIL_ADDRESS, ALICE.mail), (C.NAMEID_UNSPECIFIED, "alice")],
-)
-def test_nameid_policy_formats(idp_server, fmt, expected):
+def test_nameid_policy_formats(idp_server):
     sp = idp_server.sps["webmail"]
-    result = sign_in(Browser(), sp, nameid_format=fmt)
-    assert result.nameid_format == fmt
-    assert result.nameid == expected
+    asked = sign_in(Browser(), sp, nameid_format=C.NAMEID_EMAIL_ADDRESS)
+    assert (asked.nameid_format, asked.nameid) == (C.NAMEID_EMAIL_ADDRESS, ALICE.mail)
+    # "unspecified" in a NameIDPolicy leaves the choice to the IdP: the SP's policy decides.
+    any_format = sign_in(Browser(), sp, nameid_format=C.NAMEID_UNSPECIFIED)
+    assert (any_format.nameid_format, any_format.nameid) == (C.NAMEID_EMAIL_ADDRESS, ALICE.mail)
+    legacy = sign_in(Browser(), idp_server.sps["legacy"])
+    assert (legacy.nameid_format, legacy.nameid) == (C.NAMEID_UNSPECIFIED, "alice")
 
 
 def test_persistent_nameid_is_opaque_stable_and_per_sp(idp_server):
@@ -262,9 +262,9 @@ def test_malformed_and_oversized_requests_are_refused(idp_server):
     _refused(idp_server, browser.get(idp_server.base_url + "/saml/sso?SAMLRequest=not-base64!!"), "malformed")
     huge = base64.b64encode(b"<a>" + b"x" * 200_000 + b"</a>").decode()
     _refused(idp_server, browser.post(idp_server.base_url + "/saml/sso", {"SAMLRequest": huge}), "too_large")
-    # A deflate bomb: 10 MB of zeros compress to about 10 kB.
+    # A deflate bomb: 3 MB of zeros compress to about 3 kB.
     _refused(idp_server, browser.get(
-        idp_server.base_url + "/saml/sso?" + urlencode({"SAMLRequest": _deflate(b"<a>" + b"0" * 10_000_000)})
+        idp_server.base_url + "/saml/sso?" + urlencode({"SAMLRequest": _deflate(b"<a>" + b"0" * 3_000_000)})
     ), "too_large")
 
 
@@ -310,27 +310,54 @@ def test_username_forms(idp_server):
         assert sp.consume(*browser.saml_post(page)).nameid == ALICE.mail, form
 
 
-def _bad_pwd_count(samba_dc, username: str) -> int:
+def _admin_connection(samba_dc):
     import ldap3
 
-    s = samba_dc.ldap_settings()
-    conn = ldap3.Connection(ldap3.Server(samba_dc.ldap_url, get_info=ldap3.NONE),
-                            user=s["bind_dn"], password=s["bind_password"], auto_bind=True)
-    conn.search(s["base_dn"], f"(sAMAccountName={username})", attributes=["badPwdCount"])
+    return ldap3.Connection(
+        ldap3.Server(samba_dc.ldap_url, get_info=ldap3.NONE),
+        user="Administrator@corp.example.com", password=samba_dc.admin_password, auto_bind=True,
+    )
+
+
+def _bad_pwd_count(samba_dc, username: str) -> int:
+    conn = _admin_connection(samba_dc)
+    conn.search("DC=corp,DC=example,DC=com", f"(sAMAccountName={username})", attributes=["badPwdCount"])
     value = conn.entries[0].badPwdCount.value
     conn.unbind()
     return int(value or 0)
 
 
-def test_empty_password_is_refused_before_any_bind(idp_server, samba_dc):
+@pytest.fixture
+def bob_counts_bad_passwords(samba_dc):
+    """AD counts wrong passwords only under a lockout policy; give bob one (high threshold) for this test."""
+    conn = _admin_connection(samba_dc)
+    base = "DC=corp,DC=example,DC=com"
+    conn.search(base, "(sAMAccountName=bob)", attributes=["distinguishedName"])
+    bob_dn = conn.entries[0].entry_dn
+    dn = f"CN=e2e-count-bob,CN=Password Settings Container,CN=System,{base}"
+    conn.add(dn, "msDS-PasswordSettings", {
+        "msDS-PasswordSettingsPrecedence": "5", "msDS-PasswordReversibleEncryptionEnabled": "FALSE",
+        "msDS-PasswordHistoryLength": "0", "msDS-PasswordComplexityEnabled": "FALSE",
+        "msDS-MinimumPasswordLength": "0", "msDS-MinimumPasswordAge": "0",
+        "msDS-MaximumPasswordAge": str(-3650 * 864_000_000_000), "msDS-LockoutThreshold": "1000",
+        "msDS-LockoutObservationWindow": "-18000000000", "msDS-LockoutDuration": "-18000000000",
+        "msDS-PSOAppliesTo": bob_dn,
+    })
+    assert conn.result["result"] == 0, conn.result
+    yield
+    conn.delete(dn)
+    conn.unbind()
+
+
+def test_empty_password_is_refused_before_any_bind(idp_server, samba_dc, bob_counts_bad_passwords):
     before = _bad_pwd_count(samba_dc, "bob")
+    _login_message(idp_server, "bob", "wrong-password-1")
+    assert _bad_pwd_count(samba_dc, "bob") == before + 1  # a wrong password does reach AD and is counted
     for blank in ("", "   "):
         _, message = _login_message(idp_server, "bob", blank)
         assert message == "Please enter your password."
-    assert _bad_pwd_count(samba_dc, "bob") == before  # AD saw no bind attempt for bob
+    assert _bad_pwd_count(samba_dc, "bob") == before + 1  # the blank ones never did
     assert idp_server.audit_rows(event="signin", username="bob")[0]["reason"] == "empty_password"
-    _login_message(idp_server, "bob", "wrong-password-1")
-    assert _bad_pwd_count(samba_dc, "bob") == before + 1  # while a real wrong password does reach AD
 
 
 def test_login_form_needs_its_csrf_token(idp_server):
