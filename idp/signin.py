@@ -17,7 +17,7 @@ from idp.audit import AuditTrail
 from idp.directory.client import Directory
 from idp.directory.errors import DirectoryError, ServiceAccountRejected
 from idp.directory.person import Person
-from idp.saml.idp import AuthnRequestInfo, PostForm, SamlIdp
+from idp.saml.idp import AuthnRequestInfo, NameIdPolicyError, PostForm, SamlIdp
 
 log = logging.getLogger(__name__)
 
@@ -78,10 +78,28 @@ class SignInPipeline:
                 detail="allowed: " + ", ".join(policy.allowed_groups),
             )
 
-    def respond(self, req: AuthnRequestInfo, person: Person, sso: SsoContext, *, ip: str | None,
-                reused_session: bool) -> PostForm:
-        """Authorize, then build the signed response for the SP's ACS URL."""
+    def respond(
+        self, req: AuthnRequestInfo, person: Person, sso: SsoContext, *, ip: str | None, reused_session: bool
+    ) -> PostForm:
+        """Authorize, then build the signed response for the SP's ACS URL.
+
+        A person the SP's NameID format has no value for (no mail for emailAddress) gets the SAML error
+        response InvalidNameIDPolicy, so the SP can show its own message, and the admin an audit row."""
         self.authorize(req, person, ip=ip)
+        try:
+            self._saml.name_id_for(req, person)
+        except NameIdPolicyError as exc:
+            self._audit.record(
+                "signin",
+                "failure",
+                reason="no_nameid",
+                username=person.username,
+                sp=req.sp_entity_id,
+                ip=ip,
+                detail=str(exc),
+            )
+            metrics.SIGNINS.labels(result="failure", reason="no_nameid").inc()
+            return self._saml.error_response(req, "InvalidNameIDPolicy")
         form = self._saml.authn_response(
             req,
             person,
@@ -103,8 +121,16 @@ class SignInPipeline:
         self._audit.record("signin", "success", reason="password", username=person.username, ip=ip)
         metrics.SIGNINS.labels(result="success", reason="password").inc()
 
-    def _refuse(self, reason: str, *, username: str | None, sp: str | None, ip: str | None,
-                sp_name: str | None = None, detail: str | None = None) -> None:
+    def _refuse(
+        self,
+        reason: str,
+        *,
+        username: str | None,
+        sp: str | None,
+        ip: str | None,
+        sp_name: str | None = None,
+        detail: str | None = None,
+    ) -> None:
         self._audit.record("signin", "failure", reason=reason, username=username, sp=sp, ip=ip, detail=detail)
         metrics.SIGNINS.labels(result="failure", reason=reason).inc()
         raise SignInRefused(reason, sp_name=sp_name)

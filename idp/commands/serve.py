@@ -12,6 +12,7 @@ from gunicorn.app.base import BaseApplication
 
 from idp.cli import settings_from
 from idp.settings import Settings
+from idp.store.db import Database
 
 
 class IdpGunicorn(BaseApplication):
@@ -48,6 +49,8 @@ def serve(ctx: click.Context, bind: str, workers: int | None, threads: int, acce
     """Serve the IdP with gunicorn. Put a TLS-terminating proxy in front (see README)."""
     settings = settings_from(ctx)
     _check_keys(settings)
+    # The schema is made once here, before the workers fork, instead of by every worker at once.
+    Database(settings.database_url).dispose()
     metrics_dir = settings.server.data_dir / "prometheus"
     shutil.rmtree(metrics_dir, ignore_errors=True)
     metrics_dir.mkdir(parents=True)
@@ -74,6 +77,4 @@ def serve(ctx: click.Context, bind: str, workers: int | None, threads: int, acce
 def _check_keys(settings: Settings) -> None:
     missing = [p for p in (settings.idp.key_file, settings.idp.cert_file) if not p.exists()]
     if missing:
-        raise click.ClickException(
-            f"no signing key at {', '.join(map(str, missing))}: run `idp keys init` first"
-        )
+        raise click.ClickException(f"no signing key at {', '.join(map(str, missing))}: run `idp keys init` first")

@@ -39,7 +39,11 @@ class IdpServer:
 
     def idp(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         return subprocess.run(
-            [sys.executable, "-m", "idp.cli", *args], env=self.env, capture_output=True, text=True, check=check,
+            [sys.executable, "-m", "idp.cli", *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            check=check,
             timeout=120,
         )
 
@@ -99,14 +103,17 @@ def idp_server(samba_dc, tmp_path_factory) -> Iterator[IdpServer]:
     env = {**os.environ, "IDP_CONFIG": str(config)}
 
     def idp(*args: str) -> None:
-        subprocess.run([sys.executable, "-m", "idp.cli", *args], env=env, check=True, timeout=120,
-                       capture_output=True, text=True)
+        subprocess.run(
+            [sys.executable, "-m", "idp.cli", *args], env=env, check=True, timeout=120, capture_output=True, text=True
+        )
 
     idp("keys", "init")
     log = (root / "gunicorn.log").open("w")
     proc = subprocess.Popen(
         [sys.executable, "-m", "idp.cli", "serve", "--bind", f"127.0.0.1:{port}", "--workers", "2"],
-        env=env, stdout=log, stderr=subprocess.STDOUT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     server = IdpServer(base_url, config, root, proc)
     try:

@@ -125,15 +125,25 @@ class IndependentSp:
             "post_data": post or {},
         }
 
-    def redirect_login_url(self, *, relay_state: str | None = "/inbox", force_authn: bool = False,
-                           is_passive: bool = False, nameid_format: str | None = None) -> str:
+    def redirect_login_url(
+        self,
+        *,
+        relay_state: str | None = "/inbox",
+        force_authn: bool = False,
+        is_passive: bool = False,
+        nameid_format: str | None = None,
+    ) -> str:
         """The URL the SP sends the browser to (HTTP-Redirect binding, signed when configured)."""
         settings = self.settings_dict()
         if nameid_format:
             settings["sp"]["NameIDFormat"] = nameid_format
         auth = OneLogin_Saml2_Auth(self._request_data(self.acs_url), settings)
-        url = auth.login(return_to=relay_state, force_authn=force_authn, is_passive=is_passive,
-                         set_nameid_policy=nameid_format is not None)
+        url = auth.login(
+            return_to=relay_state,
+            force_authn=force_authn,
+            is_passive=is_passive,
+            set_nameid_policy=nameid_format is not None,
+        )
         self._last_request_id = auth.get_last_request_id()
         return url
 
@@ -154,8 +164,7 @@ class IndependentSp:
 
     def logout_url(self, *, name_id: str, session_index: str, nameid_format: str | None = None) -> str:
         auth = OneLogin_Saml2_Auth(self._request_data(self.acs_url), self.settings_dict())
-        url = auth.logout(return_to="/bye", name_id=name_id, session_index=session_index,
-                          name_id_format=nameid_format)
+        url = auth.logout(return_to="/bye", name_id=name_id, session_index=session_index, name_id_format=nameid_format)
         self._last_request_id = auth.get_last_request_id()
         return url
 
@@ -178,7 +187,8 @@ class IndependentSp:
             session_index=auth.get_session_index(),
             relay_state=fields.get("RelayState"),
             response_xml=auth.get_last_response_xml().decode()
-            if isinstance(auth.get_last_response_xml(), bytes) else auth.get_last_response_xml(),
+            if isinstance(auth.get_last_response_xml(), bytes)
+            else auth.get_last_response_xml(),
         )
 
     def status_of(self, fields: dict[str, str]) -> str:

@@ -172,8 +172,11 @@ def test_single_logout_from_an_sp(idp_server):
     sp = idp_server.sps["webmail"]
     browser = Browser()
     result = sign_in(browser, sp)
-    r = browser.http.get(sp.logout_url(name_id=result.nameid, session_index=result.session_index,
-                                       nameid_format=result.nameid_format), allow_redirects=False, timeout=30)
+    r = browser.http.get(
+        sp.logout_url(name_id=result.nameid, session_index=result.session_index, nameid_format=result.nameid_format),
+        allow_redirects=False,
+        timeout=30,
+    )
     assert r.status_code in (302, 303)
     sp.validate_logout_response(r.headers["Location"])
     assert browser.get(sp.redirect_login_url()).is_login  # the IdP session is gone
@@ -189,6 +192,7 @@ def test_chinese_login_page(idp_server):
 
 
 # --- refusals ----------------------------------------------------------------------------------------------
+
 
 def _deflate(xml: bytes) -> str:
     c = zlib.compressobj(9, zlib.DEFLATED, -15)
@@ -263,12 +267,17 @@ def test_malformed_and_oversized_requests_are_refused(idp_server):
     huge = base64.b64encode(b"<a>" + b"x" * 200_000 + b"</a>").decode()
     _refused(idp_server, browser.post(idp_server.base_url + "/saml/sso", {"SAMLRequest": huge}), "too_large")
     # A deflate bomb: 3 MB of zeros compress to about 3 kB.
-    _refused(idp_server, browser.get(
-        idp_server.base_url + "/saml/sso?" + urlencode({"SAMLRequest": _deflate(b"<a>" + b"0" * 3_000_000)})
-    ), "too_large")
+    _refused(
+        idp_server,
+        browser.get(
+            idp_server.base_url + "/saml/sso?" + urlencode({"SAMLRequest": _deflate(b"<a>" + b"0" * 3_000_000)})
+        ),
+        "too_large",
+    )
 
 
 # --- the login form and Active Directory -------------------------------------------------------------------
+
 
 def _login_message(idp_server, username: str, password: str, lang: str = "en") -> tuple[Page, str]:
     browser = Browser(lang)
@@ -315,7 +324,9 @@ def _admin_connection(samba_dc):
 
     return ldap3.Connection(
         ldap3.Server(samba_dc.ldap_url, get_info=ldap3.NONE),
-        user="Administrator@corp.example.com", password=samba_dc.admin_password, auto_bind=True,
+        user="Administrator@corp.example.com",
+        password=samba_dc.admin_password,
+        auto_bind=True,
     )
 
 
@@ -335,14 +346,23 @@ def bob_counts_bad_passwords(samba_dc):
     conn.search(base, "(sAMAccountName=bob)", attributes=["distinguishedName"])
     bob_dn = conn.entries[0].entry_dn
     dn = f"CN=e2e-count-bob,CN=Password Settings Container,CN=System,{base}"
-    conn.add(dn, "msDS-PasswordSettings", {
-        "msDS-PasswordSettingsPrecedence": "5", "msDS-PasswordReversibleEncryptionEnabled": "FALSE",
-        "msDS-PasswordHistoryLength": "0", "msDS-PasswordComplexityEnabled": "FALSE",
-        "msDS-MinimumPasswordLength": "0", "msDS-MinimumPasswordAge": "0",
-        "msDS-MaximumPasswordAge": str(-3650 * 864_000_000_000), "msDS-LockoutThreshold": "1000",
-        "msDS-LockoutObservationWindow": "-18000000000", "msDS-LockoutDuration": "-18000000000",
-        "msDS-PSOAppliesTo": bob_dn,
-    })
+    conn.add(
+        dn,
+        "msDS-PasswordSettings",
+        {
+            "msDS-PasswordSettingsPrecedence": "5",
+            "msDS-PasswordReversibleEncryptionEnabled": "FALSE",
+            "msDS-PasswordHistoryLength": "0",
+            "msDS-PasswordComplexityEnabled": "FALSE",
+            "msDS-MinimumPasswordLength": "0",
+            "msDS-MinimumPasswordAge": "0",
+            "msDS-MaximumPasswordAge": str(-3650 * 864_000_000_000),
+            "msDS-LockoutThreshold": "1000",
+            "msDS-LockoutObservationWindow": "-18000000000",
+            "msDS-LockoutDuration": "-18000000000",
+            "msDS-PSOAppliesTo": bob_dn,
+        },
+    )
     assert conn.result["result"] == 0, conn.result
     yield
     conn.delete(dn)
@@ -358,6 +378,49 @@ def test_empty_password_is_refused_before_any_bind(idp_server, samba_dc, bob_cou
         assert message == "Please enter your password."
     assert _bad_pwd_count(samba_dc, "bob") == before + 1  # the blank ones never did
     assert idp_server.audit_rows(event="signin", username="bob")[0]["reason"] == "empty_password"
+
+
+@pytest.fixture
+def user_without_mail(samba_dc):
+    """An AD account with no mail attribute, made for this test and removed after it."""
+    import ldap3
+
+    conn = ldap3.Connection(
+        ldap3.Server(samba_dc.ldaps_url, get_info=ldap3.NONE, tls=ldap3.Tls(validate=0)),
+        user="Administrator@corp.example.com",
+        password=samba_dc.admin_password,
+        auto_bind=True,
+    )
+    dn = "CN=No Mail,CN=Users,DC=corp,DC=example,DC=com"
+    password = "Passw0rd!NoMail"
+    conn.add(
+        dn,
+        ["top", "person", "organizationalPerson", "user"],
+        {
+            "sAMAccountName": "nomail",
+            "userPrincipalName": "nomail@corp.example.com",
+            "givenName": "No",
+            "sn": "Mail",
+            "unicodePwd": f'"{password}"'.encode("utf-16-le"),
+            "userAccountControl": "512",
+        },
+    )
+    assert conn.result["result"] == 0, conn.result
+    yield "nomail", password
+    conn.delete(dn)
+    conn.unbind()
+
+
+def test_no_value_for_the_nameid_format_answers_invalid_nameid_policy(idp_server, user_without_mail):
+    username, password = user_without_mail
+    sp = idp_server.sps["webmail"]
+    browser = Browser()
+    page = browser.login(browser.get(sp.redirect_login_url()), username, password)
+    action, fields = browser.saml_post(page)
+    assert action == sp.acs_url
+    assert sp.status_of(fields) == "Responder/InvalidNameIDPolicy"  # the IdP has no value to give
+    rows = idp_server.audit_rows(event="signin", username=username)
+    assert rows[0]["result"] == "failure" and rows[0]["reason"] == "no_nameid"
 
 
 def test_login_form_needs_its_csrf_token(idp_server):

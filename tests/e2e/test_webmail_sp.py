@@ -56,35 +56,44 @@ def _write_keypair(directory: Path, common_name: str) -> tuple[Path, Path]:
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
     now = dt.datetime.now(dt.UTC)
     cert = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=1)).not_valid_after(now + dt.timedelta(days=30))
+        .not_valid_before(now - dt.timedelta(minutes=1))
+        .not_valid_after(now + dt.timedelta(days=30))
         .sign(key, hashes.SHA256())
     )
     key_file, cert_file = directory / "idp.key", directory / "idp.crt"
-    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
+    key_file.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
     cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     return key_file, cert_file
 
 
 def _idp_config(key_file: Path, cert_file: Path, sp_metadata: str | None) -> IdPConfig:
     conf = IdPConfig()
-    conf.load({
-        "entityid": IDP_ENTITY_ID,
-        "key_file": str(key_file),
-        "cert_file": str(cert_file),
-        "xmlsec_binary": shutil.which("xmlsec1"),
-        "metadata": {"inline": [sp_metadata]} if sp_metadata else {},
-        "service": {"idp": {
-            "endpoints": {
-                "single_sign_on_service": [(SSO_URL, BINDING_HTTP_REDIRECT)],
-                "single_logout_service": [(SLO_URL, BINDING_HTTP_REDIRECT)],
+    conf.load(
+        {
+            "entityid": IDP_ENTITY_ID,
+            "key_file": str(key_file),
+            "cert_file": str(cert_file),
+            "xmlsec_binary": shutil.which("xmlsec1"),
+            "metadata": {"inline": [sp_metadata]} if sp_metadata else {},
+            "service": {
+                "idp": {
+                    "endpoints": {
+                        "single_sign_on_service": [(SSO_URL, BINDING_HTTP_REDIRECT)],
+                        "single_logout_service": [(SLO_URL, BINDING_HTTP_REDIRECT)],
+                    },
+                    "want_authn_requests_signed": True,
+                    "name_id_format": [NAMEID_FORMAT_EMAILADDRESS],
+                }
             },
-            "want_authn_requests_signed": True,
-            "name_id_format": [NAMEID_FORMAT_EMAILADDRESS],
-        }},
-    })
+        }
+    )
     return conf
 
 
@@ -109,12 +118,16 @@ class StandInIdp:
     def parse_redirect(self, location: str):  # -> saml2.request.AuthnRequest
         query = {k: v[0] for k, v in parse_qs(urlsplit(location).query).items()}
         return self.server.parse_authn_request(
-            query["SAMLRequest"], BINDING_HTTP_REDIRECT,
-            relay_state=query.get("RelayState"), sigalg=query.get("SigAlg"), signature=query.get("Signature"),
+            query["SAMLRequest"],
+            BINDING_HTTP_REDIRECT,
+            relay_state=query.get("RelayState"),
+            sigalg=query.get("SigAlg"),
+            signature=query.get("Signature"),
         )
 
-    def signed_response(self, authn_request, *, mail: str, sign_alg: str = SIG_RSA_SHA256,
-                        digest_alg: str = DIGEST_SHA256) -> str:
+    def signed_response(
+        self, authn_request, *, mail: str, sign_alg: str = SIG_RSA_SHA256, digest_alg: str = DIGEST_SHA256
+    ) -> str:
         message = authn_request.message
         response = self.server.create_authn_response(
             identity={"mail": [mail], "givenName": ["Alice"], "sn": ["Liddell"]},
@@ -203,8 +216,9 @@ def test_signature_covers_relay_state(webmail: flask.Flask, idp: StandInIdp) -> 
 
 
 def test_unsigned_requests_when_asked(tmp_path: Path, idp: StandInIdp) -> None:
-    app = create_webmail_app(base_url=SP_BASE, idp_metadata_xml=idp.metadata_xml, state_dir=tmp_path / "sp",
-                             sign_requests=False)
+    app = create_webmail_app(
+        base_url=SP_BASE, idp_metadata_xml=idp.metadata_xml, state_dir=tmp_path / "sp", sign_requests=False
+    )
 
     query = _query(app.test_client().get("/").headers["Location"])
 
@@ -223,7 +237,7 @@ def test_signed_response_from_an_independent_idp_signs_in(webmail: flask.Flask, 
     assert response.status_code == 302
     assert response.headers["Location"] == "/mail/2"
     page = browser.get("/").get_data(as_text=True)
-    assert "Signed in as <strong id=\"nameid\">alice@example.org</strong>" in page
+    assert 'Signed in as <strong id="nameid">alice@example.org</strong>' in page
     assert NAMEID_FORMAT_EMAILADDRESS in page
     assert "Liddell" in page
     assert ">mail<" in page  # the FriendlyName pysaml2 put next to the OID name
@@ -245,10 +259,14 @@ def test_sha1_signed_response_is_rejected(webmail: flask.Flask, idp: StandInIdp)
     browser = webmail.test_client()
     request = idp.parse_redirect(browser.get("/").headers["Location"])
 
-    response = browser.post("/acs", data={
-        "SAMLResponse": idp.signed_response(request, mail="alice@example.org", sign_alg=SIG_RSA_SHA1,
-                                            digest_alg=DIGEST_SHA1),
-    })
+    response = browser.post(
+        "/acs",
+        data={
+            "SAMLResponse": idp.signed_response(
+                request, mail="alice@example.org", sign_alg=SIG_RSA_SHA1, digest_alg=DIGEST_SHA1
+            ),
+        },
+    )
 
     assert response.status_code == 400
     assert "Deprecated signature algorithm" in response.get_data(as_text=True)
@@ -317,16 +335,25 @@ def test_logout_sends_signed_request_and_accepts_the_answer(webmail: flask.Flask
     query = _query(location)
     assert query["SigAlg"] == RSA_SHA256
     logout = idp.server.parse_logout_request(
-        query["SAMLRequest"], BINDING_HTTP_REDIRECT, relay_state=query["RelayState"], sigalg=query["SigAlg"],
+        query["SAMLRequest"],
+        BINDING_HTTP_REDIRECT,
+        relay_state=query["RelayState"],
+        sigalg=query["SigAlg"],
         signature=query["Signature"],
     )
     assert logout.message.name_id.text == "alice@example.org"
     answer = idp.server.create_logout_response(
         logout.message, [BINDING_HTTP_REDIRECT], sign_alg=SIG_RSA_SHA256, digest_alg=DIGEST_SHA256
     )
-    redirect = idp.server.apply_binding(BINDING_HTTP_REDIRECT, str(answer), f"{SP_BASE}/sls",
-                                        relay_state=query["RelayState"], response=True, sign=True,
-                                        sigalg=SIG_RSA_SHA256)
+    redirect = idp.server.apply_binding(
+        BINDING_HTTP_REDIRECT,
+        str(answer),
+        f"{SP_BASE}/sls",
+        relay_state=query["RelayState"],
+        response=True,
+        sign=True,
+        sigalg=SIG_RSA_SHA256,
+    )
     sls_url = dict(redirect["headers"])["Location"]
     signed_out = browser.get(sls_url.removeprefix(SP_BASE))
     assert signed_out.status_code == 200, signed_out.get_data(as_text=True)

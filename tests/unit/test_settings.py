@@ -9,8 +9,14 @@ import pytest
 from idp.settings import SettingsError, load_settings, render_toml
 
 ROOT = Path(__file__).resolve().parents[2]
-MINIMAL = {"ldap": {"urls": ["ldaps://dc1.corp.example.com"], "base_dn": "DC=corp,DC=example,DC=com",
-                    "bind_dn": "svc@corp.example.com", "bind_password": "x"}}
+MINIMAL = {
+    "ldap": {
+        "urls": ["ldaps://dc1.corp.example.com"],
+        "base_dn": "DC=corp,DC=example,DC=com",
+        "bind_dn": "svc@corp.example.com",
+        "bind_password": "x",
+    }
+}
 
 
 def write(tmp_path: Path, data: dict) -> Path:

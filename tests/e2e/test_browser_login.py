@@ -1,0 +1,102 @@
+"""A person in headless Chromium (Debian's chromium + chromedriver): opens the demo webmail, is sent to our
+login page, types the AD password, and lands back in the mailbox with their attributes shown."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from werkzeug.serving import make_server
+
+from idp.demo.samba_dc import DEMO_USERS
+from idp.demo.webmail import create_webmail_app, sp_metadata_xml
+from tests.conftest import require
+from tests.e2e.conftest import free_port
+
+pytestmark = [pytest.mark.ad, pytest.mark.browser]
+
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+
+
+@pytest.fixture(scope="module")
+def webmail(idp_server, tmp_path_factory) -> Iterator[str]:
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    app = create_webmail_app(
+        base_url=base,
+        idp_metadata_url=idp_server.base_url + "/saml/metadata",
+        state_dir=tmp_path_factory.mktemp("webmail"),
+    )
+    metadata = tmp_path_factory.mktemp("webmail-md") / "webmail.xml"
+    metadata.write_text(sp_metadata_xml(app))
+    idp_server.idp("sp", "add", str(metadata))
+    server = make_server("127.0.0.1", port, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield base
+    server.shutdown()
+
+
+@pytest.fixture
+def chrome() -> Iterator:
+    require(
+        shutil.which("chromium") is not None and shutil.which("chromedriver") is not None,
+        "Debian's chromium and chromium-driver are not installed",
+    )
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = shutil.which("chromium")
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--window-size=1100,900",
+        "--lang=en-US",
+    ):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
+    driver.set_page_load_timeout(30)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def test_employee_signs_in_to_webmail_in_a_real_browser(webmail, idp_server, chrome):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    alice = next(u for u in DEMO_USERS if u.username == "alice")
+    ARTIFACTS.mkdir(exist_ok=True)
+    chrome.get(webmail + "/")
+    WebDriverWait(chrome, 20).until(ec.presence_of_element_located((By.NAME, "password")))
+    assert chrome.current_url.startswith(idp_server.base_url + "/login")
+    assert "Demo Webmail" in chrome.find_element(By.ID, "service").text or "127.0.0.1" in chrome.page_source
+    chrome.save_screenshot(str(ARTIFACTS / "login-page.png"))
+
+    chrome.find_element(By.NAME, "username").send_keys("alice")
+    chrome.find_element(By.NAME, "password").send_keys("not-the-password")
+    chrome.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    error = WebDriverWait(chrome, 20).until(ec.presence_of_element_located((By.ID, "error")))
+    assert error.text == "The username or password is incorrect."
+
+    chrome.find_element(By.NAME, "password").send_keys(alice.password)
+    chrome.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    WebDriverWait(chrome, 20).until(ec.presence_of_element_located((By.ID, "attributes")))
+    assert chrome.current_url.startswith(webmail)
+    assert chrome.find_element(By.ID, "signed-in-as").text == alice.mail
+    table = chrome.find_element(By.ID, "attributes").text
+    for value in (alice.mail, alice.given_name, alice.surname, "Mail Users"):
+        assert value in table
+    chrome.save_screenshot(str(ARTIFACTS / "webmail-signed-in.png"))
