@@ -7,7 +7,11 @@ set -eu
 run_samba_dc() {
   # The DC listens on the container's own address so that other containers reach it; its CA certificate
   # goes to /shared, readable by the IdP container (Samba keeps its private/ directory root-only).
-  ip="$(hostname -i | cut -d' ' -f1)"
+  ip="$(hostname -i | tr ' ' '\n' | grep -m1 -E '^[0-9]+(\.[0-9]+){3}$' || true)"
+  if [ -z "$ip" ]; then
+    echo "cannot find this container's IPv4 address (hostname -i: $(hostname -i))" >&2
+    exit 1
+  fi
   python3 - "$ip" <<'PY'
 import shutil, sys
 from pathlib import Path
