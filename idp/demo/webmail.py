@@ -80,6 +80,7 @@ def create_webmail_app(
         key_pem=key_pem,
         cert_pem=cert_pem,
         sign_requests=sign_requests,
+        name=name,
     )
 
     app = flask.Flask(__name__, template_folder="templates")
@@ -198,9 +199,10 @@ class _IdpMetadata:
 
 class _WebmailSp:
     def __init__(
-        self, *, base_url: str, idp: _IdpMetadata, key_pem: str, cert_pem: str, sign_requests: bool
+        self, *, base_url: str, idp: _IdpMetadata, key_pem: str, cert_pem: str, sign_requests: bool, name: str
     ) -> None:
         self.base_url = base_url
+        self.name = name
         self.idp = idp
         self._key_pem = key_pem
         self._cert_pem = cert_pem
@@ -227,6 +229,8 @@ class _WebmailSp:
                 "privateKey": self._key_pem,
             },
             "idp": idp or {},
+            # OrganizationDisplayName in our metadata: the IdP's login page names the service by it.
+            "organization": {"en-US": {"name": self.name, "displayname": self.name, "url": self.base_url}},
             "security": {
                 "authnRequestsSigned": self._sign_requests,
                 "logoutRequestSigned": True,

@@ -471,17 +471,24 @@ def _true(value: Any) -> bool:
 
 
 def _display_name(server: Server, sp: str) -> str:
-    for lookup in (server.metadata.mdui_uiinfo_display_name, server.metadata.name):
-        try:
-            names = lookup(sp)
-        except (KeyError, AttributeError, IndexError, TypeError):
-            continue
-        if isinstance(names, str) and names:
-            return names
-        for name in names or ():
-            text = name.get("text") if isinstance(name, dict) else getattr(name, "text", None)
-            if text:
-                return text
+    """mdui:DisplayName, else the Organization's display name or name, in any language: pysaml2's own
+    lookup only matches xml:lang "en" exactly, and SPs write "en-US", "zh-CN" or nothing."""
+    try:
+        names = server.metadata.mdui_uiinfo_display_name(sp)
+    except (KeyError, AttributeError, IndexError, TypeError):
+        names = None
+    for name in [names] if isinstance(names, str) else names or ():
+        text = name.get("text") if isinstance(name, dict) else getattr(name, "text", name)
+        if isinstance(text, str) and text:
+            return text
+    try:
+        organization = server.metadata[sp].get("organization") or {}
+    except KeyError:
+        return sp
+    for key in ("organization_display_name", "organization_name"):
+        for item in organization.get(key) or ():
+            if item.get("text"):
+                return item["text"]
     return sp
 
 
