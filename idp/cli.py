@@ -17,6 +17,7 @@ COMMANDS = {
     "keys": "idp.commands.keys:keys",
     "sp": "idp.commands.sp:sp",
     "ldap": "idp.commands.ldap:ldap",
+    "sync": "idp.commands.sync:sync",
 }
 
 

@@ -16,6 +16,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from idp.provisioning.alimail import AlimailSettings
+from idp.provisioning.scim import ScimSettings
+
 NameIdFormatName = Literal["emailAddress", "persistent", "transient", "unspecified"]
 
 
@@ -148,6 +151,43 @@ class SpDefaults(_Section):
     require_signed_requests: bool = False
 
 
+class ProvisioningSettings(_Section):
+    """Mailboxes follow AD: which provider, whose mailboxes, and the sync's safety limits."""
+
+    provider: Literal["alimail", "scim"]
+    alimail: AlimailSettings | None = None
+    scim: ScimSettings | None = None
+    scope_base_dns: list[str] = Field(default_factory=list)
+    """OUs whose people get mailboxes (subtrees); the whole domain when empty."""
+    scope_group_dn: str = ""
+    """Only members of this group (nested membership counts); everyone in the OUs when empty."""
+    mail_domain: str = ""
+    """For SCIM: the address of someone without AD mail is username@mail_domain (Alibaba Mail uses its own)."""
+    department_source: Literal["attribute", "ou"] = "attribute"
+    """For SCIM: department from AD's department attribute or the OU path (Alibaba Mail uses its own)."""
+    freeze_brake_share: float = Field(default=0.10, gt=0, le=1)
+    """A sync that would freeze more than this share of the active mailboxes stops unless --force."""
+    delete_enabled: bool = False
+    delete_grace_days: int = Field(default=30, ge=1)
+    """A mailbox frozen this long by the sync is deleted, when delete_enabled."""
+    workers: int = Field(default=4, ge=1, le=32)
+    """Provider calls in flight at once; the rate limiter still holds the provider's limit."""
+    lease_seconds: float = Field(default=300, ge=10)
+
+    @model_validator(mode="after")
+    def _provider_section(self) -> ProvisioningSettings:
+        if getattr(self, self.provider) is None:
+            raise ValueError(f'provider = "{self.provider}" needs a [provisioning.{self.provider}] table')
+        return self
+
+    @property
+    def mapping(self) -> tuple[Literal["attribute", "ou"], str]:
+        """(department source, mail domain) for spec_from_person."""
+        if self.provider == "alimail" and self.alimail is not None:
+            return self.alimail.department_source, self.alimail.mail_domain
+        return self.department_source, self.mail_domain
+
+
 class Settings(_Section):
     server: ServerSettings = ServerSettings()
     idp: IdpSettings = IdpSettings()
@@ -155,6 +195,7 @@ class Settings(_Section):
     database: DatabaseSettings = DatabaseSettings()
     metadata: MetadataSettings = MetadataSettings()
     sp_defaults: SpDefaults = SpDefaults()
+    provisioning: ProvisioningSettings | None = None
 
     @property
     def entity_id(self) -> str:
