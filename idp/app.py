@@ -22,6 +22,7 @@ from idp.settings import Settings
 from idp.signin import SignInPipeline
 from idp.sps.registry import SpRegistry
 from idp.store.db import Database
+from idp.throttle import LoginThrottle
 from idp.web import health, login, sso
 from idp.web.i18n import current_language, translate
 from idp.web.pending import PendingPosts
@@ -89,8 +90,13 @@ def create_app(settings: Settings) -> Flask:
 
     @app.errorhandler(413)
     def _too_large(_: HTTPException) -> tuple[str, int]:
-        services_of(app).audit.record("saml_request", "refused", reason="too_large", ip=request.remote_addr,
-                                      detail=f"request body over {app.config['MAX_CONTENT_LENGTH']} bytes")
+        services_of(app).audit.record(
+            "saml_request",
+            "refused",
+            reason="too_large",
+            ip=request.remote_addr,
+            detail=f"request body over {app.config['MAX_CONTENT_LENGTH']} bytes",
+        )
         return render_template("error.html", message=translate("too_large"), reason="too_large", detail=None), 400
 
     @app.errorhandler(404)
@@ -123,7 +129,7 @@ def build_services(settings: Settings, cache: FileSystemCache | RedisCache) -> S
         registry=registry,
         saml=saml,
         directory=directory,
-        signin=SignInPipeline(directory, saml, audit),
+        signin=SignInPipeline(directory, saml, audit, LoginThrottle(audit, settings.login), settings.ldap),
         pending=PendingPosts(cache),
     )
 

@@ -10,7 +10,7 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from idp.store.db import Database
 from idp.store.models import AuditEvent
@@ -58,6 +58,27 @@ class AuditTrail:
         log.info("%s %s reason=%s user=%s sp=%s ip=%s", event, result, reason, username, sp, ip)
         with self._db.session() as s:
             s.add(row)
+
+    def count_failures(
+        self, since: datetime, reasons: tuple[str, ...], *, username: str | None = None, ip: str | None = None
+    ) -> int:
+        """Failed sign-ins since a time, for one username or one client address (indexed either way)."""
+        q = (
+            select(func.count())
+            .select_from(AuditEvent)
+            .where(
+                AuditEvent.event == "signin",
+                AuditEvent.result == "failure",
+                AuditEvent.reason.in_(reasons),
+                AuditEvent.at >= since,
+            )
+        )
+        if username is not None:
+            q = q.where(AuditEvent.username == username)
+        if ip is not None:
+            q = q.where(AuditEvent.client_ip == ip)
+        with self._db.session() as s:
+            return int(s.scalar(q) or 0)
 
     def recent(self, limit: int = 100, *, username: str | None = None, event: str | None = None) -> list[AuditRecord]:
         q = select(AuditEvent).order_by(AuditEvent.id.desc()).limit(limit)

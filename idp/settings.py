@@ -143,6 +143,18 @@ class MetadataSettings(_Section):
     """Accept http:// ACS URLs on 127.0.0.0/8 and localhost (for local testing only)."""
 
 
+class LoginSettings(_Section):
+    """Throttling of wrong passwords, counted over the audit trail (shared by every worker and node)."""
+
+    failure_window: int = Field(default=300, ge=10, le=86400)
+    """Seconds over which failed attempts are counted."""
+    max_failures_per_user: int = Field(default=5, ge=0)
+    """Wrong passwords for one username in the window before further tries are refused without asking AD
+    (0: no limit). Keep it below AD's own lockout threshold, so guessing never locks the AD account."""
+    max_failures_per_ip: int = Field(default=30, ge=0)
+    """Wrong passwords from one client address in the window (password spraying); 0: no limit."""
+
+
 class SpDefaults(_Section):
     nameid_format: NameIdFormatName = "emailAddress"
     attributes: list[str] = Field(default_factory=lambda: ["mail", "displayName", "givenName", "sn", "groups"])
@@ -194,6 +206,7 @@ class Settings(_Section):
     ldap: LdapSettings
     database: DatabaseSettings = DatabaseSettings()
     metadata: MetadataSettings = MetadataSettings()
+    login: LoginSettings = LoginSettings()
     sp_defaults: SpDefaults = SpDefaults()
     provisioning: ProvisioningSettings | None = None
 

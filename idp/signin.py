@@ -14,12 +14,25 @@ from datetime import UTC, datetime
 
 from idp import metrics
 from idp.audit import AuditTrail
-from idp.directory.client import Directory
-from idp.directory.errors import DirectoryError, ServiceAccountRejected
+from idp.directory.client import Directory, normalize_username
+from idp.directory.errors import DirectoryError, InvalidCredentials, ServiceAccountRejected
 from idp.directory.person import Person
 from idp.saml.idp import AuthnRequestInfo, NameIdPolicyError, PostForm, SamlIdp
+from idp.settings import LdapSettings
+from idp.throttle import LoginThrottle
 
 log = logging.getLogger(__name__)
+
+
+def _canonical(typed: str, ldap: LdapSettings) -> str:
+    """One name per account for the audit trail and the throttle: "CORP\\Alice", "alice@<realm>" and "alice"
+    are the same person. (A mail address that differs from the UPN still counts apart; the per-address
+    limit covers that.)"""
+    try:
+        name = normalize_username(typed, ldap)
+    except InvalidCredentials:
+        return typed.strip()[:256]
+    return name.removesuffix("@" + ldap.realm.casefold()) if ldap.realm else name
 
 
 class SignInRefused(Exception):
@@ -40,18 +53,24 @@ class SsoContext:
 
 
 class SignInPipeline:
-    def __init__(self, directory: Directory, saml: SamlIdp, audit: AuditTrail) -> None:
+    def __init__(
+        self, directory: Directory, saml: SamlIdp, audit: AuditTrail, throttle: LoginThrottle, ldap: LdapSettings
+    ) -> None:
         self._directory = directory
         self._saml = saml
         self._audit = audit
+        self._throttle = throttle
+        self._ldap = ldap
 
     def authenticate(self, username: str, password: str, *, ip: str | None, sp: str | None) -> Person:
         """Check the password against AD. Refuses an empty password without asking AD (an empty password is an
         anonymous bind that a directory may answer with success)."""
-        username = username.strip()
+        username = _canonical(username, self._ldap)
         if not username or not password.strip():
             reason = "missing_username" if not username else "empty_password"
             self._refuse(reason, username=username or None, sp=sp, ip=ip)
+        if self._throttle.blocked(username, ip):
+            self._refuse("throttled", username=username, sp=sp, ip=ip)
         started = time.perf_counter()
         try:
             person = self._directory.authenticate(username, password)

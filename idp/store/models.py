@@ -32,7 +32,11 @@ class AuditEvent(Base):
     client_ip: Mapped[str | None] = mapped_column(String(64))
     detail: Mapped[str | None] = mapped_column(Text)
 
-    __table_args__ = (Index("ix_audit_user_at", "username", "at"), Index("ix_audit_sp_at", "sp_entity_id", "at"))
+    __table_args__ = (
+        Index("ix_audit_user_at", "username", "at"),
+        Index("ix_audit_sp_at", "sp_entity_id", "at"),
+        Index("ix_audit_ip_at", "client_ip", "at"),  # the login throttle counts failures per address
+    )
 
 
 class SpPolicyRecord(Base):

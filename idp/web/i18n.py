@@ -53,6 +53,7 @@ MESSAGES: dict[str, dict[str, str]] = {
         "service_account_rejected": "Sign-in is unavailable because of a configuration problem. Please contact the "
         "help desk.",
         "directory_error": "Sign-in failed because of a directory problem. Please try again later.",
+        "throttled": "Too many failed sign-in attempts. Wait a few minutes and try again.",
         "sp_disabled": "Sign-in to {sp} is switched off. Please contact the help desk.",
         "not_in_allowed_group": "Your account is not allowed to use {sp}. Ask the help desk if you need access.",
         # SAML request refusals, by reason
@@ -103,6 +104,7 @@ MESSAGES: dict[str, dict[str, str]] = {
         "directory_unavailable": "暂时无法连接公司目录服务，请几分钟后重试。",
         "service_account_rejected": "由于配置问题暂时无法登录，请联系服务台。",
         "directory_error": "目录服务出现问题，登录失败，请稍后重试。",
+        "throttled": "登录失败次数过多，请几分钟后再试。",
         "sp_disabled": "{sp} 的登录已关闭，请联系服务台。",
         "not_in_allowed_group": "您的账号无权使用 {sp}。如需访问，请联系服务台。",
         "unknown_sp": "将您转到此处的服务尚未在本登录服务中注册。",

@@ -30,11 +30,10 @@ def login() -> Response | str:
     password = request.form.get("password", "")[:MAX_PASSWORD]
     svc = services()
     try:
-        person = svc.signin.authenticate(
-            username, password, ip=client_ip(), sp=req.sp_entity_id if req else None
-        )
+        person = svc.signin.authenticate(username, password, ip=client_ip(), sp=req.sp_entity_id if req else None)
     except SignInRefused as exc:
-        return _form(sp_name, key, username=username, error=translate(exc.reason), status=401)
+        status = 429 if exc.reason == "throttled" else 401
+        return _form(sp_name, key, username=username, error=translate(exc.reason), status=status)
     sso = start_sso(person, svc.settings.server.session_lifetime)
     if req is None:
         svc.signin.audit_login_without_sp(person, ip=client_ip())
@@ -43,8 +42,9 @@ def login() -> Response | str:
     return answer(req, sso, reused=False)
 
 
-def _form(sp_name: str | None, key: str, *, username: str = "", error: str | None = None,
-          status: int = 200) -> Response:
+def _form(
+    sp_name: str | None, key: str, *, username: str = "", error: str | None = None, status: int = 200
+) -> Response:
     body = render_template("login.html", sp=sp_name, key=key, username=username, error=error)
     resp = Response(body, status=status)
     resp.headers["Cache-Control"] = "no-store"

@@ -39,8 +39,11 @@ def _received(endpoint: str) -> tuple[str, str | None, str | None, str | None] |
         if fields is None:
             return error_page("error.login_expired", 400)
         return "post", fields.get("SAMLRequest"), fields.get("RelayState"), None
-    return "redirect", request.args.get("SAMLRequest"), request.args.get("RelayState"), (
-        request.query_string.decode("ascii", "replace")
+    return (
+        "redirect",
+        request.args.get("SAMLRequest"),
+        request.args.get("RelayState"),
+        (request.query_string.decode("ascii", "replace")),
     )
 
 
@@ -78,7 +81,11 @@ def continue_authn(req: AuthnRequestInfo) -> Response | str:
         return answer(req, sso, reused=True)
     if req.is_passive:
         services().audit.record(
-            "signin", "failure", reason="no_passive", sp=req.sp_entity_id, ip=client_ip(),
+            "signin",
+            "failure",
+            reason="no_passive",
+            sp=req.sp_entity_id,
+            ip=client_ip(),
             username=sso.person.username if sso else None,
         )
         metrics.SIGNINS.labels(result="failure", reason="no_passive").inc()
@@ -129,6 +136,7 @@ def error_page(reason: str, status: int, *, sp: str | None = None, detail: str |
 
 # --- AuthnRequests waiting for the person to type their password -------------------------------------------
 
+
 def stash_request(req: AuthnRequestInfo) -> str:
     key = secrets.token_urlsafe(12)
     waiting = dict(session.get(_REQUESTS_KEY, {}))
@@ -156,6 +164,7 @@ def drop_request(key: str) -> None:
 
 # --- Single logout -----------------------------------------------------------------------------------------
 
+
 @bp.route("/slo", methods=["GET", "POST"])
 def slo() -> Response | str:
     received = _received("saml.slo")
@@ -171,7 +180,11 @@ def slo() -> Response | str:
         return _refused_request(exc)
     ended = end_sso()
     services().audit.record(
-        "logout", "success", reason="sp_initiated", sp=req.sp_entity_id, ip=client_ip(),
+        "logout",
+        "success",
+        reason="sp_initiated",
+        sp=req.sp_entity_id,
+        ip=client_ip(),
         username=ended.person.username if ended else None,
         detail=None if ended else "no IdP session was open",
     )

@@ -25,18 +25,32 @@ class SsoSession:
 
 def _person_to_dict(p: Person) -> dict:
     return {
-        "username": p.username, "dn": p.dn, "guid": str(p.guid), "upn": p.upn, "mail": p.mail,
-        "display_name": p.display_name, "given_name": p.given_name, "surname": p.surname,
-        "groups": list(p.groups), "group_dns": list(p.group_dns),
+        "username": p.username,
+        "dn": p.dn,
+        "guid": str(p.guid),
+        "upn": p.upn,
+        "mail": p.mail,
+        "display_name": p.display_name,
+        "given_name": p.given_name,
+        "surname": p.surname,
+        "groups": list(p.groups),
+        "group_dns": list(p.group_dns),
         "attributes": {k: list(v) for k, v in p.attributes.items()},
     }
 
 
 def _person_from_dict(d: dict) -> Person:
     return Person(
-        username=d["username"], dn=d["dn"], guid=uuid.UUID(d["guid"]), upn=d["upn"], mail=d["mail"],
-        display_name=d["display_name"], given_name=d["given_name"], surname=d["surname"],
-        groups=tuple(d["groups"]), group_dns=tuple(d["group_dns"]),
+        username=d["username"],
+        dn=d["dn"],
+        guid=uuid.UUID(d["guid"]),
+        upn=d["upn"],
+        mail=d["mail"],
+        display_name=d["display_name"],
+        given_name=d["given_name"],
+        surname=d["surname"],
+        groups=tuple(d["groups"]),
+        group_dns=tuple(d["group_dns"]),
         attributes={k: tuple(v) for k, v in d["attributes"].items()},
     )
 

@@ -12,6 +12,7 @@ import pytest
 from onelogin.saml2.constants import OneLogin_Saml2_Constants as C
 
 from idp.demo.samba_dc import DEMO_USERS
+from tests.e2e.ad_admin import AdAdmin
 from tests.e2e.browser import Browser, Page
 
 pytestmark = pytest.mark.ad
@@ -279,10 +280,10 @@ def test_malformed_and_oversized_requests_are_refused(idp_server):
 # --- the login form and Active Directory -------------------------------------------------------------------
 
 
-def _login_message(idp_server, username: str, password: str, lang: str = "en") -> tuple[Page, str]:
-    browser = Browser(lang)
+def _login_message(idp_server, username: str, password: str, *, status: int = 401) -> tuple[Page, str]:
+    browser = Browser()
     page = browser.login(browser.get(idp_server.sps["webmail"].redirect_login_url()), username, password)
-    assert page.is_login and page.status == 401
+    assert page.is_login and page.status == status
     return page, page.text_of("error") or ""
 
 
@@ -319,108 +320,49 @@ def test_username_forms(idp_server):
         assert sp.consume(*browser.saml_post(page)).nameid == ALICE.mail, form
 
 
-def _admin_connection(samba_dc):
-    import ldap3
-
-    return ldap3.Connection(
-        ldap3.Server(samba_dc.ldap_url, get_info=ldap3.NONE),
-        user="Administrator@corp.example.com",
-        password=samba_dc.admin_password,
-        auto_bind=True,
-    )
-
-
-def _bad_pwd_count(samba_dc, username: str) -> int:
-    conn = _admin_connection(samba_dc)
-    conn.search("DC=corp,DC=example,DC=com", f"(sAMAccountName={username})", attributes=["badPwdCount"])
-    value = conn.entries[0].badPwdCount.value
-    conn.unbind()
-    return int(value or 0)
-
-
 @pytest.fixture
-def bob_counts_bad_passwords(samba_dc):
-    """AD counts wrong passwords only under a lockout policy; give bob one (high threshold) for this test."""
-    conn = _admin_connection(samba_dc)
-    base = "DC=corp,DC=example,DC=com"
-    conn.search(base, "(sAMAccountName=bob)", attributes=["distinguishedName"])
-    bob_dn = conn.entries[0].entry_dn
-    dn = f"CN=e2e-count-bob,CN=Password Settings Container,CN=System,{base}"
-    conn.add(
-        dn,
-        "msDS-PasswordSettings",
-        {
-            "msDS-PasswordSettingsPrecedence": "5",
-            "msDS-PasswordReversibleEncryptionEnabled": "FALSE",
-            "msDS-PasswordHistoryLength": "0",
-            "msDS-PasswordComplexityEnabled": "FALSE",
-            "msDS-MinimumPasswordLength": "0",
-            "msDS-MinimumPasswordAge": "0",
-            "msDS-MaximumPasswordAge": str(-3650 * 864_000_000_000),
-            "msDS-LockoutThreshold": "1000",
-            "msDS-LockoutObservationWindow": "-18000000000",
-            "msDS-LockoutDuration": "-18000000000",
-            "msDS-PSOAppliesTo": bob_dn,
-        },
-    )
-    assert conn.result["result"] == 0, conn.result
-    yield
-    conn.delete(dn)
-    conn.unbind()
+def ad_admin(samba_dc):
+    admin = AdAdmin(samba_dc)
+    yield admin
+    admin.undo()
 
 
-def test_empty_password_is_refused_before_any_bind(idp_server, samba_dc, bob_counts_bad_passwords):
-    before = _bad_pwd_count(samba_dc, "bob")
+def test_empty_password_is_refused_before_any_bind(idp_server, ad_admin):
+    ad_admin.count_bad_passwords(ad_admin.dn_of("bob"))
+    before = ad_admin.bad_password_count("bob")
     _login_message(idp_server, "bob", "wrong-password-1")
-    assert _bad_pwd_count(samba_dc, "bob") == before + 1  # a wrong password does reach AD and is counted
+    assert ad_admin.bad_password_count("bob") == before + 1  # a wrong password does reach AD and is counted
     for blank in ("", "   "):
         _, message = _login_message(idp_server, "bob", blank)
         assert message == "Please enter your password."
-    assert _bad_pwd_count(samba_dc, "bob") == before + 1  # the blank ones never did
+    assert ad_admin.bad_password_count("bob") == before + 1  # the blank ones never did
     assert idp_server.audit_rows(event="signin", username="bob")[0]["reason"] == "empty_password"
 
 
-@pytest.fixture
-def user_without_mail(samba_dc):
-    """An AD account with no mail attribute, made for this test and removed after it."""
-    import ldap3
-
-    conn = ldap3.Connection(
-        ldap3.Server(samba_dc.ldaps_url, get_info=ldap3.NONE, tls=ldap3.Tls(validate=0)),
-        user="Administrator@corp.example.com",
-        password=samba_dc.admin_password,
-        auto_bind=True,
-    )
-    dn = "CN=No Mail,CN=Users,DC=corp,DC=example,DC=com"
-    password = "Passw0rd!NoMail"
-    conn.add(
-        dn,
-        ["top", "person", "organizationalPerson", "user"],
-        {
-            "sAMAccountName": "nomail",
-            "userPrincipalName": "nomail@corp.example.com",
-            "givenName": "No",
-            "sn": "Mail",
-            "unicodePwd": f'"{password}"'.encode("utf-16-le"),
-            "userAccountControl": "512",
-        },
-    )
-    assert conn.result["result"] == 0, conn.result
-    yield "nomail", password
-    conn.delete(dn)
-    conn.unbind()
-
-
-def test_no_value_for_the_nameid_format_answers_invalid_nameid_policy(idp_server, user_without_mail):
-    username, password = user_without_mail
+def test_no_value_for_the_nameid_format_answers_invalid_nameid_policy(idp_server, ad_admin):
+    ad_admin.add_user("nomail", "Passw0rd!NoMail")
     sp = idp_server.sps["webmail"]
     browser = Browser()
-    page = browser.login(browser.get(sp.redirect_login_url()), username, password)
+    page = browser.login(browser.get(sp.redirect_login_url()), "nomail", "Passw0rd!NoMail")
     action, fields = browser.saml_post(page)
     assert action == sp.acs_url
     assert sp.status_of(fields) == "Responder/InvalidNameIDPolicy"  # the IdP has no value to give
-    rows = idp_server.audit_rows(event="signin", username=username)
+    rows = idp_server.audit_rows(event="signin", username="nomail")
     assert rows[0]["result"] == "failure" and rows[0]["reason"] == "no_nameid"
+
+
+def test_guessing_is_throttled_before_ad_would_lock_the_account(idp_server, ad_admin):
+    ad_admin.count_bad_passwords(ad_admin.add_user("tina", "Passw0rd!Tina", mail="tina@corp.example.com"))
+    for n in range(5):  # [login] max_failures_per_user defaults to 5
+        _, message = _login_message(idp_server, "CORP\\Tina" if n % 2 else "tina", f"guess-{n}")
+        assert message == "The username or password is incorrect."
+    assert ad_admin.bad_password_count("tina") == 5
+    _, message = _login_message(idp_server, "tina", "guess-5", status=429)
+    assert message == "Too many failed sign-in attempts. Wait a few minutes and try again."
+    _login_message(idp_server, "tina@corp.example.com", "Passw0rd!Tina", status=429)  # even the right one waits
+    assert ad_admin.bad_password_count("tina") == 5  # AD was not asked again
+    rows = idp_server.audit_rows(event="signin", username="tina")
+    assert [r["reason"] for r in rows[:2]] == ["throttled", "throttled"]
 
 
 def test_login_form_needs_its_csrf_token(idp_server):

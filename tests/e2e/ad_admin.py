@@ -1,0 +1,79 @@
+"""Test-only changes to the run's AD as its Administrator: extra users and password policies, removed again."""
+
+from __future__ import annotations
+
+import ssl
+
+import ldap3
+
+BASE_DN = "DC=corp,DC=example,DC=com"
+_PSO_CONTAINER = f"CN=Password Settings Container,CN=System,{BASE_DN}"
+
+
+class AdAdmin:
+    def __init__(self, samba_dc) -> None:
+        tls = ldap3.Tls(
+            validate=ssl.CERT_REQUIRED, ca_certs_file=str(samba_dc.ca_file), valid_names=[samba_dc.cert_name]
+        )
+        self.conn = ldap3.Connection(
+            ldap3.Server(samba_dc.ldaps_url, get_info=ldap3.NONE, tls=tls),
+            user="Administrator@corp.example.com",
+            password=samba_dc.admin_password,
+            auto_bind=True,
+        )
+        self._made: list[str] = []
+
+    def _add(self, dn: str, object_class: str | list[str], attributes: dict) -> str:
+        self.conn.add(dn, object_class, attributes)
+        assert self.conn.result["result"] == 0, self.conn.result
+        self._made.append(dn)
+        return dn
+
+    def add_user(self, username: str, password: str, *, mail: str | None = None) -> str:
+        attributes = {
+            "sAMAccountName": username,
+            "userPrincipalName": f"{username}@corp.example.com",
+            "givenName": username.title(),
+            "sn": "Test",
+            "unicodePwd": f'"{password}"'.encode("utf-16-le"),
+            "userAccountControl": "512",
+        }
+        if mail:
+            attributes["mail"] = mail
+        return self._add(
+            f"CN={username},CN=Users,{BASE_DN}", ["top", "person", "organizationalPerson", "user"], attributes
+        )
+
+    def count_bad_passwords(self, user_dn: str) -> None:
+        """AD counts wrong passwords only under a lockout policy: give the user one with a high threshold."""
+        name = user_dn.split(",", 1)[0].removeprefix("CN=")
+        self._add(
+            f"CN=count-{name},{_PSO_CONTAINER}",
+            "msDS-PasswordSettings",
+            {
+                "msDS-PasswordSettingsPrecedence": "5",
+                "msDS-PasswordReversibleEncryptionEnabled": "FALSE",
+                "msDS-PasswordHistoryLength": "0",
+                "msDS-PasswordComplexityEnabled": "FALSE",
+                "msDS-MinimumPasswordLength": "0",
+                "msDS-MinimumPasswordAge": "0",
+                "msDS-MaximumPasswordAge": str(-3650 * 864_000_000_000),
+                "msDS-LockoutThreshold": "1000",
+                "msDS-LockoutObservationWindow": "-18000000000",
+                "msDS-LockoutDuration": "-18000000000",
+                "msDS-PSOAppliesTo": user_dn,
+            },
+        )
+
+    def dn_of(self, username: str) -> str:
+        self.conn.search(BASE_DN, f"(sAMAccountName={username})", attributes=["badPwdCount"])
+        return self.conn.entries[0].entry_dn
+
+    def bad_password_count(self, username: str) -> int:
+        self.conn.search(BASE_DN, f"(sAMAccountName={username})", attributes=["badPwdCount"])
+        return int(self.conn.entries[0].badPwdCount.value or 0)
+
+    def undo(self) -> None:
+        for dn in reversed(self._made):
+            self.conn.delete(dn)
+        self.conn.unbind()
