@@ -8,7 +8,6 @@ plain http: it is for trying the product, never for serving anyone.
 from __future__ import annotations
 
 import ipaddress
-import json
 import logging
 import signal
 import threading
@@ -25,7 +24,7 @@ from rich.panel import Panel
 from rich.table import Table
 from werkzeug.serving import BaseWSGIServer, make_server
 
-from idp.settings import Settings, SettingsError, load_settings
+from idp.settings import Settings, SettingsError, load_settings, render_toml
 
 if TYPE_CHECKING:
     from idp.demo.samba_dc import DemoUser
@@ -114,35 +113,13 @@ def _write_config(workdir: Path, idp_url: str, ldap: dict[str, Any]) -> Settings
         "ldap": ldap,
     }
     path = workdir / "idp.toml"
-    path.write_text(CONFIG_HEADER + _to_toml(config), encoding="utf-8")
+    path.write_text(CONFIG_HEADER + render_toml(config), encoding="utf-8")
     path.chmod(0o600)  # it holds the demo service account's password
     try:
         # No environment overrides: an IDP_* variable left in the shell must not point the demo elsewhere.
         return load_settings(path, environ={})
     except SettingsError as exc:
         raise click.ClickException(f"the demo wrote a config it cannot use:\n{exc}") from None
-
-
-def _to_toml(config: dict[str, dict[str, Any]]) -> str:
-    """TOML for tables of strings, numbers, booleans, paths and lists of those: all a config needs."""
-    lines: list[str] = []
-    for section, values in config.items():
-        lines.append(f"\n[{section}]")
-        lines.extend(f"{key} = {_toml_value(value)}" for key, value in values.items() if value is not None)
-    return "\n".join(lines).lstrip("\n") + "\n"
-
-
-def _toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value)
-    if isinstance(value, list | tuple):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    if isinstance(value, str | Path):
-        # A JSON string without \u escapes is a valid TOML basic string.
-        return json.dumps(str(value), ensure_ascii=False)
-    raise TypeError(f"cannot write {type(value).__name__} to TOML")
 
 
 def _ensure_keys(settings: Settings, host: str) -> None:

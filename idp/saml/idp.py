@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from saml2 import BINDING_HTTP_POST, BINDING_HTTP_REDIRECT, VERSION, saml, samlp
 from saml2.assertion import Policy
 from saml2.cert import CertificateError
+from saml2.s_utils import UnsupportedBinding
 from saml2.server import Server
 from saml2.sigver import SigverError
 from saml2.time_util import instant
@@ -532,7 +533,10 @@ def _pick_acs(server: Server, sp: str, message: Any) -> tuple[str, str]:
 def _pick_slo(server: Server, sp: str, request_binding: str) -> tuple[str, str]:
     """(binding, location): the request's own binding when the SP has it, else any it has."""
     for binding in (request_binding, BINDING_HTTP_REDIRECT, BINDING_HTTP_POST):
-        found = server.metadata.single_logout_service(sp, binding, "spsso")
+        try:
+            found = server.metadata.single_logout_service(sp, binding, "spsso")
+        except UnsupportedBinding:  # pysaml2 raises, rather than answering "none", for a binding the SP lacks
+            continue
         endpoints = found.get(binding) if isinstance(found, dict) else found
         if endpoints:
             e = endpoints[0]

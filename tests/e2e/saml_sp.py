@@ -22,6 +22,7 @@ from onelogin.saml2.auth import OneLogin_Saml2_Auth
 from onelogin.saml2.authn_request import OneLogin_Saml2_Authn_Request
 from onelogin.saml2.constants import OneLogin_Saml2_Constants as C
 from onelogin.saml2.idp_metadata_parser import OneLogin_Saml2_IdPMetadataParser
+from onelogin.saml2.logout_request import OneLogin_Saml2_Logout_Request
 from onelogin.saml2.settings import OneLogin_Saml2_Settings
 from onelogin.saml2.utils import OneLogin_Saml2_Utils
 
@@ -167,6 +168,17 @@ class IndependentSp:
         url = auth.logout(return_to="/bye", name_id=name_id, session_index=session_index, name_id_format=nameid_format)
         self._last_request_id = auth.get_last_request_id()
         return url
+
+    def post_logout_fields(self, *, name_id: str, session_index: str, nameid_format: str) -> dict[str, str]:
+        """An HTTP-POST binding LogoutRequest with an enveloped signature."""
+        req = OneLogin_Saml2_Logout_Request(
+            self.settings(), name_id=name_id, session_index=session_index, name_id_format=nameid_format
+        )
+        self._last_request_id = req.id
+        xml = OneLogin_Saml2_Utils.add_sign(
+            req.get_xml(), self.key_pem, self.cert_pem, sign_algorithm=C.RSA_SHA256, digest_algorithm=C.SHA256
+        )
+        return {"SAMLRequest": base64.b64encode(xml if isinstance(xml, bytes) else xml.encode()).decode()}
 
     # --- responses ----------------------------------------------------------------------------------------
 

@@ -185,6 +185,21 @@ def test_single_logout_from_an_sp(idp_server):
     assert rows[0]["username"] == "alice"
 
 
+def test_single_logout_on_the_post_binding(idp_server):
+    sp = idp_server.sps["calendar"]
+    browser = Browser()
+    result = sign_in(browser, sp)
+    fields = sp.post_logout_fields(
+        name_id=result.nameid, session_index=result.session_index, nameid_format=result.nameid_format
+    )
+    parked = browser.http.post(idp_server.base_url + "/saml/slo", data=fields, allow_redirects=False, timeout=30)
+    assert parked.status_code == 303  # a cross-site POST comes back as a same-site GET, with the cookie
+    r = browser.http.get(idp_server.base_url + parked.headers["Location"], allow_redirects=False, timeout=30)
+    assert r.status_code in (302, 303)
+    sp.validate_logout_response(r.headers["Location"])
+    assert browser.get(sp.redirect_login_url()).is_login
+
+
 def test_chinese_login_page(idp_server):
     page = Browser("zh-CN,zh;q=0.9,en;q=0.5").get(idp_server.sps["webmail"].redirect_login_url())
     assert page.is_login

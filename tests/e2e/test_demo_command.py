@@ -1,0 +1,81 @@
+"""`idp demo`, the newcomer's command: from nothing to a signed-in webmail with an AD password."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import requests
+
+from idp.demo.samba_dc import DEMO_USERS, SambaDC
+from tests.conftest import require
+from tests.e2e.browser import Browser
+from tests.e2e.conftest import free_port
+
+pytestmark = pytest.mark.ad
+
+# Not the test run's DC address (tests/conftest.py) nor the demo's default: a demo a developer left
+# running must not collide with this one.
+DEMO_TEST_DC_IP = "127.0.0.31"
+
+
+def _wait_for(url: str, proc: subprocess.Popen, deadline: float) -> None:
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"idp demo exited with {proc.returncode}:\n{proc.stdout.read()}")
+        try:
+            requests.get(url, timeout=5, allow_redirects=False)
+            return
+        except requests.RequestException:
+            time.sleep(0.5)
+    raise AssertionError(f"{url} did not answer in time")
+
+
+def test_idp_demo_signs_alice_in_to_the_webmail(tmp_path):
+    require(os.geteuid() == 0, "idp demo starts a Samba AD DC, which needs root")
+    idp_port, webmail_port = free_port(), free_port()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "idp.cli",
+            "demo",
+            "--dir",
+            str(tmp_path / "demo"),
+            "--bind",
+            f"127.0.0.1:{idp_port}",
+            "--webmail-port",
+            str(webmail_port),
+            "--dc-ip",
+            DEMO_TEST_DC_IP,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={k: v for k, v in os.environ.items() if not k.startswith("IDP_")},
+    )
+    webmail = f"http://127.0.0.1:{webmail_port}/"
+    try:
+        _wait_for(f"http://127.0.0.1:{idp_port}/healthz", proc, time.monotonic() + 120)
+        alice = next(u for u in DEMO_USERS if u.username == "alice")
+        browser = Browser()
+        login = browser.get(webmail)
+        assert login.is_login and login.url.startswith(f"http://127.0.0.1:{idp_port}/login")
+        assert login.text_of("service") == "to continue to Demo Webmail"
+        action, fields = browser.saml_post(browser.login(login, "alice", alice.password))
+        mailbox = browser.post(action, fields)
+        assert mailbox.status == 200 and mailbox.url.startswith(webmail)
+        assert mailbox.text_of("signed-in-as") == alice.mail
+        attributes = mailbox.text_of("attributes") or ""
+        assert alice.given_name in attributes and "Mail Users" in attributes
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        output, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0, output
+    assert f"http://127.0.0.1:{webmail_port}/" in output  # the URL to open is printed
+    assert alice.password in output  # and the demo credentials
+    assert not SambaDC(tmp_path / "demo" / "ad", DEMO_TEST_DC_IP, "").is_running()
