@@ -368,3 +368,8 @@ def test_two_concurrent_runners_only_one_runs(
     assert len(emulator.emulator.users()) == 3
     creates = [w for w in writes(emulator) if w == "POST /v2/users"]
     assert len(creates) == 3  # nobody was created twice
+
+
+def test_a_provider_without_its_table_is_a_configuration_error() -> None:
+    with pytest.raises(ValueError, match=r"\[provisioning.scim\]"):
+        ProvisioningSettings(provider="scim")
