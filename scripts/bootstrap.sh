@@ -61,6 +61,10 @@ bootstrap_test() {
   make_venv test
 }
 
+as_postgres() {
+  (cd / && runuser -u postgres -- "$@")
+}
+
 # Redis and PostgreSQL back the several-nodes configurations (sessions in Redis, state in PostgreSQL);
 # the tests use real ones. Started here when they are not already answering.
 start_test_services() {
@@ -78,10 +82,11 @@ start_test_services() {
     for _ in $(seq 1 30); do pg_isready -h 127.0.0.1 -q && break; sleep 1; done
   fi
   # A role and database of our own, with a password, so the same URL works with peer, md5 or trust auth.
-  su postgres -c "psql -qtAc \"SELECT 1 FROM pg_roles WHERE rolname='idp_test'\"" | grep -q 1 ||
-    su postgres -c "psql -qc \"CREATE ROLE idp_test LOGIN PASSWORD 'idp_test'\""
-  su postgres -c "psql -qtAc \"SELECT 1 FROM pg_database WHERE datname='idp_test'\"" | grep -q 1 ||
-    su postgres -c "createdb -O idp_test idp_test"
+  # From / because the postgres user may not enter the checkout (under /root, say).
+  as_postgres psql -qtAc "SELECT 1 FROM pg_roles WHERE rolname='idp_test'" | grep -q 1 ||
+    as_postgres psql -qc "CREATE ROLE idp_test LOGIN PASSWORD 'idp_test'"
+  as_postgres psql -qtAc "SELECT 1 FROM pg_database WHERE datname='idp_test'" | grep -q 1 ||
+    as_postgres createdb -O idp_test idp_test
   export IDP_TEST_POSTGRES_URL="postgresql+psycopg://idp_test:idp_test@127.0.0.1:5432/idp_test"
   export IDP_TEST_REDIS_URL="redis://127.0.0.1:6379/15"
 }

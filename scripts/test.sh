@@ -9,6 +9,7 @@ bootstrap_test
 start_test_services
 
 echo "==> ruff"
-.venv/bin/ruff check idp tests bench
+# Every Python file of the checkout (ruff skips .venv): a list of directories breaks when one is not committed yet.
+.venv/bin/ruff check .
 echo "==> pytest"
 exec .venv/bin/pytest "$@"

@@ -27,7 +27,7 @@ def config(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def idp(config: Path) -> Iterator:
-    runner = CliRunner(mix_stderr=True)
+    runner = CliRunner()
 
     def run(*args: str) -> Result:
         # Wide enough that rich does not fold entityIDs in the table.
@@ -207,7 +207,7 @@ def test_missing_file_is_a_clear_error(idp, config: Path, tmp_path: Path) -> Non
 
 def test_http_loopback_acs_follows_the_setting(tmp_path: Path) -> None:
     xml = metadata_file(tmp_path, sp_metadata(acs="http://127.0.0.1:8080/acs", slo=None))
-    runner = CliRunner(mix_stderr=True)
+    runner = CliRunner()
     allowed = write_config(tmp_path / "a")
     strict = write_config(tmp_path / "b", allow_http_loopback=False)
     assert runner.invoke(cli, ["--config", str(allowed), "sp", "add", xml]).exit_code == 0
@@ -216,5 +216,5 @@ def test_http_loopback_acs_follows_the_setting(tmp_path: Path) -> None:
 
 
 def test_bad_config_is_a_clean_error(tmp_path: Path) -> None:
-    result = CliRunner(mix_stderr=True).invoke(cli, ["--config", str(tmp_path / "missing.toml"), "sp", "list"])
+    result = CliRunner().invoke(cli, ["--config", str(tmp_path / "missing.toml"), "sp", "list"])
     assert_clean_failure(result, "does not exist")
