@@ -1,0 +1,154 @@
+"""The yardsticks measured in the same run as the IdP, so ratios stay meaningful on a noisy shared machine.
+
+- pysaml2 signing a response with its default `xmlsec1` subprocess backend (what we replaced), and with
+  our in-process backend (what the IdP does, without HTTP, sessions and templates around it);
+- the machine's RSA-2048 signing capacity (`openssl speed`), the floor under any signed response;
+- a bare ldap3 re-bind loop on kept-open LDAPS connections, the floor under any password sign-in.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+import ssl
+import subprocess
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from ldap3 import NONE, SIMPLE, Connection, Server, Tls
+from saml2 import saml
+from saml2.server import Server as Saml2Server
+from saml2.sigver import CryptoBackendXmlSec1
+
+from bench.flows import SIGN_IN_USERS, ResponseSample
+from idp.demo.samba_dc import DemoUser, SambaDC
+from idp.directory.client import Directory
+from idp.saml import backend
+from idp.saml.algorithms import DIGEST_ALGORITHM, SIGNATURE_ALGORITHM
+from idp.saml.attributes import released
+from idp.saml.idp import PASSWORD_PROTECTED_TRANSPORT
+from idp.saml.server import idp_config
+from idp.settings import Settings, SpDefaults
+
+
+class BaselineError(RuntimeError):
+    """A baseline could not be measured; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class SigningRate:
+    backend: str
+    responses: int
+    seconds: float
+    sample: ResponseSample
+
+    @property
+    def per_second(self) -> float:
+        return self.responses / self.seconds
+
+    def as_dict(self) -> dict[str, object]:
+        return {"backend": self.backend, "responses": self.responses, "seconds": round(self.seconds, 3),
+                "per_second": round(self.per_second, 2)}
+
+
+def pysaml2_signing_rate(
+    settings: Settings, sp_metadata: Path, sp_entity_id: str, acs_url: str, request_id: str,
+    *, in_process: bool, seconds: float,
+) -> SigningRate:
+    """Signed responses per second from one pysaml2 Server, single thread: response and assertion signed,
+    RSA-SHA256/SHA-256, the same IdP configuration, key, SP metadata and released attributes as the IdP.
+
+    ``in_process=False`` keeps pysaml2's default crypto backend (a `xmlsec1` process per signature).
+    """
+    config = idp_config(settings, [sp_metadata])
+    config.crypto_backend = "xmlsec1"
+    server = Saml2Server(config=config)
+    if in_process:
+        backend.install(server.sec, config.xmlsec_binary)
+    elif type(server.sec.crypto) is not CryptoBackendXmlSec1:
+        raise BaselineError(f"expected pysaml2's xmlsec1 subprocess backend, got {type(server.sec.crypto)}")
+    with Directory(settings.ldap) as directory:
+        person = directory.find(SIGN_IN_USERS[0].username)
+    if person is None or not person.mail:
+        raise BaselineError(f"{SIGN_IN_USERS[0].username} not found in the benchmark DC")
+    identity = released(person, SpDefaults().attributes)
+
+    def one() -> str:
+        response = server.create_authn_response(
+            identity,
+            in_response_to=request_id,
+            destination=acs_url,
+            sp_entity_id=sp_entity_id,
+            name_id=saml.NameID(format=saml.NAMEID_FORMAT_EMAILADDRESS, text=person.mail),
+            authn={"class_ref": PASSWORD_PROTECTED_TRANSPORT,
+                   "authn_instant": int(datetime.now(UTC).timestamp())},
+            sign_response=True,
+            sign_assertion=True,
+            sign_alg=SIGNATURE_ALGORITHM,
+            digest_alg=DIGEST_ALGORITHM,
+        )
+        # The HTTP-POST binding carries it base64-encoded; the IdP pays for that too.
+        return base64.b64encode(str(response).encode("utf-8")).decode("ascii")
+
+    sample = ResponseSample(request_id, acs_url, {"SAMLResponse": one()})
+    count = 0
+    started = time.perf_counter()
+    deadline = started + seconds
+    while time.perf_counter() < deadline:
+        one()
+        count += 1
+    return SigningRate("in-process xmlsec" if in_process else "xmlsec1 subprocess", count,
+                       time.perf_counter() - started, sample)
+
+
+@dataclass(frozen=True)
+class RsaCapacity:
+    sign_per_second: float
+    verify_per_second: float
+    processes: int
+    command: str
+
+    def as_dict(self) -> dict[str, object]:
+        return {"sign_per_second": self.sign_per_second, "verify_per_second": self.verify_per_second,
+                "processes": self.processes, "command": self.command,
+                "responses_per_second_ceiling": round(self.sign_per_second / 2, 1)}
+
+
+_SPEED_LINE = re.compile(r"^rsa\s+2048 bits\s+\S+\s+\S+\s+([\d.]+)\s+([\d.]+)\s*$", re.MULTILINE)
+
+
+def rsa2048_capacity(processes: int, seconds: int = 3) -> RsaCapacity:
+    """RSA-2048 signatures per second over ``processes`` cores, from `openssl speed`."""
+    command = ["openssl", "speed", "-seconds", str(seconds), "-multi", str(processes), "rsa2048"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=seconds * 4 + 60)
+    match = _SPEED_LINE.search(done.stdout)
+    if done.returncode != 0 or match is None:
+        raise BaselineError(f"{' '.join(command)} failed or printed no rsa 2048 line:\n{done.stdout[-800:]}"
+                            f"{done.stderr[-800:]}")
+    return RsaCapacity(float(match.group(1)), float(match.group(2)), processes, " ".join(command))
+
+
+class LdapRebindClient:
+    """One kept-open LDAPS connection per client, re-bound as each sign-in user in turn: the least work any
+    password check against AD can do (no user search, no group lookup, no HTTP)."""
+
+    def __init__(self, dc: SambaDC, first_user: int) -> None:
+        tls = Tls(validate=ssl.CERT_REQUIRED, ca_certs_file=str(dc.ca_file), valid_names=[dc.cert_name])
+        server = Server(dc.ldaps_url, tls=tls, get_info=NONE, connect_timeout=5)
+        self._next_user = first_user
+        user = self.prepare()
+        self._conn = Connection(server, user=user.upn, password=user.password, authentication=SIMPLE,
+                                receive_timeout=10, read_only=True, raise_exceptions=False)
+        if not self._conn.bind():
+            raise BaselineError(f"first bind as {user.upn} failed: {self._conn.result}")
+
+    def prepare(self) -> DemoUser:
+        user = SIGN_IN_USERS[self._next_user % len(SIGN_IN_USERS)]
+        self._next_user += 1
+        return user
+
+    def call(self, user: DemoUser) -> None:
+        if not self._conn.rebind(user.upn, user.password, authentication=SIMPLE):
+            raise BaselineError(f"re-bind as {user.upn} refused: {self._conn.result.get('description')}")
