@@ -104,6 +104,9 @@ class LdapSettings(_Section):
     user_filter: str = "(&(objectCategory=person)(objectClass=user))"
     """Extra filter that every sign-in user must match (ANDed with the username lookup)."""
     extra_attributes: list[str] = Field(default_factory=lambda: ["department", "title", "telephoneNumber"])
+    group_cache_seconds: float = Field(default=300, ge=0, le=86400)
+    """How long the nesting of groups (which group is in which) is kept before it is read again. A person's
+    own group memberships are read at every sign-in; a group unknown to the cache reloads it at once."""
 
     @field_validator("urls")
     @classmethod

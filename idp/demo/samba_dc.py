@@ -258,9 +258,10 @@ class SambaDC:
             running = self.is_running()
             seen_running = seen_running or running
             if seen_running and not running:
-                raise SambaDCError(
-                    f"samba exited while starting; see {self.log_file}:\n{_tail(self.log_file)}"
-                )
+                log_tail = _tail(self.log_file)
+                # Another DC took the address between our check and samba's bind (two runs starting at once).
+                error = AddressInUse if "ADDRESS_ALREADY_ASSOCIATED" in log_tail else SambaDCError
+                raise error(f"samba exited while starting; see {self.log_file}:\n{log_tail}")
             if self.ca_file.exists():
                 try:
                     _tls_handshake(self.ip, self.ca_file, self.cert_name)

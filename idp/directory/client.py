@@ -18,15 +18,23 @@ from ldap3.utils.conv import escape_filter_chars
 
 from idp.directory.ad_codes import WRONG_USERNAME_OR_PASSWORD, bind_refusal
 from idp.directory.errors import DirectoryError, InvalidCredentials
+from idp.directory.groups import Group, GroupGraph
 from idp.directory.person import Person
 from idp.directory.pool import ConnectionPool, DomainControllers, PoolStats
 from idp.settings import LdapSettings
 
 log = logging.getLogger(__name__)
 
-# AD's rule for "member of, transitively" (LDAP_MATCHING_RULE_IN_CHAIN).
-_IN_CHAIN = "1.2.840.113556.1.4.1941"
-_PERSON_ATTRIBUTES = ("sAMAccountName", "userPrincipalName", "mail", "displayName", "givenName", "sn", "objectGUID")
+_PERSON_ATTRIBUTES = (
+    "sAMAccountName",
+    "userPrincipalName",
+    "mail",
+    "displayName",
+    "givenName",
+    "sn",
+    "objectGUID",
+    "memberOf",
+)
 _MAX_USERNAME = 256
 _GROUP_PAGE = 1000  # AD's default MaxPageSize
 
@@ -71,6 +79,7 @@ class Directory:
         self._searches = ConnectionPool(settings, controllers, bind_as_service=True)
         self._binds = ConnectionPool(settings, controllers, bind_as_service=False)
         self._attributes = tuple(dict.fromkeys((*_PERSON_ATTRIBUTES, *settings.extra_attributes)))
+        self._groups = GroupGraph(self._all_groups, ttl=settings.group_cache_seconds)
 
     def authenticate(self, username: str, password: str) -> Person:
         """The Person when the password is right; otherwise a DirectoryError subclass saying why not."""
@@ -131,10 +140,19 @@ class Directory:
                 return None
         return entries[0] if entries else None
 
+    def _all_groups(self) -> list[Group]:
+        entries = self._searches.run(lambda conn: self._search(conn, "(objectClass=group)", ("cn", "memberOf"), 0))
+        return [
+            Group(
+                dn=e.dn,
+                cn=e.first("cn") or e.dn,
+                parents=tuple(_text(v).lower() for v in e.attributes.get("memberof", ())),
+            )
+            for e in entries
+        ]
+
     def _person(self, entry: _Entry) -> Person:
-        group_filter = f"(&(objectClass=group)(member:{_IN_CHAIN}:={escape_filter_chars(entry.dn)}))"
-        groups = self._searches.run(lambda conn: self._search(conn, group_filter, ("cn",), 0))
-        groups.sort(key=lambda g: (g.first("cn") or "").casefold())
+        groups = self._groups.resolve(_text(v) for v in entry.attributes.get("memberof", ()))
         guid = entry.attributes.get("objectguid")
         if not guid:
             raise DirectoryError(f"{entry.dn} has no objectGUID; is base_dn an Active Directory domain?")
@@ -152,7 +170,7 @@ class Directory:
             display_name=entry.first("displayName"),
             given_name=entry.first("givenName"),
             surname=entry.first("sn"),
-            groups=tuple(g.first("cn") or g.dn for g in groups),
+            groups=tuple(g.cn for g in groups),
             group_dns=tuple(g.dn for g in groups),
             attributes=extra,
         )

@@ -44,6 +44,17 @@ class AdAdmin:
             f"CN={username},CN=Users,{BASE_DN}", ["top", "person", "organizationalPerson", "user"], attributes
         )
 
+    def add_group(self, cn: str, *, members: list[str] = (), member_of: list[str] = ()) -> str:
+        """A global security group with these member DNs, put inside the groups named by member_of (cn)."""
+        dn = self._add(f"CN={cn},CN=Users,{BASE_DN}", ["top", "group"], {"sAMAccountName": cn.replace(" ", "")})
+        for member in members:
+            self.conn.modify(dn, {"member": [(ldap3.MODIFY_ADD, [member])]})
+            assert self.conn.result["result"] == 0, self.conn.result
+        for parent in member_of:
+            self.conn.modify(f"CN={parent},CN=Users,{BASE_DN}", {"member": [(ldap3.MODIFY_ADD, [dn])]})
+            assert self.conn.result["result"] == 0, self.conn.result
+        return dn
+
     def count_bad_passwords(self, user_dn: str) -> None:
         """AD counts wrong passwords only under a lockout policy: give the user one with a high threshold."""
         name = user_dn.split(",", 1)[0].removeprefix("CN=")

@@ -1,0 +1,66 @@
+"""Nested groups come from each person's memberOf plus a cached graph of how groups nest (idp/directory/groups.py):
+no nested-group search per sign-in, yet changes in AD show up."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from idp.demo.samba_dc import DEMO_USERS
+from idp.directory.client import Directory
+from idp.directory.groups import MIN_RELOAD_INTERVAL, Group, GroupGraph
+from tests.e2e.ad_admin import AdAdmin
+
+USERS = {u.username: u for u in DEMO_USERS}
+
+
+@pytest.fixture
+def ad_admin(samba_dc):
+    admin = AdAdmin(samba_dc)
+    yield admin
+    admin.undo()
+
+
+@pytest.mark.ad
+def test_a_group_created_after_the_cache_was_read_counts_at_the_next_sign_in(directory: Directory, ad_admin):
+    carol = USERS["carol"]
+    assert directory.authenticate("carol", carol.password).groups == ()  # the group graph is cached now
+    ad_admin.add_group("Project X", members=[carol.dn], member_of=["Mail Users"])
+    time.sleep(MIN_RELOAD_INTERVAL + 0.2)  # unknown groups reload the graph at most this often
+    person = directory.authenticate("carol", carol.password)
+    assert person.groups == ("Mail Users", "Project X")
+    assert any(dn.lower().startswith("cn=mail users,") for dn in person.group_dns)
+
+
+@pytest.mark.ad
+def test_a_direct_membership_removed_in_ad_is_gone_at_the_next_sign_in(directory: Directory, ad_admin):
+    carol = USERS["carol"]
+    group = ad_admin.add_group("Temp Access", members=[carol.dn], member_of=["Mail Users"])
+    assert "Mail Users" in directory.authenticate("carol", carol.password).groups
+    ad_admin.conn.modify(group, {"member": [("MODIFY_DELETE", [carol.dn])]})
+    assert directory.authenticate("carol", carol.password).groups == ()
+
+
+def test_cycles_and_unknown_groups_are_harmless():
+    a = Group("CN=A,DC=x", "A", ("cn=b,dc=x",))
+    b = Group("CN=B,DC=x", "B", ("cn=a,dc=x",))
+    graph = GroupGraph(lambda: [a, b], ttl=300)
+    assert [g.cn for g in graph.resolve(["CN=A,DC=x", "CN=Elsewhere,DC=other"])] == ["A", "B"]
+
+
+def test_nesting_is_read_again_after_the_ttl_and_not_before():
+    loads: list[int] = []
+
+    def load() -> list[Group]:
+        loads.append(1)
+        return [Group("CN=A,DC=x", "A", ())]
+
+    cached = GroupGraph(load, ttl=300)
+    for _ in range(3):
+        cached.resolve(["CN=A,DC=x"])
+    assert len(loads) == 1
+    always = GroupGraph(load, ttl=0)
+    always.resolve(["CN=A,DC=x"])
+    always.resolve(["CN=A,DC=x"])
+    assert len(loads) == 3
