@@ -43,6 +43,9 @@ def create_app(settings: Settings) -> Flask:
         SESSION_CACHELIB=cache,
         SESSION_KEY_PREFIX="session:",
         SESSION_PERMANENT=True,
+        # Write the session only when it changes: the SSO session has a fixed lifetime of its own, and an
+        # SP that re-asks every minute must not cost a session-store write each time.
+        SESSION_REFRESH_EACH_REQUEST=False,
         PERMANENT_SESSION_LIFETIME=timedelta(seconds=settings.server.session_lifetime),
         SESSION_COOKIE_NAME="idp_session",
         SESSION_COOKIE_HTTPONLY=True,
