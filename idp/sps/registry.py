@@ -11,6 +11,7 @@ import hashlib
 import logging
 import os
 import tempfile
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -34,6 +35,7 @@ from idp.store.models import SpPolicyRecord
 log = logging.getLogger(__name__)
 
 METADATA_SUFFIX = ".xml"
+POLICY_CACHE_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,7 @@ class SpRegistry:
         self._db = db
         self._defaults = defaults
         self._allow_http_loopback = allow_http_loopback
+        self._policies: dict[str, tuple[float, SpPolicy]] = {}
 
     # -- SpSource --------------------------------------------------------------------------------------
 
@@ -70,8 +73,16 @@ class SpRegistry:
         return [path for path, _ in self._scan()]
 
     def policy_for(self, entity_id: str) -> SpPolicy:
+        """Read from the database at most every POLICY_CACHE_SECONDS per SP and process: every SAML request
+        needs the policy, and a change made by `idp sp` in another process reaches every worker that soon."""
+        now = time.monotonic()
+        cached = self._policies.get(entity_id)
+        if cached is not None and now - cached[0] < POLICY_CACHE_SECONDS:
+            return cached[1]
         stored = self._stored_policy(entity_id)
-        return stored if stored is not None else SpPolicy.from_defaults(self._defaults)
+        policy = stored if stored is not None else SpPolicy.from_defaults(self._defaults)
+        self._policies[entity_id] = (now, policy)
+        return policy
 
     def version(self) -> str:
         # Names, sizes, inodes and mtimes only: cheap enough to call on every request. An atomic replace
@@ -128,6 +139,7 @@ class SpRegistry:
                 raise RegistryStorageError(f"cannot delete {path}: {exc.strerror}") from None
         with self._db.session() as s:
             s.execute(delete(SpPolicyRecord).where(SpPolicyRecord.entity_id == entity_id))
+        self._policies.pop(entity_id, None)
 
     def list(self) -> list[SpEntry]:
         return sorted((self._entry(path, info) for path, info in self._scan()), key=lambda e: e.entity_id)
@@ -203,6 +215,7 @@ class SpRegistry:
             ) from None
 
     def _save_policy(self, entity_id: str, policy: SpPolicy) -> None:
+        self._policies.pop(entity_id, None)
         with self._db.session() as s:
             s.merge(SpPolicyRecord(entity_id=entity_id, policy=policy.model_dump(mode="json")))
 
@@ -212,6 +225,7 @@ class SpRegistry:
             return
         with self._db.session() as s:
             s.execute(delete(SpPolicyRecord).where(SpPolicyRecord.entity_id == entity_id))
+        self._policies.pop(entity_id, None)
 
     def _write_atomically(self, target: Path, data: bytes) -> None:
         # Readers (other workers) see the old file or the new one, never half of one; the temporary name

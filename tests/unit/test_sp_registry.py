@@ -199,8 +199,9 @@ def test_a_stored_policy_that_no_longer_fits_fails_closed(registry: SpRegistry, 
     registry.add(sp_metadata(ENTITY))
     with db.session() as s:
         s.merge(SpPolicyRecord(entity_id=ENTITY, policy={"nameid_format": "kerberos"}))
+    another_worker = SpRegistry(registry.metadata_files()[0].parent, db, DEFAULTS)
     with pytest.raises(StoredPolicyError, match="no longer valid"):
-        registry.policy_for(ENTITY)
+        another_worker.policy_for(ENTITY)
 
 
 def test_the_metadata_directory_being_a_file_is_reported(tmp_path: Path, db: Database) -> None:
