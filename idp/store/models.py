@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Index, Integer, String, Text
+from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Index, Integer, String, Text, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -15,6 +15,9 @@ def utcnow() -> datetime:
 
 class Base(DeclarativeBase):
     pass
+
+
+_FAILED_SIGNIN = text("event = 'signin' AND result = 'failure'")
 
 
 class AuditEvent(Base):
@@ -35,7 +38,10 @@ class AuditEvent(Base):
     __table_args__ = (
         Index("ix_audit_user_at", "username", "at"),
         Index("ix_audit_sp_at", "sp_entity_id", "at"),
-        Index("ix_audit_ip_at", "client_ip", "at"),  # the login throttle counts failures per address
+        # The login throttle counts recent failures per account and per address; indexing only failures
+        # keeps that count small when thousands of employees sign in from one NAT address.
+        Index("ix_audit_fail_user_at", "username", "at", sqlite_where=_FAILED_SIGNIN, postgresql_where=_FAILED_SIGNIN),
+        Index("ix_audit_fail_ip_at", "client_ip", "at", sqlite_where=_FAILED_SIGNIN, postgresql_where=_FAILED_SIGNIN),
     )
 
 
