@@ -17,6 +17,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from idp.audit import AuditTrail
 from idp.directory.client import Directory
+from idp.provisioning.jit import JitProvisioner
 from idp.saml.idp import SamlIdp
 from idp.settings import Settings
 from idp.signin import SignInPipeline
@@ -125,6 +126,9 @@ def build_services(settings: Settings, cache: FileSystemCache | RedisCache) -> S
     )
     saml = SamlIdp(settings, registry)
     directory = Directory(settings.ldap)
+    provisioning = settings.provisioning
+    provisioner = JitProvisioner(provisioning, db, audit) if provisioning is not None and provisioning.jit else None
+    throttle = LoginThrottle(audit, settings.login)
     return Services(
         settings=settings,
         db=db,
@@ -132,7 +136,7 @@ def build_services(settings: Settings, cache: FileSystemCache | RedisCache) -> S
         registry=registry,
         saml=saml,
         directory=directory,
-        signin=SignInPipeline(directory, saml, audit, LoginThrottle(audit, settings.login), settings.ldap),
+        signin=SignInPipeline(directory, saml, audit, throttle, settings.ldap, provisioner),
         pending=PendingPosts(cache),
     )
 

@@ -18,6 +18,7 @@ COMMANDS = {
     "sp": "idp.commands.sp:sp",
     "ldap": "idp.commands.ldap:ldap",
     "sync": "idp.commands.sync:sync",
+    "outbox": "idp.commands.outbox:outbox",
 }
 
 

@@ -16,8 +16,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from idp.provisioning.alimail import AlimailSettings
-from idp.provisioning.scim import ScimSettings
+from idp.provisioning.config import AlimailSettings, ScimSettings
 
 NameIdFormatName = Literal["emailAddress", "persistent", "transient", "unspecified"]
 
@@ -188,6 +187,20 @@ class ProvisioningSettings(_Section):
     workers: int = Field(default=4, ge=1, le=32)
     """Provider calls in flight at once; the rate limiter still holds the provider's limit."""
     lease_seconds: float = Field(default=300, ge=10)
+    jit: bool = True
+    """Make sure the mailbox exists and matches AD at every sign-in (just in time). On by default once
+    a [provisioning] section exists; without one there is nothing to provision to."""
+    jit_sps: list[str] = Field(default_factory=list)
+    """EntityIDs of the SPs whose sign-ins trigger JIT; empty means every SP."""
+    on_failure: Literal["allow", "deny"] = "allow"
+    """When JIT cannot reach the provider: "allow" signs the person in and leaves the work to the outbox
+    worker; "deny" refuses the sign-in (the work is still queued, so a later try can succeed)."""
+    jit_timeout: float = Field(default=3.0, gt=0, le=30)
+    """Total seconds a sign-in may spend on provider calls before it counts as a failure."""
+    outbox_lease_seconds: float = Field(default=120, ge=5)
+    """How long a worker owns a claimed outbox row; a crashed worker's rows are retried after this."""
+    outbox_max_backoff: float = Field(default=3600, ge=1)
+    """Longest wait between two attempts at one outbox row (the wait doubles from 30 s up to this)."""
 
     @model_validator(mode="after")
     def _provider_section(self) -> ProvisioningSettings:

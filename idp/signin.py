@@ -2,7 +2,8 @@
 
 authenticate -> authorize -> provision -> respond. The web layer calls these steps; each one either returns
 what the next step needs or raises :class:`SignInRefused` carrying the audit reason and what to tell the
-person. Every terminal state writes exactly one audit event.
+person. Every terminal state writes exactly one audit event. ``provision`` is just-in-time mailbox
+provisioning (idp/provisioning/jit.py), present when ``[provisioning]`` is configured with ``jit`` on.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from idp.audit import AuditTrail
 from idp.directory.client import Directory, normalize_username
 from idp.directory.errors import DirectoryError, InvalidCredentials, ServiceAccountRejected
 from idp.directory.person import Person
+from idp.provisioning.jit import JitProvisioner, JitRefused
 from idp.saml.idp import AuthnRequestInfo, NameIdPolicyError, PostForm, SamlIdp
 from idp.settings import LdapSettings
 from idp.throttle import LoginThrottle
@@ -54,13 +56,20 @@ class SsoContext:
 
 class SignInPipeline:
     def __init__(
-        self, directory: Directory, saml: SamlIdp, audit: AuditTrail, throttle: LoginThrottle, ldap: LdapSettings
+        self,
+        directory: Directory,
+        saml: SamlIdp,
+        audit: AuditTrail,
+        throttle: LoginThrottle,
+        ldap: LdapSettings,
+        provisioner: JitProvisioner | None = None,
     ) -> None:
         self._directory = directory
         self._saml = saml
         self._audit = audit
         self._throttle = throttle
         self._ldap = ldap
+        self._provisioner = provisioner
 
     def authenticate(self, username: str, password: str, *, ip: str | None, sp: str | None) -> Person:
         """Check the password against AD. Refuses an empty password without asking AD (an empty password is an
@@ -97,10 +106,28 @@ class SignInPipeline:
                 detail="allowed: " + ", ".join(policy.allowed_groups),
             )
 
+    def provision(self, req: AuthnRequestInfo, person: Person, *, ip: str | None) -> None:
+        """Make sure the person's mailbox exists and matches AD (JIT), when this SP triggers it.
+
+        A failure under ``on_failure = "allow"`` is queued and the sign-in goes on; under "deny" it stops here."""
+        if self._provisioner is None or not self._provisioner.applies_to(req.sp_entity_id):
+            return
+        try:
+            self._provisioner.provision(person, sp=req.sp_entity_id, ip=ip)
+        except JitRefused as exc:
+            self._refuse(
+                "provisioning_failed",
+                username=person.username,
+                sp=req.sp_entity_id,
+                ip=ip,
+                sp_name=req.sp_name,
+                detail=str(exc),
+            )
+
     def respond(
         self, req: AuthnRequestInfo, person: Person, sso: SsoContext, *, ip: str | None, reused_session: bool
     ) -> PostForm:
-        """Authorize, then build the signed response for the SP's ACS URL.
+        """Authorize, provision, then build the signed response for the SP's ACS URL.
 
         A person the SP's NameID format has no value for (no mail for emailAddress) gets the SAML error
         response InvalidNameIDPolicy, so the SP can show its own message, and the admin an audit row."""
@@ -119,6 +146,7 @@ class SignInPipeline:
             )
             metrics.SIGNINS.labels(result="failure", reason="no_nameid").inc()
             return self._saml.error_response(req, "InvalidNameIDPolicy")
+        self.provision(req, person, ip=ip)
         form = self._saml.authn_response(
             req,
             person,

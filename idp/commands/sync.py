@@ -25,6 +25,7 @@ from idp.directory.errors import DirectoryError
 from idp.directory.listing import DirectoryListing
 from idp.provisioning.factory import ProvisioningNotConfigured, make_provider
 from idp.provisioning.lease import Lease, LeaseHeld
+from idp.provisioning.outbox import drain as drain_outbox
 from idp.provisioning.provider import ProviderError
 from idp.provisioning.records import ProvisioningRecords
 from idp.provisioning.sync import EXIT_FAILURES, MailboxSync, Outcome, Plan, SyncReport
@@ -107,6 +108,10 @@ def _run_once(
                 return 0
             lease = Lease(db, ttl_seconds=settings.provisioning.lease_seconds)
             with lease.held():
+                # Sign-ins' queued work first: the plan then sees those mailboxes as they now are.
+                drained = drain_outbox(settings.provisioning, db, provider)
+                if drained.handled:
+                    log.info("%s", drained.summary())
                 plan = runner.plan(incremental=incremental, only_failed=retry_failed)
                 report = _apply_with_progress(runner, plan, force, console, as_json)
             _show_report(console, report, as_json)

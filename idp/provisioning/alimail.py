@@ -24,13 +24,12 @@ import logging
 import threading
 import time
 from collections.abc import Iterator, Mapping
-from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 from urllib.parse import quote
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from idp.provisioning.config import AlimailSettings
 from idp.provisioning.provider import (
     SPEC_FIELDS,
     Conflict,
@@ -49,52 +48,6 @@ log = logging.getLogger(__name__)
 
 MAX_PAGE_SIZE = 100
 TOKEN_PATH = "/oauth2/v2.0/token"  # noqa: S105 - a URL path, not a secret
-
-
-class AlimailSettings(BaseModel):
-    """The ``[alimail]`` section of the configuration."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    host: str = "https://alimail-cn.aliyuncs.com"
-    """The regional API host; pick the one of the region the mail domain lives in."""
-    client_id: str
-    client_secret: SecretStr = SecretStr("")
-    client_secret_file: Path | None = None
-    mail_domain: str
-    """The domain mailboxes are created in; also names the shared rate-limit bucket."""
-    department_source: Literal["attribute", "ou"] = "attribute"
-    """Where a person's department path comes from: AD's ``department`` attribute (``/`` separates
-    levels) or the OU path of their DN."""
-    rate_per_second: float = Field(default=40.0, gt=0, le=1000)
-    redis_url: str = ""
-    """Share the rate limit through this Redis (several processes or nodes); empty limits per process."""
-    rate_limit_max_wait: float = Field(default=30.0, gt=0)
-    """Longest a call waits for a slot under our own limiter before giving up with RateLimited."""
-    connect_timeout: float = Field(default=5.0, gt=0, le=60)
-    read_timeout: float = Field(default=15.0, gt=0, le=300)
-    max_attempts: int = Field(default=5, ge=1, le=20)
-    retry_base_wait: float = Field(default=0.2, gt=0, le=10)
-    max_retry_wait: float = Field(default=20.0, gt=0, le=300)
-    """Cap on one wait between attempts, including a Retry-After the server asks for."""
-
-    @field_validator("host")
-    @classmethod
-    def _host(cls, v: str) -> str:
-        if not v.startswith(("https://", "http://")):
-            raise ValueError("must start with https:// (or http:// for the emulator)")
-        return v.rstrip("/")
-
-    @model_validator(mode="after")
-    def _secret_source(self) -> AlimailSettings:
-        if not self.client_secret.get_secret_value() and self.client_secret_file is None:
-            raise ValueError("set client_secret or client_secret_file")
-        return self
-
-    def secret(self) -> str:
-        if self.client_secret_file is not None:
-            return self.client_secret_file.read_text(encoding="utf-8").strip()
-        return self.client_secret.get_secret_value()
 
 
 def _error_fields(response: httpx.Response) -> tuple[str, str, str]:

@@ -18,11 +18,9 @@ the HTTP layer (before scim2-client reads them) so that ``Retry-After`` is honou
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
-from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx2
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from scim2_client import RequestNetworkException, SCIMClientException
 from scim2_client.engines.httpx2 import SyncSCIMClient
 from scim2_models import (
@@ -39,6 +37,7 @@ from scim2_models import (
 )
 from scim2_models import ScimProvider as ScimServiceDescription
 
+from idp.provisioning.config import ScimSettings
 from idp.provisioning.provider import (
     Conflict,
     Mailbox,
@@ -56,38 +55,6 @@ T = TypeVar("T")
 ScimUser = User[EnterpriseUser]
 ENTERPRISE = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
 MAX_PAGE_SIZE = 1000
-
-
-class ScimSettings(BaseModel):
-    """The ``[scim]`` section of the configuration."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    base_url: str
-    """The SCIM base URL, e.g. https://saas.example.com/scim/v2 (``/Users`` is appended)."""
-    bearer_token: SecretStr = SecretStr("")
-    bearer_token_file: Path | None = None
-    verify_tls: bool = True
-    connect_timeout: float = Field(default=5.0, gt=0, le=60)
-    read_timeout: float = Field(default=15.0, gt=0, le=300)
-    rate_per_second: float | None = Field(default=None, gt=0)
-    """Our own limit, when the service documents one; None sends as fast as answers come."""
-    redis_url: str = ""
-    max_attempts: int = Field(default=5, ge=1, le=20)
-    retry_base_wait: float = Field(default=0.2, gt=0, le=10)
-    max_retry_wait: float = Field(default=20.0, gt=0, le=300)
-
-    @field_validator("base_url")
-    @classmethod
-    def _base_url(cls, v: str) -> str:
-        if not v.startswith(("https://", "http://")):
-            raise ValueError("must start with https://")
-        return v.rstrip("/")
-
-    def token(self) -> str:
-        if self.bearer_token_file is not None:
-            return self.bearer_token_file.read_text(encoding="utf-8").strip()
-        return self.bearer_token.get_secret_value()
 
 
 def _raise_for_retryable(response: httpx2.Response) -> None:

@@ -1,5 +1,5 @@
-"""Tables. Kept small: the audit trail, per-SP policy and the sync's provisioning state; metadata XML itself
-lives in metadata/."""
+"""Tables. Kept small: the audit trail, per-SP policy, the sync's provisioning state and the JIT outbox;
+metadata XML itself lives in metadata/."""
 
 from __future__ import annotations
 
@@ -92,3 +92,34 @@ class SyncWatermarkRow(Base):
     dc: Mapped[str] = mapped_column(String(512), primary_key=True)
     usn: Mapped[int] = mapped_column(BigInteger)
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+
+
+class OutboxRow(Base):
+    """Provisioning work a sign-in could not finish: one row per person, retried by `idp outbox run`.
+
+    ``version`` grows whenever a newer spec replaces the row's, so a worker that finishes an older spec
+    does not mark the newer one done. A worker owns a row while ``lease_expires_at`` is in the future;
+    a worker that crashed simply lets it expire.
+    """
+
+    __tablename__ = "provisioning_outbox"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    guid: Mapped[str] = mapped_column(String(36), unique=True)
+    username: Mapped[str] = mapped_column(String(256))
+    spec: Mapped[dict] = mapped_column(JSON)
+    """The MailboxSpec to ensure, as a JSON object."""
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    """records.fingerprint(spec): a sign-in with the same spec need not try again while this is pending."""
+    enqueued_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    """When the sign-in queued this spec: a later sync (or freeze) supersedes it."""
+    state: Mapped[str] = mapped_column(String(20), default="pending", index=True)
+    """pending | done | failed (the provider rejected the data: needs an admin, see `idp outbox retry`)"""
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    lease_owner: Mapped[str | None] = mapped_column(String(200))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)

@@ -56,6 +56,8 @@ MESSAGES: dict[str, dict[str, str]] = {
         "throttled": "Too many failed sign-in attempts. Wait a few minutes and try again.",
         "sp_disabled": "Sign-in to {sp} is switched off. Please contact the help desk.",
         "not_in_allowed_group": "Your account is not allowed to use {sp}. Ask the help desk if you need access.",
+        "provisioning_failed": "Your mailbox for {sp} could not be prepared just now, so you cannot sign in yet. "
+        "Please try again in a few minutes; if this keeps happening, contact the help desk.",
         # SAML request refusals, by reason
         "unknown_sp": "The service that sent you here is not registered with this sign-in service.",
         "acs_not_in_metadata": "The service asked to receive your sign-in at an address it has not registered.",
@@ -107,6 +109,8 @@ MESSAGES: dict[str, dict[str, str]] = {
         "throttled": "登录失败次数过多，请几分钟后再试。",
         "sp_disabled": "{sp} 的登录已关闭，请联系服务台。",
         "not_in_allowed_group": "您的账号无权使用 {sp}。如需访问，请联系服务台。",
+        "provisioning_failed": "暂时无法为您准备 {sp} 的邮箱，因此目前无法登录。"
+        "请几分钟后重试；如问题持续，请联系服务台。",
         "unknown_sp": "将您转到此处的服务尚未在本登录服务中注册。",
         "acs_not_in_metadata": "该服务要求将登录结果发送到一个未注册的地址。",
         "unsigned_request": "该服务的登录请求未签名，而本服务要求签名。",
