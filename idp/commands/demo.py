@@ -1,7 +1,8 @@
 """`idp demo`: everything on this machine, for a newcomer, in one command.
 
 A throw-away Samba AD DC with demo users, a config file that points at it, signing keys, the demo webmail
-SP (python3-saml) registered with the IdP, and the IdP itself. All of it listens on loopback only and speaks
+SP (python3-saml) registered with the IdP, an emulator of the Alibaba Mail API (so the first sign-in
+creates the person's mailbox just in time), and the IdP itself. All of it listens on loopback only and speaks
 plain http: it is for trying the product, never for serving anyone.
 """
 
@@ -44,12 +45,16 @@ DEFAULT_DC_IP = "127.0.0.11"
               help="Port of the demo webmail SP, on the same host as the IdP.")
 @click.option("--dc-ip", default=DEFAULT_DC_IP, show_default=True,
               help="Loopback address of the demo AD DC (its LDAP ports are fixed, so each DC needs its own).")
-def demo(workdir: Path, bind: str, webmail_port: int, dc_ip: str) -> None:
+@click.option("--mail-api-port", type=click.IntRange(1, 65535), default=8026, show_default=True,
+              help="Port of the Alibaba Mail API emulator that JIT provisioning creates mailboxes in.")
+def demo(workdir: Path, bind: str, webmail_port: int, dc_ip: str, mail_api_port: int) -> None:
     """Run a local AD, the IdP and a demo webmail SP, and sign in to the webmail with an AD password."""
     host, port = _parse_bind(bind)
     _require_loopback(dc_ip, "--dc-ip")
     if webmail_port == port:
         raise click.BadParameter("the webmail needs a port of its own", param_hint="--webmail-port")
+    if mail_api_port in (port, webmail_port):
+        raise click.BadParameter("the mail API emulator needs a port of its own", param_hint="--mail-api-port")
     workdir = workdir.resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     console = Console()
@@ -63,9 +68,11 @@ def demo(workdir: Path, bind: str, webmail_port: int, dc_ip: str) -> None:
             dc = ensure_dc(workdir / "ad", ip=dc_ip)
         except SambaDCError as exc:
             raise click.ClickException(f"the demo domain controller did not start: {exc}") from None
+    from idp.demo.samba_dc import REALM
+
     try:
-        with _stop_on_sigterm():
-            settings = _write_config(workdir, idp_url, dc.ldap_settings())
+        with _stop_on_sigterm(), _mail_api(host, mail_api_port, REALM) as mail_api:
+            settings = _write_config(workdir, idp_url, dc.ldap_settings(), _provisioning(mail_api))
             _ensure_keys(settings, host)
             webmail = _webmail_app(workdir, webmail_url, idp_url)
             with _serve_in_background(webmail, host, webmail_port):
@@ -74,7 +81,7 @@ def demo(workdir: Path, bind: str, webmail_port: int, dc_ip: str) -> None:
 
                 idp_server = _make_server(create_app(settings), host, port)
                 _quiet_request_log()
-                _print_welcome(console, idp_url, webmail_url, workdir, DEMO_USERS)
+                _print_welcome(console, idp_url, webmail_url, workdir, DEMO_USERS, mail_api.url)
                 idp_server.serve_forever()  # returns on Ctrl-C (werkzeug swallows KeyboardInterrupt)
     finally:
         with console.status("Stopping the demo domain controller..."):
@@ -100,7 +107,38 @@ def _require_loopback(host: str, option: str) -> None:
         raise click.BadParameter(f"{host!r} is not a loopback address (127.x.y.z)", param_hint=option)
 
 
-def _write_config(workdir: Path, idp_url: str, ldap: dict[str, Any]) -> Settings:
+@contextmanager
+def _mail_api(host: str, port: int, mail_domain: str) -> Iterator[Any]:
+    """The Alibaba Mail API emulator on a loopback port, for as long as the demo runs."""
+    from idp.provisioning.alimail_emulator import AlimailEmulator, RunningEmulator
+
+    try:
+        running = RunningEmulator(AlimailEmulator(mail_domain=mail_domain), host, port)
+    except OSError as exc:
+        raise click.ClickException(f"cannot listen on {host}:{port} ({exc.strerror}); choose another port") from None
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+def _provisioning(mail_api: Any) -> dict[str, dict[str, Any]]:
+    """JIT provisioning into the emulator: alice's first sign-in creates her mailbox there."""
+    emu = mail_api.emulator
+    return {
+        "provisioning": {"provider": "alimail", "jit": True},
+        "provisioning.alimail": {
+            "host": mail_api.url,
+            "client_id": emu.client_id,
+            "client_secret": emu.client_secret,
+            "mail_domain": emu.mail_domain,
+        },
+    }
+
+
+def _write_config(
+    workdir: Path, idp_url: str, ldap: dict[str, Any], extra: dict[str, dict[str, Any]] | None = None
+) -> Settings:
     """Write DIR/idp.toml and read it back the way `idp serve` would, so a bad value stops us here."""
     config: dict[str, dict[str, Any]] = {
         "server": {"base_url": idp_url, "data_dir": "data"},
@@ -111,6 +149,7 @@ def _write_config(workdir: Path, idp_url: str, ldap: dict[str, Any]) -> Settings
         },
         "metadata": {"dir": "metadata"},
         "ldap": ldap,
+        **(extra or {}),
     }
     path = workdir / "idp.toml"
     path.write_text(CONFIG_HEADER + render_toml(config), encoding="utf-8")
@@ -201,7 +240,9 @@ def _quiet_request_log() -> None:
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
 
 
-def _print_welcome(console: Console, idp_url: str, webmail_url: str, workdir: Path, users: Iterable[DemoUser]) -> None:
+def _print_welcome(
+    console: Console, idp_url: str, webmail_url: str, workdir: Path, users: Iterable[DemoUser], mail_api_url: str
+) -> None:
     # Credentials must never be cut short, whatever the terminal width: they fold instead.
     table = Table(title="Demo Active Directory users", title_justify="left")
     table.add_column("username", no_wrap=True, overflow="fold")
@@ -215,6 +256,8 @@ def _print_welcome(console: Console, idp_url: str, webmail_url: str, workdir: Pa
         f"Open [bold link={webmail_url}/]{webmail_url}/[/] and sign in as one of the users below.\n\n"
         f"IdP metadata: {idp_url}/saml/metadata\n"
         f"Config:       {workdir / 'idp.toml'}\n"
+        f"Mail API:     {mail_api_url} (Alibaba Mail emulator; a first sign-in creates the mailbox)\n"
+        f"Mailboxes:    IDP_CONFIG={workdir / 'idp.toml'} idp sync --dry-run\n"
         "Stop:         Ctrl-C (stops the IdP, the webmail and the domain controller)",
         title="ad-sso-bridge demo",
     ))

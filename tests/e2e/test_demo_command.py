@@ -37,7 +37,7 @@ def _wait_for(url: str, proc: subprocess.Popen, deadline: float) -> None:
 
 def test_idp_demo_signs_alice_in_to_the_webmail(tmp_path):
     require(os.geteuid() == 0, "idp demo starts a Samba AD DC, which needs root")
-    idp_port, webmail_port = free_port(), free_port()
+    idp_port, webmail_port, mail_api_port = free_port(), free_port(), free_port()
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -52,6 +52,8 @@ def test_idp_demo_signs_alice_in_to_the_webmail(tmp_path):
             str(webmail_port),
             "--dc-ip",
             DEMO_TEST_DC_IP,
+            "--mail-api-port",
+            str(mail_api_port),
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -72,10 +74,20 @@ def test_idp_demo_signs_alice_in_to_the_webmail(tmp_path):
         assert mailbox.text_of("signed-in-as") == alice.mail
         attributes = mailbox.text_of("attributes") or ""
         assert alice.given_name in attributes and "Mail Users" in attributes
+        # Her first sign-in created her mailbox in the demo's Alibaba Mail emulator, read over its own API.
+        api = f"http://127.0.0.1:{mail_api_port}"
+        token = requests.post(
+            f"{api}/oauth2/v2.0/token",
+            data={"grant_type": "client_credentials", "client_id": "emulator-app", "client_secret": "emulator-secret"},
+            timeout=10,
+        ).json()["access_token"]
+        box = requests.get(f"{api}/v2/users/{alice.mail}", headers={"Authorization": f"bearer {token}"}, timeout=10)
+        assert box.status_code == 200 and box.json()["email"] == alice.mail
     finally:
         proc.send_signal(signal.SIGTERM)
         output, _ = proc.communicate(timeout=60)
     assert proc.returncode == 0, output
     assert f"http://127.0.0.1:{webmail_port}/" in output  # the URL to open is printed
     assert alice.password in output  # and the demo credentials
+    assert f"http://127.0.0.1:{mail_api_port}" in output  # and where the mailboxes are
     assert not SambaDC(tmp_path / "demo" / "ad", DEMO_TEST_DC_IP, "").is_running()
