@@ -9,7 +9,6 @@ in to a real mailbox's SP too.
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 import functools
 import secrets
 import threading
@@ -21,16 +20,14 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import flask
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.x509.oid import NameOID
 from onelogin.saml2.auth import OneLogin_Saml2_Auth
 from onelogin.saml2.constants import OneLogin_Saml2_Constants
 from onelogin.saml2.errors import OneLogin_Saml2_Error, OneLogin_Saml2_ValidationError
 from onelogin.saml2.idp_metadata_parser import OneLogin_Saml2_IdPMetadataParser
 from onelogin.saml2.settings import OneLogin_Saml2_Settings
 from onelogin.saml2.xml_utils import OneLogin_Saml2_XML
+
+from idp.saml.keys import new_key_and_certificate
 
 EXTENSION_KEY = "webmail_sp"
 KEY_FILE = "sp.key"
@@ -121,23 +118,7 @@ def _ensure_keypair(state_dir: Path, *, common_name: str) -> tuple[str, str]:
     if key_path.exists() and cert_path.exists():
         return key_path.read_text(), cert_path.read_text()
     state_dir.mkdir(parents=True, exist_ok=True)
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=3650))
-        .sign(key, hashes.SHA256())
-    )
-    key_pem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    ).decode()
-    cert_pem = cert.public_bytes(serialization.Encoding.PEM).decode()
+    key_pem, cert_pem = new_key_and_certificate(common_name)
     key_path.touch(mode=0o600)
     key_path.write_text(key_pem)
     cert_path.write_text(cert_pem)

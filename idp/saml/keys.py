@@ -62,16 +62,23 @@ def init_keys(
         names = ", ".join(str(p) for p in existing)
         raise KeysExist(f"{names} already exists; SPs trust the current certificate, use --force to replace it")
 
-    key = rsa.generate_private_key(public_exponent=65537, key_size=RSA_KEY_BITS)
-    cert = _self_signed(key, common_name, days)
-    key_pem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-    _write_atomically(key_file, key_pem, mode=0o600)
-    _write_atomically(cert_file, cert.public_bytes(serialization.Encoding.PEM), mode=0o644)
+    key_pem, cert_pem = new_key_and_certificate(common_name, days=days)
+    _write_atomically(key_file, key_pem.encode(), mode=0o600)
+    _write_atomically(cert_file, cert_pem.encode(), mode=0o644)
     if not secret_file.exists():
         _write_atomically(secret_file, secrets.token_hex(PERSISTENT_SECRET_BYTES).encode() + b"\n", mode=0o600)
     return load_key_info(cert_file)
+
+
+def new_key_and_certificate(common_name: str, *, days: int = 3650) -> tuple[str, str]:
+    """(private key PEM, self-signed certificate PEM): RSA-2048, SHA-256, for signing SAML messages.
+    Also used for the demo webmail SP's own key."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=RSA_KEY_BITS)
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    cert = _self_signed(key, common_name, days)
+    return key_pem.decode(), cert.public_bytes(serialization.Encoding.PEM).decode()
 
 
 def load_key_info(cert_file: Path) -> KeyInfo:

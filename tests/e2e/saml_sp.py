@@ -8,15 +8,10 @@ InResponseTo, timing. It does not listen on a port: the test's "browser" carries
 from __future__ import annotations
 
 import base64
-import datetime as dt
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.x509.oid import NameOID
 from lxml import etree
 from onelogin.saml2.auth import OneLogin_Saml2_Auth
 from onelogin.saml2.authn_request import OneLogin_Saml2_Authn_Request
@@ -26,25 +21,7 @@ from onelogin.saml2.logout_request import OneLogin_Saml2_Logout_Request
 from onelogin.saml2.settings import OneLogin_Saml2_Settings
 from onelogin.saml2.utils import OneLogin_Saml2_Utils
 
-
-def make_key_and_cert(common_name: str, days: int = 365) -> tuple[str, str]:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=days))
-        .sign(key, hashes.SHA256())
-    )
-    key_pem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    ).decode()
-    return key_pem, cert.public_bytes(serialization.Encoding.PEM).decode()
+from idp.saml.keys import new_key_and_certificate
 
 
 @dataclass
@@ -70,7 +47,7 @@ class IndependentSp:
 
     def __post_init__(self) -> None:
         if not self.key_pem:
-            self.key_pem, self.cert_pem = make_key_and_cert(urlsplit(self.entity_id).hostname or "sp")
+            self.key_pem, self.cert_pem = new_key_and_certificate(urlsplit(self.entity_id).hostname or "sp")
 
     # --- configuration ------------------------------------------------------------------------------------
 

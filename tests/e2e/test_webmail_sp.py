@@ -8,7 +8,6 @@ that is not the one under test.
 from __future__ import annotations
 
 import base64
-import datetime as dt
 import os
 import shutil
 import socket
@@ -19,10 +18,6 @@ from urllib.parse import parse_qs, urlsplit
 
 import flask
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.x509.oid import NameOID
 from onelogin.saml2.settings import OneLogin_Saml2_Settings
 from onelogin.saml2.xml_utils import OneLogin_Saml2_XML
 from saml2 import BINDING_HTTP_POST, BINDING_HTTP_REDIRECT
@@ -37,6 +32,7 @@ from saml2.xmldsig import DIGEST_SHA1, DIGEST_SHA256, SIG_RSA_SHA1, SIG_RSA_SHA2
 from werkzeug.serving import make_server
 
 from idp.demo.webmail import create_webmail_app, sp_metadata_xml
+from idp.saml.keys import new_key_and_certificate
 
 SP_BASE = "http://127.0.0.1:8025"
 IDP_BASE = "http://127.0.0.1:8000"
@@ -52,24 +48,10 @@ pytestmark = pytest.mark.skipif(
 
 
 def _write_keypair(directory: Path, common_name: str) -> tuple[Path, Path]:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=1))
-        .not_valid_after(now + dt.timedelta(days=30))
-        .sign(key, hashes.SHA256())
-    )
+    key_pem, cert_pem = new_key_and_certificate(common_name, days=30)
     key_file, cert_file = directory / "idp.key", directory / "idp.crt"
-    key_file.write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
-    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_text(key_pem)
+    cert_file.write_text(cert_pem)
     return key_file, cert_file
 
 
