@@ -50,6 +50,17 @@ class IdpServer:
     def metadata(self) -> str:
         return requests.get(self.base_url + "/saml/metadata", timeout=10).text
 
+    @property
+    def log(self) -> Path:
+        return self.root / f"gunicorn-{self.base_url.rsplit(':', 1)[1]}.log"
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
     def audit_rows(self, **where: str) -> list[dict]:
         """Audit rows, newest first, read straight from the database the IdP writes."""
         from idp.audit import AuditTrail
@@ -66,7 +77,8 @@ class IdpServer:
         return [r for r in out if all(r.get(k) == v for k, v in where.items())]
 
 
-def _config(root: Path, base_url: str, ldap: dict) -> dict:
+def base_config(root: Path, base_url: str, ldap: dict) -> dict:
+    """The settings every test IdP shares: keys, data and metadata under root, the run's AD."""
     return {
         "server": {"base_url": base_url, "data_dir": root / "data"},
         "idp": {
@@ -78,6 +90,38 @@ def _config(root: Path, base_url: str, ldap: dict) -> dict:
         "metadata": {"dir": root / "metadata"},
         "ldap": ldap,
     }
+
+
+def prepare_idp(root: Path, config: dict) -> Path:
+    """Write root/idp.toml and make its signing key with `idp keys init`, as an admin would."""
+    (root / "metadata").mkdir(parents=True, exist_ok=True)
+    path = root / "idp.toml"
+    path.write_text(render_toml(config))
+    subprocess.run(
+        [sys.executable, "-m", "idp.cli", "keys", "init"],
+        env={**os.environ, "IDP_CONFIG": str(path)},
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    return path
+
+
+def serve_idp(config: Path, port: int, *, workers: int = 2) -> IdpServer:
+    """`idp serve` (gunicorn) on 127.0.0.1:port, once it answers /healthz."""
+    server = IdpServer(f"http://127.0.0.1:{port}", config, config.parent, None)  # type: ignore[arg-type]
+    server.process = subprocess.Popen(
+        [sys.executable, "-m", "idp.cli", "serve", "--bind", f"127.0.0.1:{port}", "--workers", str(workers)],
+        env=server.env,
+        stdout=server.log.open("w"),
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        _wait_healthy(server.base_url, server.process, server.log)
+    except BaseException:
+        server.stop()
+        raise
+    return server
 
 
 # name -> (sign requests, extra `idp sp add` options)
@@ -96,28 +140,9 @@ SP_SPECS: dict[str, tuple[bool, list[str]]] = {
 def idp_server(samba_dc, tmp_path_factory) -> Iterator[IdpServer]:
     root = tmp_path_factory.mktemp("idp")
     port = free_port()
-    base_url = f"http://127.0.0.1:{port}"
-    config = root / "idp.toml"
-    config.write_text(render_toml(_config(root, base_url, samba_dc.ldap_settings())))
-    (root / "metadata").mkdir()
-    env = {**os.environ, "IDP_CONFIG": str(config)}
-
-    def idp(*args: str) -> None:
-        subprocess.run(
-            [sys.executable, "-m", "idp.cli", *args], env=env, check=True, timeout=120, capture_output=True, text=True
-        )
-
-    idp("keys", "init")
-    log = (root / "gunicorn.log").open("w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "idp.cli", "serve", "--bind", f"127.0.0.1:{port}", "--workers", "2"],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    server = IdpServer(base_url, config, root, proc)
+    config = prepare_idp(root, base_config(root, f"http://127.0.0.1:{port}", samba_dc.ldap_settings()))
+    server = serve_idp(config, port)
     try:
-        _wait_healthy(base_url, proc, root / "gunicorn.log")
         idp_metadata = server.metadata()
         sp_dir = root / "sp-metadata"
         sp_dir.mkdir()
@@ -128,16 +153,11 @@ def idp_server(samba_dc, tmp_path_factory) -> Iterator[IdpServer]:
                 sign_requests=signed,
                 idp_metadata_xml=idp_metadata,
             )
-            idp("sp", "add", str(write_metadata(sp, sp_dir)), *options)
+            server.idp("sp", "add", str(write_metadata(sp, sp_dir)), *options)
             server.sps[name] = sp
         yield server
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
+        server.stop()
 
 
 def _wait_healthy(base_url: str, proc: subprocess.Popen, log: Path) -> None:

@@ -4,7 +4,6 @@ Alibaba Mail emulator over HTTP, python3-saml as the SP, and `idp outbox run` as
 from __future__ import annotations
 
 import json
-import os
 import secrets
 import signal
 import subprocess
@@ -20,11 +19,11 @@ from ldap3 import MODIFY_REPLACE
 from idp.demo.samba_dc import REALM
 from idp.provisioning.alimail_emulator import RunningEmulator, run_emulator
 from idp.provisioning.outbox import Outbox
-from idp.settings import load_settings, render_toml
+from idp.settings import load_settings
 from idp.store.db import Database
 from tests.e2e.ad_admin import AdAdmin
 from tests.e2e.browser import Browser, Page
-from tests.e2e.conftest import IdpServer, _config, _wait_healthy, free_port
+from tests.e2e.conftest import IdpServer, base_config, free_port, prepare_idp, serve_idp
 from tests.e2e.saml_sp import IndependentSp, write_metadata
 
 pytestmark = pytest.mark.ad
@@ -38,16 +37,13 @@ class Servers:
 
     def __init__(self, samba_dc: Any, emulator: RunningEmulator, root: Path) -> None:
         self.samba_dc, self.emulator, self.root = samba_dc, emulator, root
-        self._procs: list[tuple[subprocess.Popen, Any]] = []
+        self._servers: list[IdpServer] = []
 
     def start(self, name: str, **provisioning: Any) -> IdpServer:
         root = self.root / name
-        root.mkdir()
-        (root / "metadata").mkdir()
         port = free_port()
-        base_url = f"http://127.0.0.1:{port}"
         emu = self.emulator.emulator
-        config = _config(root, base_url, self.samba_dc.ldap_settings())
+        config = base_config(root, f"http://127.0.0.1:{port}", self.samba_dc.ldap_settings())
         config["provisioning"] = {
             "provider": "alimail",
             "jit_timeout": 2.0,
@@ -64,20 +60,8 @@ class Servers:
             "retry_base_wait": 0.05,
             "max_retry_wait": 0.5,
         }
-        path = root / "idp.toml"
-        path.write_text(render_toml(config))
-        env = {**os.environ, "IDP_CONFIG": str(path)}
-        subprocess.run([sys.executable, "-m", "idp.cli", "keys", "init"], env=env, check=True, capture_output=True)
-        log = (root / "gunicorn.log").open("w")
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "idp.cli", "serve", "--bind", f"127.0.0.1:{port}", "--workers", "2"],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        self._procs.append((proc, log))
-        server = IdpServer(base_url, path, root, proc)
-        _wait_healthy(base_url, proc, root / "gunicorn.log")
+        server = serve_idp(prepare_idp(root, config), port)
+        self._servers.append(server)
         sp = IndependentSp(
             entity_id=f"https://mail-{name}.sp.test/saml",
             acs_url=f"http://127.0.0.1:9100/{name}/acs",
@@ -89,13 +73,8 @@ class Servers:
         return server
 
     def stop(self) -> None:
-        for proc, log in self._procs:
-            proc.terminate()
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-            log.close()
+        for server in self._servers:
+            server.stop()
 
 
 @pytest.fixture(scope="module")
@@ -180,9 +159,10 @@ def test_first_sign_in_creates_the_mailbox_then_steady_sign_ins_make_no_call_and
     assert call_count(emulator) == before  # steady state: the record's fingerprint matched, no provider call
 
     admin = new_user.admin  # type: ignore[attr-defined]
-    admin.conn.modify(admin.dn_of(username), {
-        "title": [(MODIFY_REPLACE, ["Sales Director"])], "department": [(MODIFY_REPLACE, ["Sales/APAC"])]
-    })
+    admin.conn.modify(
+        admin.dn_of(username),
+        {"title": [(MODIFY_REPLACE, ["Sales Director"])], "department": [(MODIFY_REPLACE, ["Sales/APAC"])]},
+    )
     sign_in(idp, username)
     box = mailbox(emulator, username)
     assert box is not None and box["jobTitle"] == "Sales Director"
@@ -225,7 +205,9 @@ def test_a_worker_killed_between_claiming_and_calling_is_recovered_exactly_once(
 
     emulator.faults.latency = 3.0  # the worker's first provider call cannot finish before we kill it
     worker = subprocess.Popen(
-        [sys.executable, "-m", "idp.cli", "outbox", "run"], env=idp.env, stdout=subprocess.DEVNULL,
+        [sys.executable, "-m", "idp.cli", "outbox", "run"],
+        env=idp.env,
+        stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
     try:

@@ -392,7 +392,7 @@ def test_login_form_needs_its_csrf_token(idp_server):
 
 def test_no_password_in_audit_or_logs(idp_server):
     _login_message(idp_server, "alice", "Sekr1t-typo-!")
-    log = (idp_server.root / "gunicorn.log").read_text()
+    log = idp_server.log.read_text()
     assert "Sekr1t-typo-!" not in log
     for row in idp_server.audit_rows():
         assert "Sekr1t-typo-!" not in repr(row)

@@ -4,8 +4,6 @@ real PostgreSQL, the same keys and metadata. A person who signed in on one node 
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -14,11 +12,10 @@ import redis
 import sqlalchemy
 
 from idp.demo.samba_dc import DEMO_USERS
-from idp.settings import render_toml
 from idp.store.models import Base
 from tests.conftest import require
 from tests.e2e.browser import Browser
-from tests.e2e.conftest import IdpServer, _wait_healthy, free_port
+from tests.e2e.conftest import IdpServer, base_config, free_port, prepare_idp, serve_idp
 from tests.e2e.saml_sp import IndependentSp, write_metadata
 
 pytestmark = pytest.mark.ad
@@ -66,50 +63,21 @@ def cluster(samba_dc, tmp_path_factory) -> Iterator[Cluster]:
 
     root = tmp_path_factory.mktemp("cluster")
     ports = [free_port(), free_port()]
-    config = root / "idp.toml"
-    config.write_text(
-        render_toml(
-            {
-                # Both nodes are published under one name; the test reaches each by its own port.
-                "server": {
-                    "base_url": f"http://127.0.0.1:{ports[0]}",
-                    "data_dir": root / "data",
-                    "session_backend": "redis",
-                    "redis_url": REDIS_URL,
-                },
-                "idp": {
-                    "key_file": root / "certs/idp.key",
-                    "cert_file": root / "certs/idp.crt",
-                    "persistent_id_secret_file": root / "certs/persistent-id.secret",
-                },
-                "database": {"url": POSTGRES_URL},
-                "metadata": {"dir": root / "metadata"},
-                "ldap": samba_dc.ldap_settings(),
-            }
-        )
-    )
-    (root / "metadata").mkdir()
-    env = {**os.environ, "IDP_CONFIG": str(config)}
-    subprocess.run([sys.executable, "-m", "idp.cli", "keys", "init"], env=env, check=True, capture_output=True)
+    # Both nodes are published under one name (node 0's URL); the test reaches each by its own port.
+    config = base_config(root, f"http://127.0.0.1:{ports[0]}", samba_dc.ldap_settings())
+    config["server"].update(session_backend="redis", redis_url=REDIS_URL)
+    config["database"] = {"url": POSTGRES_URL}
+    path = prepare_idp(root, config)
     nodes: list[IdpServer] = []
     try:
         for port in ports:
-            log = root / f"node-{port}.log"
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "idp.cli", "serve", "--bind", f"127.0.0.1:{port}", "--workers", "1"],
-                env=env,
-                stdout=log.open("w"),
-                stderr=subprocess.STDOUT,
-            )
-            nodes.append(IdpServer(f"http://127.0.0.1:{port}", config, root, proc))
-            _wait_healthy(nodes[-1].base_url, proc, log)
+            nodes.append(serve_idp(path, port, workers=1))
         sp = IndependentSp("https://cluster.sp.test/saml", "http://127.0.0.1:9100/acs", False, nodes[0].metadata())
         nodes[0].idp("sp", "add", str(write_metadata(sp, root)))
         yield Cluster(nodes, sp)
     finally:
         for node in nodes:
-            node.process.terminate()
-            node.process.wait(timeout=20)
+            node.stop()
 
 
 def test_signed_in_on_one_node_known_on_the_other(cluster):
