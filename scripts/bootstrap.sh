@@ -31,8 +31,20 @@ apt_install() {
     echo "==> apt-get install ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
-    # samba's postinst wants to start smbd under systemd; with policy-rc.d we keep services we do not use off.
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    if [[ " ${missing[*]} " == *" samba "* ]]; then
+      turn_off_samba_file_server
+    fi
+  fi
+}
+
+# Under systemd, the samba and winbind packages enable and start a file server listening on every interface
+# (smbd, nmbd) and winbindd. The demo and the tests run their own `samba` with their own smb.conf and need none
+# of them, so on a machine that had no Samba before we turn them off rather than leave a server exposed.
+turn_off_samba_file_server() {
+  if [ -d /run/systemd/system ]; then
+    echo "==> disabling the smbd, nmbd and winbind services the samba packages started (the DC runs on its own)"
+    systemctl disable --now --quiet smbd nmbd winbind
   fi
 }
 
