@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import logging
 import sys
+import warnings
 
 import click
 
@@ -55,6 +56,8 @@ def settings_from(ctx: click.Context) -> Settings:
 
 
 def main() -> None:
+    # pysaml2 touches a cipher mode that cryptography moved; the warning means nothing to an admin.
+    warnings.filterwarnings("ignore", message="CFB has been moved", module="saml2")
     cli(prog_name="idp")
 
 
