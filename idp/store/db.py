@@ -18,8 +18,11 @@ class Database:
     def __init__(self, url: str) -> None:
         if url.startswith("sqlite:///"):
             Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        self.engine: Engine = create_engine(url, pool_pre_ping=True, future=True)
-        if self.engine.dialect.name == "sqlite":
+        sqlite = url.startswith("sqlite")
+        # A ping before every checkout guards against a PostgreSQL server that dropped the connection; a
+        # SQLite file cannot drop one, and the ping was a query per audit row.
+        self.engine: Engine = create_engine(url, pool_pre_ping=not sqlite, future=True)
+        if sqlite:
             event.listen(self.engine, "connect", _sqlite_pragmas)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         self._create_schema()
