@@ -105,7 +105,19 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=10_000)
     parser.add_argument("--ip", default="127.0.0.51", help="loopback address for the benchmark's own DC")
     parser.add_argument("--limit", type=float, default=40.0, help="the emulator's requests/s per mail domain")
-    parser.add_argument("--client-rate", type=float, default=39.0, help="our limiter's requests/s")
+    defaults = AlimailSettings.model_fields
+    parser.add_argument(
+        "--client-rate",
+        type=float,
+        default=defaults["rate_per_second"].default,
+        help="our pace, requests/s (default: the product's default)",
+    )
+    parser.add_argument(
+        "--client-limit",
+        type=int,
+        default=defaults["api_limit_per_second"].default,
+        help="the API limit our client holds to, arrivals per second (default: the product's default)",
+    )
     parser.add_argument("--workers", type=int, default=4)
     args = parser.parse_args()
 
@@ -128,10 +140,15 @@ def main() -> None:
                 client_secret=emu.emulator.client_secret,
                 mail_domain=emu.emulator.mail_domain,
                 rate_per_second=args.client_rate,
+                api_limit_per_second=args.client_limit,
                 rate_limit_max_wait=600,
             )
             settings = ProvisioningSettings(
                 provider="alimail", alimail=alimail, scope_base_dns=[OU], workers=args.workers
+            )
+            print(
+                f"emulator limit {args.limit:g}/s; client pace {args.client_rate:g}/s, client limit"
+                f" {args.client_limit}/s, {args.workers} workers"
             )
             db = Database(f"sqlite:///{workdir / f'bench-{uuid.uuid4().hex[:6]}.db'}")
             with DirectoryListing(ldap) as listing, AlimailProvider(alimail) as provider:

@@ -14,8 +14,11 @@ parentId}`` with ``parentId`` empty at the top, listed as children with ``GET
 /v2/departments?parentId=``, created with ``POST /v2/departments {name, parentId}``; a page holds at
 most 100 items; ``Retry-After`` in seconds on 429.
 
-Every call goes through the shared rate limiter, has timeouts, and is retried on 429 / 5xx / dropped
-connections / timeouts by ``RetryPolicy``. A 401 renews the token once and repeats the call.
+Every request (the token, department look-ups and creates, retries, the repeat after a 401) goes
+through one ``_send``: paced by the shared rate limiter, then held inside the API's window of 40
+arrivals per second by the shared ``ArrivalWindow`` until it is answered. Every call has timeouts and
+is retried on 429 / 5xx / dropped connections / timeouts by ``RetryPolicy``. A 401 renews the token
+once and repeats the call.
 """
 
 from __future__ import annotations
@@ -41,7 +44,7 @@ from idp.provisioning.provider import (
     Unavailable,
     check_changes,
 )
-from idp.provisioning.ratelimit import RateLimiter, make_rate_limiter
+from idp.provisioning.ratelimit import ArrivalWindow, RateLimiter, make_arrival_window, make_rate_limiter
 from idp.provisioning.retry import RetryPolicy, parse_retry_after
 
 log = logging.getLogger(__name__)
@@ -109,19 +112,34 @@ class _TokenCache:
 class AlimailProvider:
     """Mailboxes of one mail domain in Alibaba Mail."""
 
-    def __init__(self, settings: AlimailSettings, limiter: RateLimiter | None = None) -> None:
+    def __init__(
+        self, settings: AlimailSettings, limiter: RateLimiter | None = None, window: ArrivalWindow | None = None
+    ) -> None:
+        """``limiter`` and ``window`` default to ones keyed by the mail domain (shared through Redis when
+        ``redis_url`` is set); pass them to share one pair between several providers in a process."""
         self.settings = settings
         self._http = httpx.Client(
             base_url=settings.host,
             timeout=httpx.Timeout(settings.read_timeout, connect=settings.connect_timeout),
             headers={"User-Agent": "ad-sso-bridge", "Accept": "application/json"},
         )
-        self._owns_limiter = limiter is None
-        self._limiter = limiter or make_rate_limiter(
-            settings.rate_per_second,
-            key=f"alimail:ratelimit:{settings.mail_domain.lower()}",
-            redis_url=settings.redis_url,
-            max_wait=settings.rate_limit_max_wait,
+        key = f"alimail:ratelimit:{settings.mail_domain.lower()}"
+        self._owned: list[object] = []
+        self._limiter = limiter or self._own(
+            make_rate_limiter(
+                settings.rate_per_second, key=key, redis_url=settings.redis_url, max_wait=settings.rate_limit_max_wait
+            )
+        )
+        self._window = window or self._own(
+            make_arrival_window(
+                settings.api_limit_per_second,
+                key=f"{key}:window",
+                redis_url=settings.redis_url,
+                max_wait=settings.rate_limit_max_wait,
+                # About the longest a request can be on its way (httpx times out the pool, write and read
+                # phases at read_timeout each); it matters only for a node that dies mid-request.
+                in_flight_bound=settings.connect_timeout + 3 * settings.read_timeout,
+            )
         )
         self._retry = RetryPolicy(settings.max_attempts, settings.retry_base_wait, settings.max_retry_wait)
         self._tokens = _TokenCache(self._fetch_token)
@@ -131,10 +149,15 @@ class AlimailProvider:
 
     # -- transport ---------------------------------------------------------------------------
 
+    def _own(self, limiter: Any) -> Any:
+        self._owned.append(limiter)
+        return limiter
+
     def _send(self, method: str, path: str, what: str, **kwargs: Any) -> httpx.Response:
         self._limiter.acquire()
         try:
-            return self._http.request(method, path, **kwargs)
+            with self._window.slot():
+                return self._http.request(method, path, **kwargs)
         except httpx.TimeoutException as exc:
             raise Unavailable(f"{what}: {self.settings.host} did not answer in time ({type(exc).__name__})") from exc
         except httpx.TransportError as exc:
@@ -314,9 +337,10 @@ class AlimailProvider:
 
     def close(self) -> None:
         self._http.close()
-        close_limiter = getattr(self._limiter, "close", None)
-        if self._owns_limiter and close_limiter is not None:
-            close_limiter()
+        for owned in self._owned:
+            close = getattr(owned, "close", None)
+            if close is not None:
+                close()
 
     def __enter__(self) -> AlimailProvider:
         return self

@@ -27,7 +27,18 @@ class AlimailSettings(BaseModel):
     department_source: Literal["attribute", "ou"] = "attribute"
     """Where a person's department path comes from: AD's ``department`` attribute (``/`` separates
     levels) or the OU path of their DN."""
+    api_limit_per_second: int = Field(default=40, ge=1, le=1000)
+    """The API's own limit: this many requests in any one-second window per mail domain, counted when
+    they arrive at the API and shared by every app of the domain (40, as Alibaba documents). We never
+    send a request that could be the (N+1)-th arrival in one second: a place is held from the moment a
+    request is sent until one second after its answer came back. Lower it to leave room for another
+    app calling the API for the same domain."""
     rate_per_second: float = Field(default=40.0, gt=0, le=1000)
+    """The pace we send at: requests at least ``1/rate`` seconds apart, never back to back. It smooths
+    bursts; it is not what keeps us under the API's limit (``api_limit_per_second`` does that, whatever
+    the network and thread scheduling do to when a request arrives). Above ``api_limit_per_second`` it
+    has no effect; below it, it caps our share of the domain's budget. A sync at the defaults sends
+    about 40 / (1 s + one round trip) requests per second."""
     redis_url: str = ""
     """Share the rate limit through this Redis (several processes or nodes); empty limits per process."""
     rate_limit_max_wait: float = Field(default=30.0, gt=0)
