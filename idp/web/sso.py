@@ -6,6 +6,7 @@ import dataclasses
 import secrets
 
 from flask import Blueprint, Response, redirect, render_template, request, session, url_for
+from flask_wtf.csrf import generate_csrf
 
 from idp import metrics
 from idp.saml.idp import AuthnRequestInfo, PostForm, RedirectTo, SamlRequestError
@@ -146,6 +147,9 @@ def stash_request(req: AuthnRequestInfo) -> str:
     data["policy"] = req.policy.model_dump()
     waiting[key] = data
     session[_REQUESTS_KEY] = waiting
+    # The login page this request waits on needs a CSRF secret in the session: making it now puts it in
+    # this request's session write, so showing the page does not write the session file a second time.
+    generate_csrf()
     return key
 
 
