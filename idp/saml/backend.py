@@ -28,6 +28,7 @@ class InProcessBackend(CryptoBackendXmlSec1):
         super().__init__(xmlsec_binary)
         self._keys: dict[str, xmlsec.Key] = {}
         self._lock = threading.Lock()
+        self._last_signed = threading.local()
         self._key(str(key_file))  # fail at start-up, not at the first sign-in
 
     @cached_property
@@ -39,7 +40,7 @@ class InProcessBackend(CryptoBackendXmlSec1):
         self, statement: str | bytes | SamlBase, node_name: str, key_file: str, node_id: str | None
     ) -> str:
         """Fill in the <ds:Signature> template that pysaml2 put inside the element node_name#node_id."""
-        root = _parse(statement)
+        root = self._tree_of_last_output(statement) or _parse(statement)
         node = _find_node(root, node_name, node_id)
         signature = xmlsec.tree.find_child(node, xmlsec.constants.NodeSignature, xmlsec.constants.DSigNs)
         if signature is None:
@@ -50,7 +51,19 @@ class InProcessBackend(CryptoBackendXmlSec1):
             ctx.sign(signature)
         except xmlsec.Error as exc:
             raise SignatureError(f"signing {node_name} {node_id} failed: {exc}") from exc
-        return etree.tostring(root, xml_declaration=True, encoding="UTF-8").decode("utf-8")
+        signed = etree.tostring(root, xml_declaration=True, encoding="UTF-8").decode("utf-8")
+        self._last_signed.pair = (signed, root)
+        return signed
+
+    def _tree_of_last_output(self, statement: object) -> etree._Element | None:
+        """pysaml2 signs the assertion, then hands our output straight back to sign the response: when the
+        text is that very object (strings are immutable), its tree is the one we serialised it from, and
+        parsing it again would only cost time."""
+        pair = getattr(self._last_signed, "pair", None)
+        self._last_signed.pair = None
+        if pair is not None and pair[0] is statement:
+            return pair[1]
+        return None
 
     def validate_signature(
         self, signedtext: str | bytes, cert_file: str, cert_type: str, node_name: str, node_id: str | None
