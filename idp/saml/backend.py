@@ -40,7 +40,9 @@ class InProcessBackend(CryptoBackendXmlSec1):
         self, statement: str | bytes | SamlBase, node_name: str, key_file: str, node_id: str | None
     ) -> str:
         """Fill in the <ds:Signature> template that pysaml2 put inside the element node_name#node_id."""
-        root = self._tree_of_last_output(statement) or _parse(statement)
+        root = self._tree_of_last_output(statement)
+        if root is None:  # not `or`: an lxml element's truth value is whether it has children
+            root = _parse(statement)
         node = _find_node(root, node_name, node_id)
         signature = xmlsec.tree.find_child(node, xmlsec.constants.NodeSignature, xmlsec.constants.DSigNs)
         if signature is None:
