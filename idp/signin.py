@@ -135,16 +135,7 @@ class SignInPipeline:
         try:
             self._saml.name_id_for(req, person)
         except NameIdPolicyError as exc:
-            self._audit.record(
-                "signin",
-                "failure",
-                reason="no_nameid",
-                username=person.username,
-                sp=req.sp_entity_id,
-                ip=ip,
-                detail=str(exc),
-            )
-            metrics.SIGNINS.labels(result="failure", reason="no_nameid").inc()
+            self._record_failure("no_nameid", username=person.username, sp=req.sp_entity_id, ip=ip, detail=str(exc))
             return self._saml.error_response(req, "InvalidNameIDPolicy")
         self.provision(req, person, ip=ip)
         form = self._saml.authn_response(
@@ -178,6 +169,11 @@ class SignInPipeline:
         sp_name: str | None = None,
         detail: str | None = None,
     ) -> None:
+        self._record_failure(reason, username=username, sp=sp, ip=ip, detail=detail)
+        raise SignInRefused(reason, sp_name=sp_name)
+
+    def _record_failure(
+        self, reason: str, *, username: str | None, sp: str | None, ip: str | None, detail: str | None
+    ) -> None:
         self._audit.record("signin", "failure", reason=reason, username=username, sp=sp, ip=ip, detail=detail)
         metrics.SIGNINS.labels(result="failure", reason=reason).inc()
-        raise SignInRefused(reason, sp_name=sp_name)

@@ -31,21 +31,22 @@ def metadata() -> Response:
     return Response(services().saml.metadata_xml(), mimetype="application/samlmetadata+xml")
 
 
-def _received(endpoint: str) -> tuple[str, str | None, str | None, str | None] | Response:
-    """(binding, SAMLRequest, RelayState, raw query) from a GET, or from a POST parked by _park_post."""
+def _received(endpoint: str) -> tuple[str, str, str | None, str | None] | Response:
+    """(binding, SAMLRequest, RelayState, raw query) from a GET, or from a POST parked by _park_post;
+    a Response when there is nothing to go on."""
     if request.method == "POST":
         return _park_post(endpoint)
     if "resume" in request.args:
         fields = services().pending.pop(request.args["resume"])
         if fields is None:
             return error_page("error.login_expired", 400)
-        return "post", fields.get("SAMLRequest"), fields.get("RelayState"), None
-    return (
-        "redirect",
-        request.args.get("SAMLRequest"),
-        request.args.get("RelayState"),
-        (request.query_string.decode("ascii", "replace")),
-    )
+        binding, saml_request, relay_state, query = "post", fields.get("SAMLRequest"), fields.get("RelayState"), None
+    else:
+        binding, saml_request, relay_state = "redirect", request.args.get("SAMLRequest"), request.args.get("RelayState")
+        query = request.query_string.decode("ascii", "replace")
+    if not saml_request:
+        return _refused_request(SamlRequestError("missing_request", "No SAMLRequest was received.", None))
+    return binding, saml_request, relay_state, query
 
 
 def _park_post(endpoint: str) -> Response:
@@ -66,8 +67,6 @@ def sso() -> Response | str:
     if isinstance(received, Response):
         return received
     binding, saml_request, relay_state, query = received
-    if not saml_request:
-        return _refused_request(SamlRequestError("missing_request", "No SAMLRequest was received.", None))
     try:
         req = services().saml.parse_authn_request(binding, saml_request, relay_state, query_string=query)
     except SamlRequestError as exc:
@@ -175,8 +174,6 @@ def slo() -> Response | str:
     if isinstance(received, Response):
         return received
     binding, saml_request, relay_state, query = received
-    if not saml_request:
-        return _refused_request(SamlRequestError("missing_request", "No SAMLRequest was received.", None))
     saml = services().saml
     try:
         req = saml.parse_logout_request(binding, saml_request, relay_state, query_string=query)

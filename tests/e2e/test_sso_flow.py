@@ -223,6 +223,13 @@ def _refused(idp_server, page: Page, reason: str) -> None:
     assert idp_server.audit_rows(event="saml_request", reason=reason), f"no audit row for {reason}"
 
 
+def test_no_saml_request_at_all_is_refused_on_both_bindings_and_slo(idp_server):
+    browser = Browser()
+    for path in ("/saml/sso", "/saml/slo"):
+        _refused(idp_server, browser.get(idp_server.base_url + path), "missing_request")
+        _refused(idp_server, browser.post(idp_server.base_url + path, {"RelayState": "x"}), "missing_request")
+
+
 def test_unknown_sp_is_refused(idp_server):
     from tests.e2e.saml_sp import IndependentSp
 
