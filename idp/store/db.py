@@ -28,12 +28,18 @@ class Database:
         self._create_schema()
 
     def _create_schema(self) -> None:
-        """create_all checks before it creates, but two processes (gunicorn workers, two nodes) can both see
-        a table missing and both create it: the loser's error means the table is there now, so look again."""
-        try:
-            Base.metadata.create_all(self.engine)
-        except (OperationalError, ProgrammingError, IntegrityError):
-            Base.metadata.create_all(self.engine)
+        """create_all checks before it creates, but two processes (gunicorn workers, two nodes, two `idp sync`
+        runs) can both see a table missing and both create it. The loser's error means that table exists now,
+        so look again. On SQLite each CREATE commits on its own and the two interleave table by table: a
+        process may lose once per table, so it may look again as often."""
+        tables = len(Base.metadata.tables)
+        for attempt in range(tables + 1):
+            try:
+                Base.metadata.create_all(self.engine)
+                return
+            except (OperationalError, ProgrammingError, IntegrityError):
+                if attempt == tables:
+                    raise
 
     @contextmanager
     def session(self) -> Iterator[Session]:

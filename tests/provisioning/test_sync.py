@@ -362,7 +362,7 @@ def test_two_concurrent_runners_only_one_runs(
     config = write_config(tmp_path, samba_dc, lab, emulator, workers=1)
     emulator.faults.latency = 0.4  # each call slow, so the first runner still holds the lease
     runners = [idp_sync(config), idp_sync(config)]
-    results = [(r.wait(timeout=60), r.stdout.read() if r.stdout else "") for r in runners]
+    results = [(r.returncode, out + err) for r in runners for out, err in [r.communicate(timeout=60)]]
     assert sorted(code for code, _ in results) == [0, 3], results
     assert any("another runner holds" in output for _, output in results)
     assert len(emulator.emulator.users()) == 3

@@ -1,0 +1,28 @@
+"""The store: several processes meeting a new database at once all come up (gunicorn workers, two nodes,
+two `idp sync` runs started by cron and by hand)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from sqlalchemy import inspect
+
+from idp.store.db import Database
+from idp.store.models import Base
+
+MAKE = "import sys; from idp.store.db import Database; Database(sys.argv[1]).dispose()"
+
+
+def test_processes_creating_the_schema_at_once_all_succeed(tmp_path: Path) -> None:
+    for round_ in range(5):
+        url = f"sqlite:///{tmp_path / f'race-{round_}.db'}"
+        procs = [
+            subprocess.Popen([sys.executable, "-c", MAKE, url], stderr=subprocess.PIPE, text=True) for _ in range(8)
+        ]
+        outcomes = [(p.wait(timeout=60), p.stderr.read()) for p in procs]
+        assert [code for code, _ in outcomes] == [0] * 8, [err[-600:] for _, err in outcomes if err]
+        db = Database(url)
+        assert set(inspect(db.engine).get_table_names()) == set(Base.metadata.tables)
+        db.dispose()
