@@ -26,16 +26,10 @@ from scim2_server.utils import (
 
 from idp.provisioning.alimail import AlimailProvider, AlimailSettings
 from idp.provisioning.alimail_emulator import RunningEmulator, run_emulator
+from tests.conftest import require
 
 REDIS_URL = os.environ.get("IDP_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 SCIM_TOKEN = "scim-test-token"
-
-
-def _missing(component: str) -> None:
-    """Skip outside CI; in CI a missing component is a failure, never a silent skip."""
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{component} is required in CI but is not available")
-    pytest.skip(f"{component} not available")
 
 
 @pytest.fixture
@@ -46,24 +40,26 @@ def emulator() -> Iterator[RunningEmulator]:
         yield emu
 
 
+def alimail_settings(emu: RunningEmulator, **overrides: Any) -> AlimailSettings:
+    """Client settings for the emulator, with waits short enough for tests."""
+    values: dict[str, Any] = {
+        "host": emu.url,
+        "client_id": emu.emulator.client_id,
+        "client_secret": emu.emulator.client_secret,
+        "mail_domain": emu.emulator.mail_domain,
+        "rate_per_second": 1000,
+        "connect_timeout": 1.0,
+        "read_timeout": 2.0,
+        "retry_base_wait": 0.01,
+        "max_retry_wait": 1.0,
+    }
+    values.update(overrides)
+    return AlimailSettings(**values)
+
+
 @pytest.fixture
 def settings_for() -> Callable[..., AlimailSettings]:
-    def make(emu: RunningEmulator, **overrides: Any) -> AlimailSettings:
-        values: dict[str, Any] = {
-            "host": emu.url,
-            "client_id": emu.emulator.client_id,
-            "client_secret": emu.emulator.client_secret,
-            "mail_domain": emu.emulator.mail_domain,
-            "rate_per_second": 1000,
-            "connect_timeout": 1.0,
-            "read_timeout": 2.0,
-            "retry_base_wait": 0.01,
-            "max_retry_wait": 1.0,
-        }
-        values.update(overrides)
-        return AlimailSettings(**values)
-
-    return make
+    return alimail_settings
 
 
 @pytest.fixture
@@ -78,7 +74,7 @@ def redis_url() -> Iterator[str]:
     try:
         client.ping()
     except redis.RedisError:
-        _missing(f"Redis at {REDIS_URL}")
+        require(False, f"Redis at {REDIS_URL} not available")
     yield REDIS_URL
     client.close()
 

@@ -16,7 +16,7 @@ import pytest
 from idp.audit import AuditTrail
 from idp.demo.samba_dc import SambaDC
 from idp.directory.listing import DirectoryListing
-from idp.provisioning.alimail import AlimailProvider, AlimailSettings
+from idp.provisioning.alimail import AlimailProvider
 from idp.provisioning.alimail_emulator import RunningEmulator
 from idp.provisioning.lease import Lease
 from idp.provisioning.records import ProvisioningRecords
@@ -24,7 +24,7 @@ from idp.provisioning.scim import ScimProvider, ScimSettings
 from idp.provisioning.sync import EXIT_FAILURES, EXIT_OK, EXIT_REFUSED, MailboxSync
 from idp.settings import LdapSettings, ProvisioningSettings, render_toml
 from idp.store.db import Database
-from tests.provisioning.conftest import ScimServer
+from tests.provisioning.conftest import ScimServer, alimail_settings
 from tests.provisioning.sync_lab import SyncLab
 
 pytestmark = pytest.mark.ad
@@ -46,28 +46,12 @@ def db(tmp_path: Path) -> Iterator[Database]:
     database.dispose()
 
 
-def alimail_settings(emu: RunningEmulator, **overrides: Any) -> AlimailSettings:
-    values: dict[str, Any] = {
-        "host": emu.url,
-        "client_id": emu.emulator.client_id,
-        "client_secret": emu.emulator.client_secret,
-        "mail_domain": emu.emulator.mail_domain,
-        "rate_per_second": 1000,
-        "connect_timeout": 1.0,
-        "read_timeout": 2.0,
-        "retry_base_wait": 0.01,
-        "max_retry_wait": 0.2,
-    }
-    values.update(overrides)
-    return AlimailSettings(**values)
-
-
 def provisioning(
     lab: SyncLab, emu: RunningEmulator, alimail: dict[str, Any] | None = None, **over: Any
 ) -> ProvisioningSettings:
     values: dict[str, Any] = {
         "provider": "alimail",
-        "alimail": alimail_settings(emu, **(alimail or {})),
+        "alimail": alimail_settings(emu, **{"max_retry_wait": 0.2, **(alimail or {})}),
         "scope_base_dns": [lab.ou],
         # Tests have a handful of people: one freeze is 20-30%, so only the brake test keeps the default.
         "freeze_brake_share": 0.5,
@@ -313,7 +297,7 @@ def test_the_lease_admits_one_runner_and_expires(db: Database) -> None:
 
 def write_config(tmp_path: Path, samba_dc: SambaDC, lab: SyncLab, emu: RunningEmulator, **over: Any) -> Path:
     provisioning_values = {"provider": "alimail", "scope_base_dns": [lab.ou], "freeze_brake_share": 0.5, **over}
-    alimail = alimail_settings(emu).model_dump(mode="json")
+    alimail = alimail_settings(emu, max_retry_wait=0.2).model_dump(mode="json")
     alimail["client_secret"] = emu.emulator.client_secret
     config = tmp_path / "idp.toml"
     config.write_text(
