@@ -180,8 +180,7 @@ def _request_data(url: str, *, post: dict[str, Any] | None = None) -> dict[str, 
     parts = urlsplit(url)
     return {
         "https": "on" if parts.scheme == "https" else "off",
-        "http_host": parts.hostname,
-        "server_port": str(parts.port or (443 if parts.scheme == "https" else 80)),
+        "http_host": parts.netloc,
         "script_name": parts.path,
         "get_data": {},
         "post_data": post or {},

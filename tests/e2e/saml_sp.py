@@ -96,8 +96,7 @@ class IndependentSp:
         parts = urlsplit(url)
         return {
             "https": "on" if parts.scheme == "https" else "off",
-            "http_host": parts.hostname,
-            "server_port": str(parts.port or (443 if parts.scheme == "https" else 80)),
+            "http_host": parts.netloc,
             "script_name": parts.path,
             "get_data": get or {},
             "post_data": post or {},
