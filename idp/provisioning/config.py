@@ -12,10 +12,19 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 
-class AlimailSettings(BaseModel):
-    """The ``[alimail]`` section of the configuration."""
+class _RetrySettings(BaseModel):
+    """How every provider client retries 429s, 5xx and dropped connections (see retry.py)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_attempts: int = Field(default=5, ge=1, le=20)
+    retry_base_wait: float = Field(default=0.2, gt=0, le=10)
+    max_retry_wait: float = Field(default=20.0, gt=0, le=300)
+    """Cap on one wait between attempts, including a Retry-After the server asks for."""
+
+
+class AlimailSettings(_RetrySettings):
+    """The ``[alimail]`` section of the configuration."""
 
     host: str = "https://alimail-cn.aliyuncs.com"
     """The regional API host; pick the one of the region the mail domain lives in."""
@@ -45,10 +54,6 @@ class AlimailSettings(BaseModel):
     """Longest a call waits for a slot under our own limiter before giving up with RateLimited."""
     connect_timeout: float = Field(default=5.0, gt=0, le=60)
     read_timeout: float = Field(default=15.0, gt=0, le=300)
-    max_attempts: int = Field(default=5, ge=1, le=20)
-    retry_base_wait: float = Field(default=0.2, gt=0, le=10)
-    max_retry_wait: float = Field(default=20.0, gt=0, le=300)
-    """Cap on one wait between attempts, including a Retry-After the server asks for."""
 
     @field_validator("host")
     @classmethod
@@ -69,10 +74,8 @@ class AlimailSettings(BaseModel):
         return self.client_secret.get_secret_value()
 
 
-class ScimSettings(BaseModel):
+class ScimSettings(_RetrySettings):
     """The ``[scim]`` section of the configuration."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     base_url: str
     """The SCIM base URL, e.g. https://saas.example.com/scim/v2 (``/Users`` is appended)."""
@@ -84,9 +87,6 @@ class ScimSettings(BaseModel):
     rate_per_second: float | None = Field(default=None, gt=0)
     """Our own limit, when the service documents one; None sends as fast as answers come."""
     redis_url: str = ""
-    max_attempts: int = Field(default=5, ge=1, le=20)
-    retry_base_wait: float = Field(default=0.2, gt=0, le=10)
-    max_retry_wait: float = Field(default=20.0, gt=0, le=300)
 
     @field_validator("base_url")
     @classmethod
