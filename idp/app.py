@@ -24,7 +24,7 @@ from idp.signin import SignInPipeline
 from idp.sps.registry import SpRegistry
 from idp.store.db import Database
 from idp.throttle import LoginThrottle
-from idp.web import health, login, sso
+from idp.web import admin, health, login, sso
 from idp.web.i18n import current_language, translate
 from idp.web.pending import PendingPosts
 from idp.web.services import Services
@@ -70,6 +70,7 @@ def create_app(settings: Settings) -> Flask:
     app.register_blueprint(sso.bp)
     app.register_blueprint(login.bp)
     app.register_blueprint(health.bp)
+    admin.register(app)
 
     @app.context_processor
     def _i18n() -> dict:

@@ -6,6 +6,7 @@ Callers pass what happened, never what was typed: there is no field a password c
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
 from datetime import datetime
@@ -63,6 +64,26 @@ class AuditTrail:
         log.info("%s %s reason=%s user=%s sp=%s ip=%s", event, result, reason, username, sp, ip)
         with self._db.engine.begin() as conn:
             conn.execute(_INSERT, row)
+
+    def record_change(
+        self,
+        event: str,
+        *,
+        actor: str,
+        sp: str | None = None,
+        before: object = None,
+        after: object = None,
+        result: str = "success",
+        reason: str | None = None,
+        note: str | None = None,
+        ip: str | None = None,
+    ) -> None:
+        """An admin action (console or CLI): who did it, and the state before and after, as JSON in ``detail``.
+        Callers pass settings and policies, never key material or passwords."""
+        detail = json.dumps(
+            {"before": before, "after": after, "note": note}, default=str, ensure_ascii=False, sort_keys=True
+        )
+        self.record(event, result, reason=reason, username=actor, sp=sp, ip=ip, detail=detail)
 
     def count_failures(
         self, since: datetime, reasons: tuple[str, ...], *, username: str | None = None, ip: str | None = None

@@ -157,6 +157,17 @@ class LoginSettings(_Section):
     """Wrong passwords from one client address in the window (password spraying); 0: no limit."""
 
 
+class AdminSettings(_Section):
+    """Who may open the admin console at /admin."""
+
+    groups: list[str] = Field(default_factory=list)
+    """AD groups (cn or DN; nested membership counts) whose members are admins. Empty: nobody is, and
+    the console refuses everyone; the CLI still works for whoever can read the config."""
+    recheck_seconds: int = Field(default=60, ge=0, le=3600)
+    """How often an admin's group membership is read again from AD while they use the console, so that
+    removing someone from the group takes effect within this time, not at their next password."""
+
+
 class SpDefaults(_Section):
     nameid_format: NameIdFormatName = "emailAddress"
     attributes: list[str] = Field(default_factory=lambda: ["mail", "displayName", "givenName", "sn", "groups"])
@@ -224,6 +235,7 @@ class Settings(_Section):
     metadata: MetadataSettings = MetadataSettings()
     login: LoginSettings = LoginSettings()
     sp_defaults: SpDefaults = SpDefaults()
+    admin: AdminSettings = AdminSettings()
     provisioning: ProvisioningSettings | None = None
 
     @property

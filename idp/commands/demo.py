@@ -27,6 +27,9 @@ from werkzeug.serving import BaseWSGIServer, make_server
 
 from idp.settings import Settings, SettingsError, load_settings, render_toml
 
+DEMO_ADMIN_GROUP = "SSO Admins"
+"""The demo AD's admin group (anna is in it): her password opens the admin console."""
+
 if TYPE_CHECKING:
     from idp.demo.samba_dc import DemoUser
 
@@ -149,6 +152,7 @@ def _write_config(
         },
         "metadata": {"dir": "metadata"},
         "ldap": ldap,
+        "admin": {"groups": [DEMO_ADMIN_GROUP]},
         **(extra or {}),
     }
     path = workdir / "idp.toml"
@@ -254,6 +258,8 @@ def _print_welcome(
         table.add_row(user.username, user.password, ", ".join(user.groups), verdict)
     console.print(Panel.fit(
         f"Open [bold link={webmail_url}/]{webmail_url}/[/] and sign in as one of the users below.\n\n"
+        f"Admin console: {idp_url}/admin (members of {DEMO_ADMIN_GROUP}: anna)\n"
+        f"App launcher: {idp_url}/apps\n"
         f"IdP metadata: {idp_url}/saml/metadata\n"
         f"Config:       {workdir / 'idp.toml'}\n"
         f"Mail API:     {mail_api_url} (Alibaba Mail emulator; a first sign-in creates the mailbox)\n"

@@ -9,6 +9,8 @@ from __future__ import annotations
 from flask import current_app, g, request
 
 LANGUAGES = ("en", "zh-CN")
+LANGUAGE_COOKIE = "idp_lang"
+"""Set by the language switch on the pages; wins over the browser's Accept-Language."""
 
 MESSAGES: dict[str, dict[str, str]] = {
     "en": {
@@ -124,8 +126,22 @@ MESSAGES: dict[str, dict[str, str]] = {
 }
 
 
+def add_messages(catalog: dict[str, dict[str, str]]) -> None:
+    """Add a page's own messages (the admin pages keep theirs beside their code). A key that already exists
+    is a mistake: two pages would silently share, or fight over, one text."""
+    for lang, texts in catalog.items():
+        if lang not in LANGUAGES:
+            raise ValueError(f"unknown language {lang!r}")
+        clash = texts.keys() & MESSAGES[lang].keys()
+        if clash:
+            raise ValueError(f"messages defined twice: {', '.join(sorted(clash))}")
+        MESSAGES[lang].update(texts)
+
+
 def current_language() -> str:
     lang = getattr(g, "lang", None)
+    if lang is None and request.cookies.get(LANGUAGE_COOKIE) in LANGUAGES:
+        lang = g.lang = request.cookies[LANGUAGE_COOKIE]
     if lang is None:
         best = request.accept_languages.best_match(["en", "zh-CN", "zh", "zh-Hans", "zh-SG"])
         if best is None:

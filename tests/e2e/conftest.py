@@ -89,6 +89,7 @@ def base_config(root: Path, base_url: str, ldap: dict) -> dict:
         },
         "metadata": {"dir": root / "metadata"},
         "ldap": ldap,
+        "admin": {"groups": ["SSO Admins"]},
     }
 
 
