@@ -93,6 +93,16 @@ class AuditTrail:
         with self._db.engine.connect() as conn:
             return int(conn.scalar(_failures_query(username is not None, ip is not None), params) or 0)
 
+    def last_success_by_sp(self) -> dict[str, datetime]:
+        """When each SP last received a successful sign-in (for the console's list of SPs)."""
+        q = (
+            select(AuditEvent.sp_entity_id, func.max(AuditEvent.at))
+            .where(AuditEvent.event == "signin", AuditEvent.result == "success", AuditEvent.sp_entity_id.is_not(None))
+            .group_by(AuditEvent.sp_entity_id)
+        )
+        with self._db.engine.connect() as conn:
+            return {sp: at for sp, at in conn.execute(q)}
+
     def recent(self, limit: int = 100, *, username: str | None = None, event: str | None = None) -> list[AuditRecord]:
         q = select(AuditEvent).order_by(AuditEvent.id.desc()).limit(limit)
         if username:

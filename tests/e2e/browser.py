@@ -28,6 +28,11 @@ class Page:
         fields = {i.name: i.value or "" for i in form.inputs if i.name and i.type != "submit"}
         return urljoin(self.url, form.action or self.url), fields
 
+    def form_values(self, form_id: str) -> tuple[str, list[tuple[str, str]]]:
+        """(action, the pairs a browser would send): unchecked boxes left out, every selected option kept."""
+        form = self.doc().get_element_by_id(form_id)
+        return urljoin(self.url, form.action or self.url), list(form.form_values())
+
     @property
     def is_login(self) -> bool:
         doc = self.doc()
@@ -51,6 +56,24 @@ class Browser:
         r = self.http.post(url, data=data, timeout=30)
         return Page(r.url, r.status_code, r.text)
 
+    def submit(
+        self,
+        page: Page,
+        form_id: str,
+        changes: dict[str, str | list[str]] | None = None,
+        *,
+        files: dict[str, tuple[str, bytes]] | None = None,
+    ) -> Page:
+        """Submit the form as a person would after changing some fields: a field in ``changes`` replaces every
+        value the form had for that name (a list for multi-selects and checkbox groups; [] unchecks them)."""
+        action, pairs = page.form_values(form_id)
+        changes = changes or {}
+        data = [(k, v) for k, v in pairs if k not in changes]
+        for name, value in changes.items():
+            data.extend((name, v) for v in ([value] if isinstance(value, str) else value))
+        r = self.http.post(action, data=data, files=files, timeout=60)
+        return Page(r.url, r.status_code, r.text)
+
     def login(self, page: Page, username: str, password: str) -> Page:
         assert page.is_login, f"expected the login page, got {page.status} at {page.url}:\n{page.html[:500]}"
         action, fields = page.form()
@@ -61,3 +84,11 @@ class Browser:
         """The auto-POST form our IdP answers with: (ACS URL, fields) as the browser would submit them."""
         assert page.is_auto_post, f"expected the auto-POST page, got {page.status} at {page.url}:\n{page.html[:800]}"
         return page.form("saml-post")
+
+
+def admin_browser(base_url: str, username: str = "anna", password: str = "Passw0rd!Anna") -> Browser:  # noqa: S107
+    """A browser signed in to the admin console (anna is in the demo AD's "SSO Admins")."""
+    browser = Browser()
+    page = browser.login(browser.get(base_url + "/admin/"), username, password)
+    assert page.status == 200 and page.url.startswith(base_url + "/admin/"), f"{page.status} {page.url}"
+    return browser
