@@ -4,6 +4,7 @@ with SPs registered through `idp sp add` from their metadata. Started once per t
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -16,7 +17,11 @@ import pytest
 import requests
 
 from idp.settings import render_toml
+from tests.conftest import require
 from tests.e2e.saml_sp import IndependentSp, write_metadata
+
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+"""Screenshots of the pages, kept after the run (CI keeps the folder)."""
 
 
 def free_port() -> int:
@@ -173,3 +178,35 @@ def _wait_healthy(base_url: str, proc: subprocess.Popen, log: Path) -> None:
             pass
         time.sleep(0.3)
     raise RuntimeError(f"idp serve did not become healthy:\n{log.read_text()[-3000:]}")
+
+
+@pytest.fixture
+def chrome() -> Iterator:
+    require(
+        shutil.which("chromium") is not None and shutil.which("chromedriver") is not None,
+        "Debian's chromium and chromium-driver are not installed",
+    )
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = shutil.which("chromium")
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--window-size=1100,900",
+        "--lang=en-US",
+    ):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
+    driver.set_page_load_timeout(30)
+    try:
+        yield driver
+    finally:
+        driver.quit()

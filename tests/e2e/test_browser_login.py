@@ -3,23 +3,17 @@ login page, types the AD password, and lands back in the mailbox with their attr
 
 from __future__ import annotations
 
-import shutil
 import threading
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from werkzeug.serving import make_server
 
 from idp.demo.samba_dc import DEMO_USERS
 from idp.demo.webmail import create_webmail_app, sp_metadata_xml
-from tests.conftest import require
-from tests.e2e.conftest import free_port
+from tests.e2e.conftest import ARTIFACTS, free_port
 
 pytestmark = [pytest.mark.ad, pytest.mark.browser]
-
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
-
 
 @pytest.fixture(scope="module")
 def webmail(idp_server, tmp_path_factory) -> Iterator[str]:
@@ -38,38 +32,6 @@ def webmail(idp_server, tmp_path_factory) -> Iterator[str]:
     thread.start()
     yield base
     server.shutdown()
-
-
-@pytest.fixture
-def chrome() -> Iterator:
-    require(
-        shutil.which("chromium") is not None and shutil.which("chromedriver") is not None,
-        "Debian's chromium and chromium-driver are not installed",
-    )
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = shutil.which("chromium")
-    for flag in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--window-size=1100,900",
-        "--lang=en-US",
-    ):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
-    driver.set_page_load_timeout(30)
-    try:
-        yield driver
-    finally:
-        driver.quit()
 
 
 def test_employee_signs_in_to_webmail_in_a_real_browser(webmail, idp_server, chrome):
