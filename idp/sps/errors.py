@@ -76,3 +76,9 @@ class FetchTooLarge(FetchError):
 
 class FetchNotXml(FetchError):
     reason = "fetch_not_xml"
+
+
+class PolicyInvalidError(SpRegistryError):
+    """A policy the console or CLI asked for that SpPolicy refuses; the message lists every field at fault."""
+
+    reason = "invalid_policy"

@@ -152,6 +152,12 @@ class SpRegistry:
             raise UnknownSpError(entity_id)
         self._save_policy(entity_id, policy)
 
+    def current_policy(self, entity_id: str) -> SpPolicy:
+        """The policy as stored right now (the defaults when none is): for an audit row's "before", which
+        must not be a copy another process changed seconds ago."""
+        stored = self._stored_policy(entity_id)
+        return stored if stored is not None else SpPolicy.from_defaults(self._defaults)
+
     # -- internals -------------------------------------------------------------------------------------
 
     def _scan(self) -> list[tuple[Path, SpMetadataInfo]]:
