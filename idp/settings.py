@@ -143,6 +143,22 @@ class MetadataSettings(_Section):
     dir: Path = Path("metadata")
     allow_http_loopback: bool = True
     """Accept http:// ACS URLs on 127.0.0.0/8 and localhost (for local testing only)."""
+    refresh_max_interval: int = Field(default=24 * 3600, ge=60)
+    """Longest wait (seconds) between two downloads of an SP's metadata URL, whatever its cacheDuration says."""
+    refresh_min_interval: int = Field(default=600, ge=1)
+    """Shortest wait between two downloads, however short the metadata's cacheDuration or validUntil; also
+    the first wait after a failed download (it doubles with every further failure, up to the longest)."""
+    refresh_poll: int = Field(default=60, ge=0)
+    """How often (seconds) the served IdP looks for metadata URLs that are due; one node at a time does the
+    work. 0: not in the server at all (run `idp sp refresh --all` from cron instead)."""
+    fetch_timeout: float = Field(default=10.0, gt=0, le=120)
+    """Seconds one download of metadata may take in total."""
+
+    @model_validator(mode="after")
+    def _intervals(self) -> MetadataSettings:
+        if self.refresh_min_interval > self.refresh_max_interval:
+            raise ValueError("refresh_min_interval must not be longer than refresh_max_interval")
+        return self
 
 
 class LoginSettings(_Section):

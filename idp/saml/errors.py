@@ -14,6 +14,7 @@ Reason = Literal[
     "hostile_xml",
     "unsupported_binding",
     "sp_disabled",
+    "sp_metadata_expired",
 ]
 
 

@@ -338,6 +338,14 @@ class SamlIdp:
         return xml, signed
 
     def _sp_policy(self, server: Server, sp: str) -> SpPolicy:
+        # Before the lookup: pysaml2 drops an expired entity when it loads, which would read as "not registered".
+        if (expired := self._sps.metadata_expired(sp)) is not None:
+            raise SamlRequestError(
+                "sp_metadata_expired",
+                f"The registration of this service expired on {expired:%Y-%m-%d %H:%M} UTC (the validUntil of its "
+                "metadata); an administrator must renew its metadata.",
+                sp,
+            )
         try:
             descriptors = server.metadata[sp].get("spsso_descriptor")
         except KeyError:

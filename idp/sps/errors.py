@@ -20,6 +20,18 @@ class MetadataError(SpRegistryError):
         super().__init__(f"{element}: {problem}" if element else problem)
 
 
+class MetadataSignatureError(MetadataError):
+    """Metadata from a URL with a pinned certificate that is unsigned or not signed by that certificate."""
+
+    reason = "bad_metadata_signature"
+
+
+class EntityMismatchError(MetadataError):
+    """A metadata URL now serves another SP than the one registered from it."""
+
+    reason = "entity_id_changed"
+
+
 class DuplicateSpError(SpRegistryError):
     reason = "duplicate_entity_id"
 
@@ -82,3 +94,13 @@ class PolicyInvalidError(SpRegistryError):
     """A policy the console or CLI asked for that SpPolicy refuses; the message lists every field at fault."""
 
     reason = "invalid_policy"
+
+
+class NotFromUrlError(SpRegistryError):
+    """A refresh was asked for an SP that was not registered from a metadata URL."""
+
+    reason = "no_metadata_url"
+
+    def __init__(self, entity_id: str) -> None:
+        self.entity_id = entity_id
+        super().__init__(f"the SP {entity_id!r} was not registered from a metadata URL; there is nothing to refresh")

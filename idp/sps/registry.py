@@ -13,7 +13,7 @@ import os
 import tempfile
 import time
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -66,6 +66,7 @@ class SpRegistry:
         self._defaults = defaults
         self._allow_http_loopback = allow_http_loopback
         self._policies: dict[str, tuple[float, SpPolicy]] = {}
+        self._valid_until: tuple[str, dict[str, datetime]] = ("", {})
 
     # -- SpSource --------------------------------------------------------------------------------------
 
@@ -83,6 +84,18 @@ class SpRegistry:
         policy = stored if stored is not None else SpPolicy.from_defaults(self._defaults)
         self._policies[entity_id] = (now, policy)
         return policy
+
+    def metadata_expired(self, entity_id: str, now: datetime | None = None) -> datetime | None:
+        """The validUntil of the SP's stored metadata when that moment has passed, else None. Read again only
+        when ``version()`` changes: this runs for every SAML request."""
+        version = self.version()
+        if self._valid_until[0] != version:
+            self._valid_until = (
+                version,
+                {info.entity_id: info.valid_until for _, info in self._scan() if info.valid_until is not None},
+            )
+        until = self._valid_until[1].get(entity_id)
+        return until if until is not None and until <= (now or datetime.now(UTC)) else None
 
     def version(self) -> str:
         # Names, sizes, inodes and mtimes only: cheap enough to call on every request. An atomic replace

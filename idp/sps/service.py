@@ -9,19 +9,35 @@ and URLs lose their user info and query (see ``fetch.redacted``) before they are
 from __future__ import annotations
 
 import getpass
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from pydantic import ValidationError
 
 from idp.audit import AuditTrail
 from idp.settings import Settings
-from idp.sps.errors import DuplicateSpError, PolicyInvalidError, SpRegistryError, UnknownSpError
+from idp.sps import certs
+from idp.sps.errors import (
+    DuplicateSpError,
+    EntityMismatchError,
+    NotFromUrlError,
+    PolicyInvalidError,
+    SpRegistryError,
+    UnknownSpError,
+)
+from idp.sps.fetch import redacted
+from idp.sps.manual import manual_metadata
 from idp.sps.policy import SpPolicy
 from idp.sps.registry import SpEntry, SpRegistry
+from idp.sps.remote import UrlSource, UrlSources, download, next_refresh, pinned_certificate, retry_after_failure
+from idp.sps.signature import verify_pinned_signature
 from idp.sps.validate import SpMetadataInfo, validate_sp_metadata
 from idp.store.db import Database
+
+log = logging.getLogger(__name__)
 
 
 class _HasServices(Protocol):
@@ -47,6 +63,18 @@ class Preview:
     error: SpRegistryError | None
     registered: bool = False
     """An SP with this entityID is registered already: saving replaces it."""
+    xml: bytes | None = None
+    """The document that was checked (downloaded, or built from the manual form), to save unchanged."""
+
+
+@dataclass(frozen=True)
+class RefreshResult:
+    entity_id: str
+    changed: bool
+    next_refresh_at: datetime
+    error: SpRegistryError | None = None
+    expired_since: datetime | None = None
+    """Set when the download failed and the last good copy is past its validUntil: sign-in is refused."""
 
 
 class SpService:
@@ -55,6 +83,7 @@ class SpService:
         self._db = db
         self._registry = registry
         self._audit = audit
+        self._sources = UrlSources(db)
 
     @classmethod
     def of(cls, svc: _HasServices) -> SpService:
@@ -74,7 +103,34 @@ class SpService:
             info = validate_sp_metadata(xml, allow_http_loopback=self._settings.metadata.allow_http_loopback)
         except SpRegistryError as exc:
             return Preview(None, exc)
-        return Preview(info, None, registered=self._registry.get(info.entity_id) is not None)
+        return Preview(info, None, registered=self._registry.get(info.entity_id) is not None, xml=xml)
+
+    def preview_url(self, url: str, pinned_cert: str | None = None) -> Preview:
+        """Download (and with ``pinned_cert`` verify) the metadata at ``url`` and preview it."""
+        try:
+            xml = download(url, pinned_cert or None, settings=self._settings.metadata)
+        except SpRegistryError as exc:
+            return Preview(None, exc)
+        return self.preview(xml)
+
+    def preview_manual(
+        self,
+        entity_id: str,
+        acs_url: str,
+        certificate: str,
+        *,
+        name: str | None = None,
+        nameid_format: str | None = None,
+    ) -> Preview:
+        try:
+            xml = manual_metadata(entity_id, acs_url, certificate, name=name, nameid_format=nameid_format)
+        except SpRegistryError as exc:
+            return Preview(None, exc)
+        return self.preview(xml)
+
+    def url_sources(self) -> dict[str, UrlSource]:
+        """entityID -> where its metadata is downloaded from, for the SPs registered from a URL."""
+        return self._sources.all()
 
     # -- changes ---------------------------------------------------------------------------------------
 
@@ -88,10 +144,12 @@ class SpService:
         policy_overrides: Mapping[str, Any] | None = None,
         replace: bool = False,
         source: str | None = None,
+        keep_url: bool = False,
     ) -> SpEntry:
         """Validate and register an SP from its metadata. ``policy`` None keeps the stored policy (the defaults
         for a new SP); ``policy_overrides`` change single fields of that one. ``source`` (a file name, a URL
-        already redacted, "manual") is only written to the audit trail."""
+        already redacted, "manual") is only written to the audit trail. Metadata given by hand replaces a
+        metadata URL the SP had (else the next refresh would undo it), unless ``keep_url``."""
         entity_id: str | None = None
         before: dict | None = None
         try:
@@ -112,10 +170,132 @@ class SpService:
         except SpRegistryError as exc:
             self._refused("sp_added", exc, actor=actor, ip=ip, sp=entity_id, before=before, note=source)
             raise
+        if not keep_url:
+            self._sources.forget(entry.entity_id)
         self._audit.record_change(
             "sp_added", actor=actor, ip=ip, sp=entry.entity_id, before=before, after=_snapshot(entry), note=source
         )
         return entry
+
+    def add_from_url(
+        self,
+        url: str,
+        *,
+        actor: str,
+        ip: str | None = None,
+        pinned_cert: str | None = None,
+        xml: bytes | None = None,
+        policy: SpPolicy | None = None,
+        policy_overrides: Mapping[str, Any] | None = None,
+        replace: bool = False,
+        now: datetime | None = None,
+    ) -> SpEntry:
+        """Register an SP from its metadata URL and keep it refreshed from there. ``xml`` is the document a
+        preview already downloaded (kept server-side): it is checked again, not downloaded again."""
+        now = now or datetime.now(UTC)
+        note = redacted(url)
+        try:
+            pinned = pinned_certificate(pinned_cert) if pinned_cert and pinned_cert.strip() else None
+            # Stored as PEM whatever was pasted, so the refresh reads one format.
+            pem = certs.certificate_pem(pinned) if pinned else None
+            if pinned:
+                note += f" (signed by {pinned.subject.rfc4514_string()})"
+            if xml is None:
+                xml = download(url, pem, settings=self._settings.metadata)
+            elif pinned:
+                verify_pinned_signature(xml, pinned)
+        except SpRegistryError as exc:
+            self._refused("sp_added", exc, actor=actor, ip=ip, sp=None, note=note)
+            raise
+        entry = self.add(
+            xml,
+            actor=actor,
+            ip=ip,
+            policy=policy,
+            policy_overrides=policy_overrides,
+            replace=replace,
+            source=note,
+            keep_url=True,
+        )
+        info = entry.metadata
+        self._sources.registered(entry.entity_id, url, pem, now, self._next(now, info))
+        return entry
+
+    def register_manual(
+        self,
+        entity_id: str,
+        acs_url: str,
+        certificate_pem: str,
+        name: str | None = None,
+        *,
+        actor: str,
+        ip: str | None = None,
+        nameid_format: str | None = None,
+        policy: SpPolicy | None = None,
+        replace: bool = False,
+    ) -> SpEntry:
+        """Register an SP from entityID + ACS URL + certificate (see manual.py); same checks as any metadata."""
+        try:
+            xml = manual_metadata(entity_id, acs_url, certificate_pem, name=name, nameid_format=nameid_format)
+        except SpRegistryError as exc:
+            self._refused("sp_added", exc, actor=actor, ip=ip, sp=entity_id.strip() or None, note="manual")
+            raise
+        return self.add(xml, actor=actor, ip=ip, policy=policy, replace=replace, source="manual")
+
+    def refresh(self, entity_id: str, *, actor: str, now: datetime | None = None) -> RefreshResult:
+        """Download an SP's metadata URL again. A changed document replaces the stored one (audited); a failed
+        download keeps the last good copy, is audited, and backs off. Raises only NotFromUrlError."""
+        now = now or datetime.now(UTC)
+        source = self._sources.get(entity_id)
+        if source is None:
+            exc = NotFromUrlError(entity_id)
+            self._refused("sp_metadata_refreshed", exc, actor=actor, ip=None, sp=entity_id)
+            raise exc
+        current = self._registry.get(entity_id)
+        before = _snapshot(current) if current else None
+        try:
+            xml = download(source.url, source.pinned_cert, settings=self._settings.metadata)
+            info = validate_sp_metadata(xml, allow_http_loopback=self._settings.metadata.allow_http_loopback, now=now)
+            if info.entity_id != entity_id:
+                raise EntityMismatchError(
+                    f"the URL now serves the metadata of {info.entity_id!r}, not of {entity_id!r}; "
+                    "register that SP on its own if it is wanted",
+                    "EntityDescriptor/@entityID",
+                )
+            changed = current is None or current.metadata.entity_xml != info.entity_xml
+            if changed:
+                entry = self._registry.add(xml, replace=True)
+                self._audit.record_change(
+                    "sp_metadata_refreshed",
+                    actor=actor,
+                    sp=entity_id,
+                    before=before,
+                    after=_snapshot(entry),
+                    note=redacted(source.url),
+                )
+        except SpRegistryError as exc:
+            return self._refresh_failed(source, current, before, exc, actor=actor, now=now)
+        next_at = self._next(now, info)
+        self._sources.succeeded(entity_id, now, next_at, changed=changed)
+        return RefreshResult(entity_id, changed, next_at)
+
+    def refresh_due(self, *, actor: str, now: datetime | None = None) -> list[RefreshResult]:
+        """Refresh every metadata URL whose time has come (the scheduler's and `idp sp refresh --all`'s work)."""
+        now = now or datetime.now(UTC)
+        return self.refresh_all(self._sources.due(now), actor=actor, now=now)
+
+    def refresh_all(
+        self, entity_ids: list[str] | None = None, *, actor: str, now: datetime | None = None
+    ) -> list[RefreshResult]:
+        now = now or datetime.now(UTC)
+        ids = list(self._sources.all()) if entity_ids is None else entity_ids
+        results = []
+        for entity_id in ids:
+            try:
+                results.append(self.refresh(entity_id, actor=actor, now=now))
+            except NotFromUrlError:
+                continue  # removed since the list was read
+        return results
 
     def update_policy(
         self, entity_id: str, new_policy: SpPolicy | Mapping[str, Any], actor: str, ip: str | None = None
@@ -162,9 +342,48 @@ class SpService:
         except SpRegistryError as exc:
             self._refused("sp_removed", exc, actor=actor, ip=ip, sp=entity_id, before=before)
             raise
+        self._sources.forget(entity_id)
         self._audit.record_change("sp_removed", actor=actor, ip=ip, sp=entity_id, before=before, after=None)
 
     # -- internals -------------------------------------------------------------------------------------
+
+    def _next(self, now: datetime, info: SpMetadataInfo) -> datetime:
+        return next_refresh(
+            now, cache_duration=info.cache_duration, valid_until=info.valid_until, settings=self._settings.metadata
+        )
+
+    def _refresh_failed(
+        self,
+        source: UrlSource,
+        current: SpEntry | None,
+        before: dict | None,
+        exc: SpRegistryError,
+        *,
+        actor: str,
+        now: datetime,
+    ) -> RefreshResult:
+        expired = current.valid_until if current and current.valid_until and current.valid_until <= now else None
+        message = str(exc)
+        if expired is not None:
+            message += (
+                f"; the last good copy expired on {expired:%Y-%m-%d %H:%M} UTC, so sign-in to this SP is refused "
+                "until its metadata can be downloaded again"
+            )
+        failures = self._sources.failed(source.entity_id, now, message, exc.reason)
+        next_at = retry_after_failure(now, failures, settings=self._settings.metadata)
+        self._sources.reschedule(source.entity_id, next_at)
+        log.warning("refreshing the metadata of %s failed (%s): %s", source.entity_id, exc.reason, message)
+        self._audit.record_change(
+            "sp_metadata_refreshed",
+            actor=actor,
+            sp=source.entity_id,
+            before=before,
+            after=None,
+            result="refused",
+            reason=exc.reason,
+            note=f"{redacted(source.url)}: {message}",
+        )
+        return RefreshResult(source.entity_id, False, next_at, exc, expired)
 
     def _refused(
         self,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 from typing import Protocol
 
@@ -15,6 +16,10 @@ class SpSource(Protocol):
 
     def policy_for(self, entity_id: str) -> SpPolicy:
         """The SP's policy; the configured defaults when none was stored."""
+        ...
+
+    def metadata_expired(self, entity_id: str) -> datetime | None:
+        """The validUntil of the SP's metadata once it has passed (sign-in must be refused), else None."""
         ...
 
     def version(self) -> str:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import binascii
 import copy
+import re
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from xml.etree.ElementTree import ParseError
@@ -76,6 +77,10 @@ class SpMetadataInfo:
     warnings: tuple[str, ...]
     entity_xml: bytes = field(repr=False)
     """The SP's EntityDescriptor as a UTF-8 document of its own, ready to store."""
+    cache_duration: timedelta | None = None
+    """The shortest cacheDuration of the EntityDescriptor and any EntitiesDescriptor around it: how long a
+    copy may be used before it should be downloaded again (metadata 2.0 section 4.3; unlike validUntil,
+    a stale copy is still valid)."""
 
     @property
     def acs_urls(self) -> tuple[str, ...]:
@@ -121,7 +126,7 @@ def validate_sp_metadata(
 
 def inspect_sp_metadata(xml: bytes, *, allow_http_loopback: bool = True) -> SpMetadataInfo:
     """Parse and check the structure of SP metadata; raise MetadataError naming the element at fault."""
-    root = _parse_untrusted(xml)
+    root = parse_untrusted(xml)
     entity = _sp_entity(root)
     entity_id = (entity.get("entityID") or "").strip()
     if not entity_id:
@@ -150,6 +155,7 @@ def inspect_sp_metadata(xml: bytes, *, allow_http_loopback: bool = True) -> SpMe
             _where(spsso),
         )
     entity_xml, valid_until = _standalone(entity)
+    cache_duration = _cache_duration(entity)
     return SpMetadataInfo(
         entity_id=entity_id,
         display_name=_display_name(entity, spsso) or entity_id,
@@ -162,10 +168,12 @@ def inspect_sp_metadata(xml: bytes, *, allow_http_loopback: bool = True) -> SpMe
         valid_until=valid_until,
         warnings=(),
         entity_xml=entity_xml,
+        cache_duration=cache_duration,
     )
 
 
-def _parse_untrusted(xml: bytes) -> etree._Element:
+def parse_untrusted(xml: bytes) -> etree._Element:
+    """The document element of metadata from outside; MetadataError for hostile or broken XML."""
     if not xml.strip():
         raise MetadataError("the document is empty")
     if len(xml) > MAX_METADATA_BYTES:
@@ -308,6 +316,39 @@ def _standalone(entity: etree._Element) -> tuple[bytes, datetime | None]:
         # Taken out of its EntitiesDescriptor, the entity must not outlive what the aggregate promised.
         alone.set("validUntil", valid_until.strftime("%Y-%m-%dT%H:%M:%SZ"))
     return etree.tostring(alone, xml_declaration=True, encoding="UTF-8"), valid_until
+
+
+_DURATION = re.compile(
+    r"^P(?!$)(?:(?P<years>\d+)Y)?(?:(?P<months>\d+)M)?(?:(?P<days>\d+)D)?"
+    r"(?:T(?!$)(?:(?P<hours>\d+)H)?(?:(?P<minutes>\d+)M)?(?:(?P<seconds>\d+(?:\.\d+)?)S)?)?$"
+)
+
+
+def parse_xs_duration(raw: str) -> timedelta:
+    """xs:duration such as PT6H or P1DT12H; a year counts 365 days and a month 30 (a refresh schedule needs
+    no calendar). Negative durations make no sense for a cache and are refused."""
+    match = _DURATION.match(raw.strip())
+    if match is None:
+        raise ValueError(f"{raw!r} is not an xs:duration (e.g. PT6H, P1D)")
+    parts = {k: float(v) if v else 0.0 for k, v in match.groupdict().items()}
+    return timedelta(
+        days=parts["years"] * 365 + parts["months"] * 30 + parts["days"],
+        hours=parts["hours"],
+        minutes=parts["minutes"],
+        seconds=parts["seconds"],
+    )
+
+
+def _cache_duration(entity: etree._Element) -> timedelta | None:
+    """The shortest cacheDuration on the entity and its ancestors (the tighter one wins, as for validUntil)."""
+    durations = []
+    for el in [entity, *entity.iterancestors()]:
+        if (raw := el.get("cacheDuration")) is not None:
+            try:
+                durations.append(parse_xs_duration(raw))
+            except ValueError as exc:
+                raise MetadataError(str(exc), _where(el) + "/@cacheDuration") from None
+    return min(durations, default=None)
 
 
 def _aware(moment: datetime) -> datetime:

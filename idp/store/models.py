@@ -123,3 +123,24 @@ class OutboxRow(Base):
     lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+
+
+class SpMetadataUrlRow(Base):
+    """An SP registered from a metadata URL: where to download it again, and how the last downloads went.
+    The metadata itself is in metadata/ like every other SP's; this row only schedules its refresh."""
+
+    __tablename__ = "sp_metadata_urls"
+
+    entity_id: Mapped[str] = mapped_column(String(1024), primary_key=True)
+    url: Mapped[str] = mapped_column(Text)
+    """As the admin gave it, query included (it may carry the SP's access token); redacted in audit rows."""
+    pinned_cert: Mapped[str | None] = mapped_column(Text)
+    """PEM; when set, only metadata whose enveloped signature verifies with it is accepted."""
+    last_fetched_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_success_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_changed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    next_refresh_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    """Failed downloads in a row; the wait before the next try doubles with each."""
+    last_error: Mapped[str | None] = mapped_column(Text)
+    last_error_reason: Mapped[str | None] = mapped_column(String(60))

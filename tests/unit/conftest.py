@@ -60,6 +60,9 @@ class Registry:
     def policy_for(self, entity_id: str) -> SpPolicy:
         return self.policies.get(entity_id, SpPolicy())
 
+    def metadata_expired(self, entity_id: str) -> None:
+        return None
+
     def version(self) -> str:
         return str(self._version)
 
