@@ -22,6 +22,7 @@ from idp.saml.idp import SamlIdp
 from idp.settings import Settings
 from idp.signin import SignInPipeline
 from idp.sps.registry import SpRegistry
+from idp.sps.scheduler import start_refresher
 from idp.store.db import Database
 from idp.throttle import LoginThrottle
 from idp.web import admin, health, login, sso
@@ -66,7 +67,8 @@ def create_app(settings: Settings) -> Flask:
         n = settings.server.trusted_proxy_count
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)  # type: ignore[method-assign]
 
-    app.extensions["idp"] = build_services(settings, cache)
+    svc = app.extensions["idp"] = build_services(settings, cache)
+    start_refresher(settings, svc.db, svc.registry, svc.audit)  # metadata URLs, one node at a time
     app.register_blueprint(sso.bp)
     app.register_blueprint(login.bp)
     app.register_blueprint(health.bp)

@@ -6,8 +6,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import get_args
-from urllib.parse import urlsplit, urlunsplit
+from typing import Any, get_args
 
 import click
 from rich.console import Console
@@ -20,10 +19,11 @@ from idp.cli import settings_from
 from idp.saml.attributes import CATALOGUE
 from idp.settings import NameIdFormatName, Settings
 from idp.sps.errors import SpRegistryError
-from idp.sps.fetch import fetch_metadata
+from idp.sps.fetch import redacted
 from idp.sps.policy import SpPolicy
 from idp.sps.registry import SpEntry, SpRegistry
-from idp.sps.validate import MAX_METADATA_BYTES, validate_sp_metadata
+from idp.sps.service import SpService, cli_actor
+from idp.sps.validate import MAX_METADATA_BYTES
 from idp.store.db import Database
 
 SIGN_CHOICES = {"response": (True, False), "assertion": (False, True), "both": (True, True)}
@@ -61,6 +61,11 @@ def sp() -> None:
 )
 @click.option("--sign", type=click.Choice(list(SIGN_CHOICES)), help="What the IdP signs.")
 @click.option("--group", "groups", multiple=True, metavar="GROUP", help="AD group allowed to use the SP (repeat).")
+@click.option(
+    "--pin-cert",
+    type=click.Path(dir_okay=False),
+    help="PEM certificate: accept metadata from the URL only when signed with its key.",
+)
 @click.pass_context
 def add(
     ctx: click.Context,
@@ -71,10 +76,12 @@ def add(
     require_signed_requests: bool | None,
     sign: str | None,
     groups: tuple[str, ...],
+    pin_cert: str | None,
 ) -> None:
     """Register an SP from its metadata FILE or URL.
 
-    Options not given keep the SP's stored policy with --replace, and take [sp_defaults] for a new SP.
+    Options not given keep the SP's stored policy with --replace, and take [sp_defaults] for a new SP. An SP
+    added from a URL is downloaded again on a schedule (see [metadata] refresh_* and `idp sp refresh`).
     """
     settings = settings_from(ctx)
     overrides: dict[str, object] = {}
@@ -88,25 +95,31 @@ def add(
         overrides["sign_response"], overrides["sign_assertion"] = SIGN_CHOICES[sign]
     if groups:
         overrides["allowed_groups"] = list(groups)
-    with _registry(settings) as (registry, audit):
-        entity_id: str | None = None
+    is_url = source.startswith(("http://", "https://"))
+    if pin_cert and not is_url:
+        raise click.UsageError("--pin-cert only applies to a metadata URL")
+    with _service(settings) as service:
         try:
-            xml = _read_source(source)
-            # Validated here too, only to learn the entityID whose stored policy the overrides apply to.
-            entity_id = validate_sp_metadata(xml, allow_http_loopback=settings.metadata.allow_http_loopback).entity_id
-            policy = None
-            if overrides:
-                base = registry.policy_for(entity_id) if replace else SpPolicy.from_defaults(settings.sp_defaults)
-                policy = base.model_copy(update=overrides)
-            entry = registry.add(xml, policy=policy, replace=replace)
+            try:
+                pinned = _read_text(Path(pin_cert)) if pin_cert else None
+                xml = None if is_url else _read_text(Path(source), binary=True)
+            except SourceError as exc:
+                service.refused("sp_added", exc, actor=cli_actor(), note=redacted(source))
+                raise
+            if xml is None:
+                entry = service.add_from_url(
+                    source, actor=cli_actor(), pinned_cert=pinned, policy_overrides=overrides, replace=replace
+                )
+            else:
+                entry = service.add(xml, actor=cli_actor(), policy_overrides=overrides, replace=replace, source=source)
         except SpRegistryError as exc:
-            audit.record("sp_added", "refused", reason=exc.reason, sp=entity_id, detail=f"{_safe(source)}: {exc}")
             raise click.ClickException(str(exc)) from None
-        audit.record("sp_added", "success", sp=entry.entity_id, detail=f"from {_safe(source)}, replace={replace}")
     click.echo(f"{'Updated' if replace else 'Added'} SP {entry.name!r} ({entry.entity_id})")
     click.echo(f"  metadata: {entry.path}")
     click.echo(f"  ACS: {', '.join(entry.acs_urls)}")
     click.echo(f"  NameID: {entry.policy.nameid_format}; groups: {_groups(entry.policy)}")
+    if source.startswith(("http://", "https://")):
+        click.echo("  refreshed from its URL on a schedule (idp sp refresh to do it now)")
     for warning in entry.metadata.warnings:
         click.secho(f"Warning: {warning}", fg="yellow", err=True)
 
@@ -116,9 +129,9 @@ def add(
 def list_(ctx: click.Context) -> None:
     """Show every registered SP with its endpoints, certificate expiry and policy."""
     settings = settings_from(ctx)
-    with _registry(settings) as (registry, _):
+    with _service(settings) as service:
         try:
-            entries = registry.list()
+            entries = service.registry.list()
         except SpRegistryError as exc:
             raise click.ClickException(str(exc)) from None
     if not entries:
@@ -148,18 +161,56 @@ def list_(ctx: click.Context) -> None:
 def remove(ctx: click.Context, entity_id: str) -> None:
     """Unregister the SP with ENTITY_ID: delete its metadata file and its stored policy."""
     settings = settings_from(ctx)
-    with _registry(settings) as (registry, audit):
+    with _service(settings) as service:
         try:
-            registry.remove(entity_id)
+            service.remove(entity_id, actor=cli_actor())
         except SpRegistryError as exc:
-            audit.record("sp_removed", "refused", reason=exc.reason, sp=entity_id, detail=str(exc))
             raise click.ClickException(str(exc)) from None
-        audit.record("sp_removed", "success", sp=entity_id)
     click.echo(f"Removed SP {entity_id}")
 
 
+@sp.command("refresh")
+@click.argument("entity_id", required=False)
+@click.option("--all", "all_", is_flag=True, help="Every SP registered from a metadata URL, due or not.")
+@click.pass_context
+def refresh(ctx: click.Context, entity_id: str | None, all_: bool) -> None:
+    """Download the metadata of SPs registered from a URL again, now.
+
+    Without arguments only those whose refresh is due; a failed download keeps the last good copy.
+    """
+    if entity_id and all_:
+        raise click.UsageError("give ENTITY_ID or --all, not both")
+    settings = settings_from(ctx)
+    with _service(settings) as service:
+        try:
+            if entity_id:
+                results = [service.refresh(entity_id, actor=cli_actor())]
+            elif all_:
+                results = service.refresh_all(actor=cli_actor())
+            else:
+                results = service.refresh_due(actor=cli_actor())
+        except SpRegistryError as exc:
+            raise click.ClickException(str(exc)) from None
+    if not results:
+        click.echo("Nothing to refresh.")
+    for r in results:
+        when = f"next refresh {r.next_refresh_at:%Y-%m-%d %H:%M} UTC"
+        if r.error is None:
+            click.echo(f"{r.entity_id}: {'changed, saved' if r.changed else 'unchanged'}; {when}")
+        else:
+            click.secho(f"{r.entity_id}: kept the last good copy: {r.error}; {when}", fg="yellow", err=True)
+        if r.expired_since is not None:
+            click.secho(
+                f"{r.entity_id}: its metadata expired on {r.expired_since:%Y-%m-%d %H:%M} UTC; sign-in is refused",
+                fg="red",
+                err=True,
+            )
+    if any(r.error is not None for r in results):
+        ctx.exit(1)
+
+
 @contextmanager
-def _registry(settings: Settings) -> Iterator[tuple[SpRegistry, AuditTrail]]:
+def _service(settings: Settings) -> Iterator[SpService]:
     try:
         db = Database(settings.database_url)
     except SQLAlchemyError as exc:
@@ -173,31 +224,21 @@ def _registry(settings: Settings) -> Iterator[tuple[SpRegistry, AuditTrail]]:
             settings.sp_defaults,
             allow_http_loopback=settings.metadata.allow_http_loopback,
         )
-        yield registry, AuditTrail(db)
+        yield SpService(settings, db, registry, AuditTrail(db))
     except SQLAlchemyError as exc:
         raise click.ClickException(f"database error: {exc.__class__.__name__}: {getattr(exc, 'orig', exc)}") from None
     finally:
         db.dispose()
 
 
-def _read_source(source: str) -> bytes:
-    if source.startswith(("http://", "https://")):
-        return fetch_metadata(source, max_bytes=MAX_METADATA_BYTES)
-    path = Path(source)
+def _read_text(path: Path, *, binary: bool = False) -> Any:
+    """A metadata file (bytes) or a pinned certificate (text), within the size one SP's metadata may have."""
     try:
         if path.stat().st_size > MAX_METADATA_BYTES:
             raise SourceError(f"{path} is larger than {MAX_METADATA_BYTES} bytes; that is not one SP's metadata")
-        return path.read_bytes()
+        return path.read_bytes() if binary else path.read_text(encoding="ascii", errors="replace")
     except OSError as exc:
         raise SourceError(f"cannot read {path}: {exc.strerror or exc}") from None
-
-
-def _safe(source: str) -> str:
-    """The source as the audit trail may keep it: a URL loses user info and query, which can hold secrets."""
-    if not source.startswith(("http://", "https://")):
-        return source
-    parts = urlsplit(source)
-    return urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], parts.path, "", ""))
 
 
 def _groups(policy: SpPolicy) -> str:

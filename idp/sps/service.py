@@ -168,7 +168,7 @@ class SpService:
                 policy = _validated(base.model_dump() | dict(policy_overrides))
             entry = self._registry.add(xml, policy=policy, replace=replace)
         except SpRegistryError as exc:
-            self._refused("sp_added", exc, actor=actor, ip=ip, sp=entity_id, before=before, note=source)
+            self.refused("sp_added", exc, actor=actor, ip=ip, sp=entity_id, before=before, note=source)
             raise
         if not keep_url:
             self._sources.forget(entry.entity_id)
@@ -205,7 +205,7 @@ class SpService:
             elif pinned:
                 verify_pinned_signature(xml, pinned)
         except SpRegistryError as exc:
-            self._refused("sp_added", exc, actor=actor, ip=ip, sp=None, note=note)
+            self.refused("sp_added", exc, actor=actor, ip=ip, sp=None, note=note)
             raise
         entry = self.add(
             xml,
@@ -238,7 +238,7 @@ class SpService:
         try:
             xml = manual_metadata(entity_id, acs_url, certificate_pem, name=name, nameid_format=nameid_format)
         except SpRegistryError as exc:
-            self._refused("sp_added", exc, actor=actor, ip=ip, sp=entity_id.strip() or None, note="manual")
+            self.refused("sp_added", exc, actor=actor, ip=ip, sp=entity_id.strip() or None, note="manual")
             raise
         return self.add(xml, actor=actor, ip=ip, policy=policy, replace=replace, source="manual")
 
@@ -249,7 +249,7 @@ class SpService:
         source = self._sources.get(entity_id)
         if source is None:
             exc = NotFromUrlError(entity_id)
-            self._refused("sp_metadata_refreshed", exc, actor=actor, ip=None, sp=entity_id)
+            self.refused("sp_metadata_refreshed", exc, actor=actor, ip=None, sp=entity_id)
             raise exc
         current = self._registry.get(entity_id)
         before = _snapshot(current) if current else None
@@ -310,7 +310,7 @@ class SpService:
             policy = new_policy if isinstance(new_policy, SpPolicy) else _validated(new_policy)
             self._registry.set_policy(entity_id, policy)
         except SpRegistryError as exc:
-            self._refused("sp_policy_changed", exc, actor=actor, ip=ip, sp=entity_id, before=before)
+            self.refused("sp_policy_changed", exc, actor=actor, ip=ip, sp=entity_id, before=before)
             raise
         after = policy.model_dump(mode="json")
         self._audit.record_change("sp_policy_changed", actor=actor, ip=ip, sp=entity_id, before=before, after=after)
@@ -325,7 +325,7 @@ class SpService:
             policy = self._registry.current_policy(entity_id).model_copy(update={"enabled": enabled})
             self._registry.set_policy(entity_id, policy)
         except SpRegistryError as exc:
-            self._refused(event, exc, actor=actor, ip=ip, sp=entity_id)
+            self.refused(event, exc, actor=actor, ip=ip, sp=entity_id)
             raise
         self._audit.record_change(
             event, actor=actor, ip=ip, sp=entity_id, before={"enabled": not enabled}, after={"enabled": enabled}
@@ -340,7 +340,7 @@ class SpService:
             before = _snapshot(existing) if existing else None
             self._registry.remove(entity_id)
         except SpRegistryError as exc:
-            self._refused("sp_removed", exc, actor=actor, ip=ip, sp=entity_id, before=before)
+            self.refused("sp_removed", exc, actor=actor, ip=ip, sp=entity_id, before=before)
             raise
         self._sources.forget(entity_id)
         self._audit.record_change("sp_removed", actor=actor, ip=ip, sp=entity_id, before=before, after=None)
@@ -385,17 +385,18 @@ class SpService:
         )
         return RefreshResult(source.entity_id, False, next_at, exc, expired)
 
-    def _refused(
+    def refused(
         self,
         event: str,
         exc: SpRegistryError,
         *,
         actor: str,
-        ip: str | None,
-        sp: str | None,
+        ip: str | None = None,
+        sp: str | None = None,
         before: object = None,
         note: str | None = None,
     ) -> None:
+        """Audit an attempt that ``exc`` stopped (also for front-door errors such as an unreadable file)."""
         self._audit.record_change(
             event,
             actor=actor,
