@@ -6,7 +6,10 @@ from __future__ import annotations
 
 from flask import Flask, current_app
 
-from idp.web.admin import dashboard
+from idp.web.admin import (
+    dashboard,
+    policy,  # noqa: F401  (registers its routes on import)
+)
 from idp.web.admin.blueprint import bp
 
 
