@@ -96,22 +96,26 @@ class SpService:
 
     # -- reading ---------------------------------------------------------------------------------------
 
-    def preview(self, xml: bytes) -> Preview:
-        """Validate ``xml`` exactly as ``add`` would, and say what it holds or what is wrong; nothing is stored
-        and nothing is audited (a preview changes nothing)."""
+    def preview(
+        self, xml: bytes, *, actor: str | None = None, ip: str | None = None, source: str | None = None
+    ) -> Preview:
+        """Validate ``xml`` exactly as ``add`` would, and say what it holds or what is wrong; nothing is stored.
+        With ``actor`` (the console), a document that cannot be registered is audited as a refused addition."""
         try:
             info = validate_sp_metadata(xml, allow_http_loopback=self._settings.metadata.allow_http_loopback)
         except SpRegistryError as exc:
-            return Preview(None, exc)
+            return self._failed_preview(exc, actor=actor, ip=ip, source=source)
         return Preview(info, None, registered=self._registry.get(info.entity_id) is not None, xml=xml)
 
-    def preview_url(self, url: str, pinned_cert: str | None = None) -> Preview:
+    def preview_url(
+        self, url: str, pinned_cert: str | None = None, *, actor: str | None = None, ip: str | None = None
+    ) -> Preview:
         """Download (and with ``pinned_cert`` verify) the metadata at ``url`` and preview it."""
         try:
             xml = download(url, pinned_cert or None, settings=self._settings.metadata)
         except SpRegistryError as exc:
-            return Preview(None, exc)
-        return self.preview(xml)
+            return self._failed_preview(exc, actor=actor, ip=ip, source=redacted(url))
+        return self.preview(xml, actor=actor, ip=ip, source=redacted(url))
 
     def preview_manual(
         self,
@@ -121,12 +125,27 @@ class SpService:
         *,
         name: str | None = None,
         nameid_format: str | None = None,
+        actor: str | None = None,
+        ip: str | None = None,
     ) -> Preview:
         try:
             xml = manual_metadata(entity_id, acs_url, certificate, name=name, nameid_format=nameid_format)
         except SpRegistryError as exc:
-            return Preview(None, exc)
-        return self.preview(xml)
+            return self._failed_preview(exc, actor=actor, ip=ip, source="manual", sp=entity_id.strip() or None)
+        return self.preview(xml, actor=actor, ip=ip, source="manual")
+
+    def _failed_preview(
+        self,
+        exc: SpRegistryError,
+        *,
+        actor: str | None,
+        ip: str | None,
+        source: str | None,
+        sp: str | None = None,
+    ) -> Preview:
+        if actor is not None:
+            self.refused("sp_added", exc, actor=actor, ip=ip, sp=sp, note=source)
+        return Preview(None, exc)
 
     def url_sources(self) -> dict[str, UrlSource]:
         """entityID -> where its metadata is downloaded from, for the SPs registered from a URL."""

@@ -9,6 +9,7 @@ from flask import Flask, current_app
 from idp.web.admin import (
     dashboard,
     policy,  # noqa: F401  (registers its routes on import)
+    sps,  # noqa: F401  (registers its routes on import)
 )
 from idp.web.admin.blueprint import bp
 
