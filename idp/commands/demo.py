@@ -166,10 +166,11 @@ def _write_config(
 
 
 def _ensure_keys(settings: Settings, host: str) -> None:
+    from idp.saml.keyring import Keyring
     from idp.saml.keys import init_keys
 
     idp = settings.idp
-    if not (idp.key_file.exists() and idp.cert_file.exists()):
+    if not Keyring.for_settings(settings).active_files_exist():
         init_keys(idp.key_file, idp.cert_file, idp.persistent_id_secret_file, common_name=host)
 
 

@@ -75,6 +75,9 @@ def serve(ctx: click.Context, bind: str, workers: int | None, threads: int, acce
 
 
 def _check_keys(settings: Settings) -> None:
-    missing = [p for p in (settings.idp.key_file, settings.idp.cert_file) if not p.exists()]
+    from idp.saml.keyring import Keyring
+
+    active = Keyring.for_settings(settings).state().active  # after a rollover, no longer the configured files
+    missing = [p for p in (active.key_file, active.cert_file) if not p.exists()]
     if missing:
         raise click.ClickException(f"no signing key at {', '.join(map(str, missing))}: run `idp keys init` first")

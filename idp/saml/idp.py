@@ -15,7 +15,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from saml2 import BINDING_HTTP_POST, BINDING_HTTP_REDIRECT, VERSION, saml, samlp
 from saml2.assertion import Policy
 from saml2.cert import CertificateError
@@ -30,7 +29,8 @@ from idp.saml import bindings
 from idp.saml.algorithms import DIGEST_ALGORITHM, SIGNATURE_ALGORITHM
 from idp.saml.attributes import released
 from idp.saml.errors import SamlRequestError
-from idp.saml.keys import read_persistent_secret
+from idp.saml.keyring import Keyring
+from idp.saml.keys import load_signing_key, read_persistent_secret
 from idp.saml.metadata import idp_metadata_xml
 from idp.saml.nameid import FORMAT_URIS, NoNameIdValue, UnsupportedNameIdFormat, choose_format, name_id_value
 from idp.saml.server import build_server, slo_url, sso_url
@@ -110,6 +110,8 @@ class _Loaded:
     version: str
     server: Server
     metadata: bytes
+    redirect_key: rsa.RSAPrivateKey
+    """The active signing key, for query signatures (Redirect binding) that pysaml2 does not make for us."""
 
 
 class SamlIdp:
@@ -118,12 +120,10 @@ class SamlIdp:
         self._sps = sps
         self._lock = threading.Lock()
         self._loaded: _Loaded | None = None
-        # Both read once, at start-up: a missing key or secret stops the process, not a sign-in.
+        self._keyring = Keyring.for_settings(settings)
+        # The secret is read once; the signing key on every keyring step (see _current), and for the first
+        # time right here: a missing key or secret stops the process, not a sign-in.
         self._secret = read_persistent_secret(settings.idp.persistent_id_secret_file)
-        key = load_pem_private_key(settings.idp.key_file.read_bytes(), password=None)
-        if not isinstance(key, rsa.RSAPrivateKey):
-            raise ValueError(f"{settings.idp.key_file} must hold an RSA key")
-        self._redirect_key = key
         self._current()
 
     # ---- metadata -------------------------------------------------------------------------------
@@ -280,7 +280,8 @@ class SamlIdp:
 
     def logout_response(self, req: LogoutRequestInfo) -> PostForm | RedirectTo:
         """A Success LogoutResponse: enveloped-signed for POST, query-signed for Redirect (both RSA-SHA256)."""
-        server = self._current().server
+        loaded = self._current()
+        server = loaded.server
         post = req.binding == BINDING_HTTP_POST
         response = server._status_response(
             samlp.LogoutResponse,
@@ -296,24 +297,27 @@ class SamlIdp:
             return _post_form(req.response_location, "SAMLResponse", response, req.relay_state)
         xml = str(response).encode("utf-8")
         return RedirectTo(
-            bindings.redirect_url(req.response_location, "SAMLResponse", xml, req.relay_state, self._redirect_key)
+            bindings.redirect_url(req.response_location, "SAMLResponse", xml, req.relay_state, loaded.redirect_key)
         )
 
     # ---- internals ------------------------------------------------------------------------------
 
     def _current(self) -> _Loaded:
-        version = self._sps.version()
+        # A key rollover step in any process (console or CLI) changes the keyring's version just as
+        # `idp sp add` changes the registry's: every worker rebuilds on its next request.
+        version = f"{self._sps.version()}/{self._keyring.version()}"
         loaded = self._loaded
         if loaded is not None and loaded.version == version:
             return loaded
         with self._lock:
             loaded = self._loaded
             if loaded is None or loaded.version != version:
-                server = build_server(self._settings, self._sps.metadata_files())
+                keys = self._keyring.state()
+                server = build_server(self._settings, self._sps.metadata_files(), keys)
                 metadata = idp_metadata_xml(server.config, sign_with=server.sec)
-                loaded = _Loaded(version, server, metadata)
+                loaded = _Loaded(version, server, metadata, load_signing_key(keys.active.key_file))
                 self._loaded = loaded
-                log.info("SAML server loaded (SP registry version %s)", version)
+                log.info("SAML server loaded (SP registry and keyring version %s)", version)
         return loaded
 
     def _decode(

@@ -63,10 +63,10 @@ def init_keys(
         raise KeysExist(f"{names} already exists; SPs trust the current certificate, use --force to replace it")
 
     key_pem, cert_pem = new_key_and_certificate(common_name, days=days)
-    _write_atomically(key_file, key_pem.encode(), mode=0o600)
-    _write_atomically(cert_file, cert_pem.encode(), mode=0o644)
+    write_atomically(key_file, key_pem.encode(), mode=0o600)
+    write_atomically(cert_file, cert_pem.encode(), mode=0o644)
     if not secret_file.exists():
-        _write_atomically(secret_file, secrets.token_hex(PERSISTENT_SECRET_BYTES).encode() + b"\n", mode=0o600)
+        write_atomically(secret_file, secrets.token_hex(PERSISTENT_SECRET_BYTES).encode() + b"\n", mode=0o600)
     return load_key_info(cert_file)
 
 
@@ -97,6 +97,19 @@ def load_key_info(cert_file: Path) -> KeyInfo:
         sha256_fingerprint=":".join(digest[i : i + 2] for i in range(0, len(digest), 2)),
         cert_file=cert_file,
     )
+
+
+def load_signing_key(key_file: Path) -> rsa.RSAPrivateKey:
+    """The private key that signs our messages; the error names the file, never its content."""
+    try:
+        key = serialization.load_pem_private_key(key_file.read_bytes(), password=None)
+    except FileNotFoundError:
+        raise KeysError(f"{key_file} does not exist; run `idp keys init`") from None
+    except (ValueError, TypeError):
+        raise KeysError(f"{key_file} is not an unencrypted PEM private key") from None
+    if not isinstance(key, rsa.RSAPrivateKey):
+        raise KeysError(f"{key_file} must hold an RSA key")
+    return key
 
 
 def read_persistent_secret(secret_file: Path) -> bytes:
@@ -145,7 +158,7 @@ def _self_signed(key: rsa.RSAPrivateKey, common_name: str, days: int) -> x509.Ce
     )
 
 
-def _write_atomically(path: Path, data: bytes, *, mode: int) -> None:
+def write_atomically(path: Path, data: bytes, *, mode: int) -> None:
     """Write to a temporary file in the same directory, created with the final mode, then rename over."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")

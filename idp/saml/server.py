@@ -1,4 +1,4 @@
-"""Build the pysaml2 Server for our IdP from Settings and the SP registry's metadata files."""
+"""Build the pysaml2 Server for our IdP from Settings, the keyring and the SP registry's metadata files."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from saml2.sigver import get_xmlsec_binary
 from idp.saml import backend
 from idp.saml.algorithms import DIGEST_ALGORITHM, SIGNATURE_ALGORITHM
 from idp.saml.attributes import converter
+from idp.saml.keyring import Keyring, KeyringState
 from idp.saml.nameid import FORMAT_URIS
 from idp.settings import Settings
 
@@ -26,14 +27,20 @@ def slo_url(settings: Settings) -> str:
     return f"{settings.server.base_url}/saml/slo"
 
 
-def idp_config(settings: Settings, metadata_files: list[Path]) -> IdPConfig:
-    """pysaml2's configuration, built in code: there is no pysaml2 config file to keep in sync."""
+def idp_config(settings: Settings, metadata_files: list[Path], keys: KeyringState | None = None) -> IdPConfig:
+    """pysaml2's configuration, built in code: there is no pysaml2 config file to keep in sync.
+
+    ``keys`` is the keyring state to use (read now when None): the active key signs, and every published
+    certificate (active first, then the next or previous one) goes into our metadata as a signing key."""
+    keys = keys or Keyring.for_settings(settings).state()
+    others = [str(pair.cert_file) for role, pair in keys.published() if role != "active"]
     config = IdPConfig()
     config.load(
         {
             "entityid": settings.entity_id,
-            "key_file": str(settings.idp.key_file),
-            "cert_file": str(settings.idp.cert_file),
+            "key_file": str(keys.active.key_file),
+            "cert_file": str(keys.active.cert_file),
+            "additional_cert_files": others or None,
             "xmlsec_binary": get_xmlsec_binary(),
             "metadata": {"local": [str(f) for f in metadata_files]},
             "accepted_time_diff": settings.idp.clock_skew,
@@ -63,9 +70,9 @@ def idp_config(settings: Settings, metadata_files: list[Path]) -> IdPConfig:
     return config
 
 
-def build_server(settings: Settings, metadata_files: list[Path]) -> Server:
+def build_server(settings: Settings, metadata_files: list[Path], keys: KeyringState | None = None) -> Server:
     """A pysaml2 Server whose signatures are made and checked in process (see backend.py)."""
-    config = idp_config(settings, metadata_files)
+    config = idp_config(settings, metadata_files, keys)
     server = Server(config=config)
     backend.install(server.sec, config.xmlsec_binary)
     return server

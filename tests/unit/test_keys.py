@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from idp.cli import cli
-from idp.saml.keys import KeysExist, init_keys, load_key_info
+from idp.saml.keys import KeysError, KeysExist, init_keys, load_key_info, load_signing_key
 
 
 def _paths(tmp_path: Path) -> tuple[Path, Path, Path]:
@@ -59,3 +59,14 @@ def test_cli_init_and_show_never_print_the_key(tmp_path: Path) -> None:
     body = "".join(key_text.splitlines()[1:-1])
     for output in (created.output, shown.output):
         assert "PRIVATE KEY" not in output and body[:40] not in output
+
+
+def test_signing_key_errors_name_the_file_and_never_its_content(tmp_path: Path) -> None:
+    key, cert, secret = _paths(tmp_path)
+    init_keys(key, cert, secret, "idp.example.test")
+    assert load_signing_key(key).key_size == 2048
+    with pytest.raises(KeysError, match="does not exist"):
+        load_signing_key(tmp_path / "missing.key")
+    with pytest.raises(KeysError, match="not an unencrypted PEM private key") as err:
+        load_signing_key(cert)  # a certificate is not a key
+    assert "CERTIFICATE" not in str(err.value)

@@ -8,6 +8,7 @@ from flask import Flask, current_app
 
 from idp.web.admin import (
     dashboard,
+    keys,  # noqa: F401  (registers its routes on import)
     policy,  # noqa: F401  (registers its routes on import)
     sps,  # noqa: F401  (registers its routes on import)
 )

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 from flask import render_template
 
+from idp.saml.keyring import Keyring
 from idp.saml.keys import KeysError, load_key_info
 from idp.sps.errors import SpRegistryError
 from idp.web.admin.blueprint import bp
@@ -33,7 +34,7 @@ def dashboard() -> str:
     except SpRegistryError as exc:
         sps, sp_error = [], str(exc)
     try:
-        key = load_key_info(svc.settings.idp.cert_file)
+        key = load_key_info(Keyring.for_settings(svc.settings).state().active.cert_file)
         key_error = None
     except KeysError as exc:
         key, key_error = None, str(exc)
