@@ -15,19 +15,21 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from cryptography.hazmat.primitives.asymmetric import rsa
-from saml2 import BINDING_HTTP_POST, BINDING_HTTP_REDIRECT, VERSION, saml, samlp
+from lxml import etree
+from saml2 import BINDING_HTTP_POST, BINDING_HTTP_REDIRECT, VERSION, class_name, saml, samlp
 from saml2.assertion import Policy
 from saml2.cert import CertificateError
-from saml2.s_utils import UnsupportedBinding
+from saml2.s_utils import UnsupportedBinding, sid, success_status_factory
 from saml2.server import Server
-from saml2.sigver import SigverError
+from saml2.sigver import SigverError, pre_signature_part
 from saml2.time_util import instant
 from saml2.validate import NotValid, valid_instance
 
 from idp.directory.person import Person
 from idp.saml import bindings
 from idp.saml.algorithms import DIGEST_ALGORITHM, SIGNATURE_ALGORITHM
-from idp.saml.attributes import released
+from idp.saml.attributes import attribute_statement
+from idp.saml.encrypt import NoEncryptionCertificate, encrypt_assertion
 from idp.saml.errors import SamlRequestError
 from idp.saml.keyring import Keyring
 from idp.saml.keys import load_signing_key, read_persistent_secret
@@ -42,6 +44,7 @@ __all__ = [
     "AuthnRequestInfo",
     "LogoutRequestInfo",
     "NameIdPolicyError",
+    "NoEncryptionCertificate",
     "PostForm",
     "RedirectTo",
     "SamlIdp",
@@ -52,6 +55,8 @@ log = logging.getLogger(__name__)
 
 PASSWORD_PROTECTED_TRANSPORT = "urn:oasis:names:tc:SAML:2.0:ac:classes:PasswordProtectedTransport"  # noqa: S105
 _BINDING_URIS = {"redirect": BINDING_HTTP_REDIRECT, "post": BINDING_HTTP_POST}
+# Our own output only; entities and the network stay off all the same.
+_PARSER = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=False, remove_blank_text=False)
 _STATUS_CODES = {
     "NoPassive": samlp.STATUS_NO_PASSIVE,
     "AuthnFailed": samlp.STATUS_AUTHN_FAILED,
@@ -75,7 +80,8 @@ class RedirectTo:
 
 @dataclass(frozen=True)
 class AuthnRequestInfo:
-    request_id: str
+    request_id: str | None
+    """None for an IdP-initiated sign-in: the response is unsolicited (no InResponseTo)."""
     sp_entity_id: str
     sp_name: str
     """mdui:DisplayName, else OrganizationDisplayName, else the entityID."""
@@ -174,19 +180,71 @@ class SamlIdp:
 
         A transient NameID is new on every call.
         """
+        policy = req.policy
         try:
-            fmt = choose_format(req.nameid_format, req.policy.nameid_format)
-            return FORMAT_URIS[fmt], name_id_value(fmt, person, req.sp_entity_id, self._secret)
+            fmt = choose_format(req.nameid_format, policy.nameid_format)
+            value = name_id_value(
+                fmt,
+                person,
+                req.sp_entity_id,
+                self._secret,
+                attribute=policy.nameid_attribute,
+                domain=policy.nameid_domain,
+            )
         except (UnsupportedNameIdFormat, NoNameIdValue) as exc:
             raise NameIdPolicyError(str(exc)) from None
+        return FORMAT_URIS[fmt], value
+
+    def unsolicited_request(self, sp_entity_id: str, relay_state: str | None) -> AuthnRequestInfo:
+        """What an IdP-initiated sign-in answers as if the SP had asked: no request ID, the SP's default
+        HTTP-POST ACS, its policy's NameID format. Refuses (SamlRequestError) an SP that is unknown, switched
+        off, or whose policy does not allow IdP-initiated sign-in."""
+        server = self._current().server
+        policy = self._sp_policy(server, sp_entity_id)
+        if not policy.idp_initiated:
+            raise SamlRequestError(
+                "idp_initiated_not_allowed",
+                "This service does not accept sign-ins started from the sign-in service.",
+                sp_entity_id,
+            )
+        if relay_state is None:
+            relay_state = policy.default_relay_state
+        bindings.check_relay_state(relay_state, self._settings.idp.max_relay_state)
+        acs_url = _default_post_acs(server, sp_entity_id)
+        return AuthnRequestInfo(
+            request_id=None,
+            sp_entity_id=sp_entity_id,
+            sp_name=_display_name(server, sp_entity_id),
+            acs_url=acs_url,
+            acs_binding=BINDING_HTTP_POST,
+            force_authn=False,
+            is_passive=False,
+            nameid_format=None,
+            relay_state=relay_state,
+            policy=policy,
+        )
+
+    def sp_can_encrypt(self, sp_entity_id: str) -> bool:
+        """Whether the SP's metadata holds a certificate we can encrypt assertions to (for the policy page,
+        and checked before every sign-in to an SP whose policy asks for encryption)."""
+        try:
+            return bool(_encryption_certificates(self._current().server, sp_entity_id))
+        except KeyError:
+            return False
 
     def authn_response(
         self, req: AuthnRequestInfo, person: Person, *, session_index: str, authn_instant: datetime
     ) -> PostForm:
         """The signed Response carrying the person's assertion, as a form to the SP's ACS.
 
+        Follows the SP's policy: NameID (format, source attribute, domain), the attributes under the names
+        and NameFormat it asks for, Alibaba Cloud roles, signatures, lifetime, and encryption (sign the
+        assertion, encrypt it, then sign the response). An unsolicited response (IdP-initiated) carries no
+        InResponseTo.
+
         When no NameID can be issued (see name_id_for) this is an InvalidNameIDPolicy error response;
-        call name_id_for first to audit that case.
+        call name_id_for first to audit that case. Raises NoEncryptionCertificate when the policy asks for
+        encryption and the SP has no certificate (check sp_can_encrypt first to refuse it politely).
         """
         try:
             fmt_uri, value = self.name_id_for(req, person)
@@ -196,10 +254,10 @@ class SamlIdp:
                 req, "InvalidNameIDPolicy", "No identifier of the requested format is available."
             )
         server = self._current().server
+        policy = req.policy
         qualifiers: dict[str, str] = {}
         if fmt_uri in (saml.NAMEID_FORMAT_PERSISTENT, saml.NAMEID_FORMAT_TRANSIENT):
             qualifiers = {"name_qualifier": self._settings.entity_id, "sp_name_qualifier": req.sp_entity_id}
-        name_id = saml.NameID(format=fmt_uri, text=value, **qualifiers)
         statement = saml.AuthnStatement(
             authn_instant=instant(time_stamp=int(authn_instant.timestamp())),
             session_index=session_index,
@@ -207,27 +265,98 @@ class SamlIdp:
                 authn_context_class_ref=saml.AuthnContextClassRef(text=PASSWORD_PROTECTED_TRANSPORT)
             ),
         )
-        lifetime = req.policy.assertion_lifetime or self._settings.idp.assertion_lifetime
+        lifetime = policy.assertion_lifetime or self._settings.idp.assertion_lifetime
         now = datetime.now(UTC)
-        # _authn_response is the one pysaml2 entry point that takes a complete AuthnStatement: the public
+        release = _ReleasePolicy(
+            not_before=now - timedelta(seconds=self._settings.idp.clock_skew),
+            not_on_or_after=now + timedelta(seconds=lifetime),
+        )
+        # setup_assertion is the one pysaml2 entry point that takes a complete AuthnStatement: the public
         # create_authn_response always invents its own SessionIndex, and ours must match the SSO session.
-        response = server._authn_response(
+        # It gets no attributes: pysaml2 writes every attribute with one NameFormat, and policies mix them.
+        assertion = server.setup_assertion(
+            None,
+            req.sp_entity_id,
             req.request_id,
             req.acs_url,
-            req.sp_entity_id,
-            identity=released(person, req.policy.attributes),
-            name_id=name_id,
-            authn_statement=statement,
-            policy=_ReleasePolicy(
-                not_before=now - timedelta(seconds=self._settings.idp.clock_skew),
-                not_on_or_after=now + timedelta(seconds=lifetime),
-            ),
-            sign_assertion=req.policy.sign_assertion,
-            sign_response=req.policy.sign_response,
+            saml.NameID(format=fmt_uri, text=value, **qualifiers),
+            release,
+            server._issuer(),
+            statement,
+            {},
+            True,
+            policy.sign_response,
+        )
+        attributes = attribute_statement(
+            person,
+            policy.attributes,
+            name_format=policy.attribute_name_format,
+            names=policy.attribute_names,
+            roles=policy.roles,
+            role_session_name_key=policy.role_session_name_attribute,
+        )
+        assertion.attribute_statement = [attributes] if attributes is not None else []
+        if policy.encrypt_assertion:
+            response = self._encrypted_response(server, req, assertion)
+        else:
+            response = self._plain_response(server, req, assertion)
+        return _post_form(req.acs_url, "SAMLResponse", response, req.relay_state)
+
+    @staticmethod
+    def _plain_response(server: Server, req: AuthnRequestInfo, assertion: saml.Assertion) -> str:
+        to_sign = []
+        if req.policy.sign_assertion:
+            assertion.signature = pre_signature_part(
+                assertion.id, server.sec.my_cert, 2, sign_alg=SIGNATURE_ALGORITHM, digest_alg=DIGEST_ALGORITHM
+            )
+            to_sign.append((class_name(assertion), assertion.id))
+        response = server._response(
+            req.request_id,
+            req.acs_url,
+            sign=req.policy.sign_response,
+            to_sign=to_sign,
+            sp_entity_id=req.sp_entity_id,
             sign_alg=SIGNATURE_ALGORITHM,
             digest_alg=DIGEST_ALGORITHM,
+            assertion=assertion,
         )
-        return _post_form(req.acs_url, "SAMLResponse", response, req.relay_state)
+        return response if isinstance(response, str) else str(response)
+
+    @staticmethod
+    def _encrypted_response(server: Server, req: AuthnRequestInfo, assertion: saml.Assertion) -> str:
+        """Sign the assertion inside the response, encrypt it there to the SP, then sign the response."""
+        certificates = _encryption_certificates(server, req.sp_entity_id)
+        if not certificates:
+            raise NoEncryptionCertificate(
+                f"{req.sp_entity_id} must receive encrypted assertions but its metadata has no encryption certificate"
+            )
+        response = samlp.Response(
+            id=sid(),
+            version=VERSION,
+            issue_instant=instant(),
+            issuer=server._issuer(),
+            in_response_to=req.request_id,
+            destination=req.acs_url,
+            status=success_status_factory(),
+            assertion=assertion,
+        )
+        if req.policy.sign_response:
+            response.signature = pre_signature_part(
+                response.id, server.sec.my_cert, 1, sign_alg=SIGNATURE_ALGORITHM, digest_alg=DIGEST_ALGORITHM
+            )
+        xml = str(response)
+        if req.policy.sign_assertion:
+            assertion.signature = pre_signature_part(
+                assertion.id, server.sec.my_cert, 2, sign_alg=SIGNATURE_ALGORITHM, digest_alg=DIGEST_ALGORITHM
+            )
+            xml = server.sec.sign_statement(str(response), class_name(assertion), node_id=assertion.id)
+        tree = etree.fromstring(xml.encode("utf-8"), _PARSER)
+        # Any certificate the SP lists is one whose key it holds; take the first.
+        encrypt_assertion(tree.find(f"{{{saml.NAMESPACE}}}Assertion"), certificates[0])
+        xml = etree.tostring(tree, xml_declaration=True, encoding="UTF-8").decode("utf-8")
+        if req.policy.sign_response:
+            xml = server.sec.sign_statement(xml, class_name(response), node_id=response.id)
+        return xml
 
     def error_response(
         self,
@@ -532,14 +661,24 @@ def _pick_acs(server: Server, sp: str, message: Any) -> tuple[str, str]:
         if matches[0].get("binding") != BINDING_HTTP_POST:
             raise SamlRequestError("unsupported_binding", "That return address does not accept HTTP-POST.", sp)
         return matches[0]["location"], BINDING_HTTP_POST
-    posts = [e for e in endpoints if e.get("binding") == BINDING_HTTP_POST]
+    return _default_post_acs(server, sp), BINDING_HTTP_POST
+
+
+def _default_post_acs(server: Server, sp: str) -> str:
+    """The SP's default HTTP-POST ACS: the one marked isDefault, else the lowest index."""
+    posts = [e for e in server.metadata.assertion_consumer_service(sp) if e.get("binding") == BINDING_HTTP_POST]
     if not posts:
         raise SamlRequestError(
             "unsupported_binding", "This service has no HTTP-POST return address in its metadata.", sp
         )
     defaults = [e for e in posts if _true(e.get("is_default"))]
     chosen = defaults[0] if defaults else min(posts, key=lambda e: int(e.get("index") or 0))
-    return chosen["location"], BINDING_HTTP_POST
+    return chosen["location"]
+
+
+def _encryption_certificates(server: Server, sp: str) -> list[str]:
+    """Base64 certificates from the SP's KeyDescriptors with use="encryption" or no use at all."""
+    return [cert for _, cert in server.metadata.certs(sp, "spsso", "encryption")]
 
 
 def _pick_slo(server: Server, sp: str, request_binding: str) -> tuple[str, str]:

@@ -1,5 +1,10 @@
 """NameID: which format an SP gets, and the value for each format.
 
+emailAddress and unspecified: the first value of the SP's ``nameid_attribute`` (a catalogue key; by default
+mail for emailAddress, sAMAccountName for unspecified), optionally re-homed to ``nameid_domain``: an Alibaba
+Cloud RAM user signs in as <name>@<account default domain>, so alice@corp.example becomes
+alice@corp.onaliyun.com.
+
 persistent: HMAC-SHA256(secret, objectGUID bytes + SP entityID), hex. Opaque (reveals nothing about the
 user), stable across renames (objectGUID never changes), and different at every SP, so that two SPs
 cannot correlate their users by NameID.
@@ -19,6 +24,7 @@ from saml2.saml import (
 )
 
 from idp.directory.person import Person
+from idp.saml.attributes import CATALOGUE
 from idp.settings import NameIdFormatName
 
 FORMAT_URIS: dict[NameIdFormatName, str] = {
@@ -48,16 +54,35 @@ def choose_format(requested: str | None, default: NameIdFormatName) -> NameIdFor
         raise UnsupportedNameIdFormat(f"NameID format {requested} is not supported") from None
 
 
-def name_id_value(fmt: NameIdFormatName, person: Person, sp_entity_id: str, secret: bytes) -> str:
-    if fmt == "emailAddress":
-        if not person.mail:
-            raise NoNameIdValue(f"{person.username} has no mail address in the directory")
-        return person.mail
+_DEFAULT_SOURCE: dict[NameIdFormatName, str] = {"emailAddress": "mail", "unspecified": "samAccountName"}
+
+
+def name_id_value(
+    fmt: NameIdFormatName,
+    person: Person,
+    sp_entity_id: str,
+    secret: bytes,
+    *,
+    attribute: str | None = None,
+    domain: str | None = None,
+) -> str:
+    """The NameID value; ``attribute`` and ``domain`` (the SP's policy) apply to emailAddress and unspecified
+    only: persistent and transient NameIDs never come from AD, so they cannot leak or change with it."""
     if fmt == "persistent":
         return persistent_id(secret, person, sp_entity_id)
     if fmt == "transient":
         return "_" + secrets.token_hex(20)
-    return person.username
+    key = attribute or _DEFAULT_SOURCE[fmt]
+    values = CATALOGUE[key].values(person)
+    if not values:
+        raise NoNameIdValue(f"{person.username} has no {key} in the directory")
+    value = values[0]
+    if domain:
+        local = value.split("@", 1)[0]
+        if not local:
+            raise NoNameIdValue(f"the {key} of {person.username} has nothing before the @")
+        value = f"{local}@{domain}"
+    return value
 
 
 def persistent_id(secret: bytes, person: Person, sp_entity_id: str) -> str:
