@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 
 from pydantic import ValidationError
 
+from idp.sps.manual import manual_metadata
 from idp.sps.policy import RoleMapping, SpPolicy
 
 ParamKind = Literal["text", "lines", "choice"]
@@ -424,3 +425,15 @@ def apply(key: str, params: Mapping[str, str], *, keep: SpPolicy | None = None) 
 def provider_side(key: str, params: Mapping[str, str]) -> ProviderSide:
     """Where the provider's SP metadata lives, or its entityID/ACS URL to register it by hand."""
     return get(key).provider({k: str(v) for k, v in params.items()})
+
+
+def provider_metadata(key: str, params: Mapping[str, str], certificate: str, *, name: str | None = None) -> bytes:
+    """SP metadata for a provider whose endpoints are published, for when its metadata URL cannot be reached
+    from here: the published entityID and ACS URL through the manual-registration path, with the certificate
+    the admin copies from the provider's console. Raises PresetError when the provider publishes no fixed
+    endpoints (then only its own metadata will do) and MetadataError for a bad certificate."""
+    side = provider_side(key, params)
+    if side.entity_id is None or side.acs_url is None:
+        raise PresetError({"preset": f"{key} publishes no fixed entityID and ACS URL: register its own metadata"})
+    policy = apply(key, params)
+    return manual_metadata(side.entity_id, side.acs_url, certificate, name=name, nameid_format=policy.nameid_format)
