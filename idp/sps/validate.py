@@ -347,7 +347,7 @@ def _cache_duration(entity: etree._Element) -> timedelta | None:
             try:
                 durations.append(parse_xs_duration(raw))
             except ValueError as exc:
-                raise MetadataError(str(exc), _where(el) + "/@cacheDuration") from None
+                raise MetadataError(f"cacheDuration {exc}", _where(el)) from None
     return min(durations, default=None)
 
 

@@ -218,3 +218,39 @@ def test_http_loopback_acs_follows_the_setting(tmp_path: Path) -> None:
 def test_bad_config_is_a_clean_error(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["--config", str(tmp_path / "missing.toml"), "sp", "list"])
     assert_clean_failure(result, "does not exist")
+
+
+def test_refresh_a_url_sp_and_report_a_broken_url(idp, config: Path, tmp_path: Path) -> None:
+    routes = {"/md": Route(sp_metadata(ENTITY, acs="https://webmail.example.test/acs"))}
+    with http_server(routes) as base:
+        assert idp("add", f"{base}/md").exit_code == 0
+        routes["/md"] = Route(sp_metadata(ENTITY, acs="https://webmail.example.test/acs-new"))
+        refreshed = idp("refresh", ENTITY)
+        assert refreshed.exit_code == 0, refreshed.output
+        assert f"{ENTITY}: changed, saved" in refreshed.output
+        assert "https://webmail.example.test/acs-new" in idp("list").output
+
+        routes["/md"] = Route(b"<html>down</html>", content_type="text/html")
+        broken = idp("refresh", "--all")
+        assert broken.exit_code == 1 and "kept the last good copy" in broken.output and "HTML page" in broken.output
+        assert "https://webmail.example.test/acs-new" in idp("list").output
+    [row] = [r for r in audit_rows(config, "sp_metadata_refreshed") if r.result == "refused"]
+    assert row.reason == "fetch_not_xml" and row.username and row.username.startswith("cli:")
+    assert_clean_failure(idp("refresh", "urn:nobody"), "not registered from a metadata URL")
+
+
+def test_pinned_certificate_from_the_command_line(idp, tmp_path: Path) -> None:
+    from onelogin.saml2.metadata import OneLogin_Saml2_Metadata
+
+    from tests.e2e.saml_sp import new_key_and_certificate
+
+    key, cert = new_key_and_certificate("signer.example.test")
+    pem = tmp_path / "signer.pem"
+    pem.write_text(cert)
+    xml = sp_metadata(ENTITY)
+    signed = OneLogin_Saml2_Metadata.sign_metadata(xml.decode(), key, cert)
+    routes = {"/unsigned": Route(xml), "/signed": Route(signed.encode() if isinstance(signed, str) else signed)}
+    with http_server(routes) as base:
+        assert_clean_failure(idp("add", f"{base}/unsigned", "--pin-cert", str(pem)), "not signed")
+        assert idp("add", f"{base}/signed", "--pin-cert", str(pem)).exit_code == 0
+    assert idp("add", metadata_file(tmp_path, xml), "--pin-cert", str(pem)).exit_code == 2  # a file has no URL
