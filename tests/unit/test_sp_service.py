@@ -73,7 +73,9 @@ def signed(xml: bytes, key_cert: tuple[str, str]) -> bytes:
 
 def test_update_policy_audits_before_and_after(service: SpService, db: Database) -> None:
     service.add(sp_metadata(ENTITY, acs=ACS), actor="anna")
-    saved = service.update_policy(ENTITY, {"allowed_groups": ["Sales"], "nameid_format": "persistent"}, "anna", "10.1.2.3")
+    saved = service.update_policy(
+        ENTITY, {"allowed_groups": ["Sales"], "nameid_format": "persistent"}, "anna", "10.1.2.3"
+    )
     assert saved.allowed_groups == ["Sales"]
     assert service.registry.policy_for(ENTITY).nameid_format == "persistent"
     [row] = rows(db, "sp_policy_changed")
@@ -315,9 +317,13 @@ def test_manual_registration_goes_through_the_same_validation(service: SpService
     with pytest.raises(MetadataError, match="must use https"):
         service.register_manual(other, "http://other.example.test/acs", cert_pem, actor="anna")
     with pytest.raises(MetadataError, match="not a PEM or base64 DER"):
-        service.register_manual(other, ACS, "-----BEGIN CERTIFICATE-----\nnope\n-----END CERTIFICATE-----", actor="anna")
+        service.register_manual(
+            other, ACS, "-----BEGIN CERTIFICATE-----\nnope\n-----END CERTIFICATE-----", actor="anna"
+        )
     with pytest.raises(MetadataError, match="expired on"):
         service.register_manual(other, ACS, EXPIRED, actor="anna")  # bare base64, as consoles show it
     with pytest.raises(MetadataError, match="private key"):
-        service.register_manual(other, ACS, "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----", actor="anna")
+        service.register_manual(
+            other, ACS, "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----", actor="anna"
+        )
     assert [r.reason for r in rows(db, "sp_added")[:4]] == ["invalid_metadata"] * 4
