@@ -21,6 +21,7 @@ from lxml import etree
 from idp.demo.samba_dc import DEMO_USERS
 from idp.saml.keyring import Keyring
 from idp.settings import load_settings
+from idp.web.admin.dashboard import KEY_EXPIRY_WARNING
 from tests.e2e.browser import Browser, Page, admin_browser
 from tests.e2e.conftest import IdpServer, base_config, free_port, prepare_idp, serve_idp
 from tests.e2e.saml_sp import IndependentSp, LoginResult, write_metadata
@@ -197,3 +198,16 @@ def test_sign_in_keeps_working_through_a_rollover_in_every_worker(own_idp: IdpSe
     assert "[active]" in shown and "[previous]" not in shown and "idp keys rotate add" in shown
     admin.http.headers["Accept-Language"] = "zh-CN"
     assert "密钥轮换" in _keys_page(admin, server).html
+
+
+def test_the_keys_page_warns_well_before_the_certificate_expires(own_idp: IdpServer) -> None:
+    server = own_idp
+    admin = admin_browser(server.base_url)
+    assert _keys_page(admin, server).text_of("expiry-warning") is None  # ten years left
+    server.idp("keys", "rotate", "add", "--days", "20")
+    server.idp("keys", "rotate", "switch")
+    page = _keys_page(admin, server)
+    warning = page.text_of("expiry-warning")
+    assert warning and "rollover" in warning and page.text_of("active-days-left") in warning
+    assert int(page.text_of("active-days-left")) < KEY_EXPIRY_WARNING.days
+    assert page.form_values("rollover-step")[1][-1] == ("step", "retire")
