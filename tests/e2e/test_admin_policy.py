@@ -61,9 +61,7 @@ def test_admin_restricts_to_a_group_and_changes_attributes_and_the_sp_gets_exact
     assert page.status == 200, page.html[:500]
     assert page.text_of("sp-entity-id") == fresh_sp.entity_id
 
-    page = admin.submit(
-        page, "policy-form", {"allowed_groups": "Sales", "attributes": ["mail", "displayName", "upn"]}
-    )
+    page = admin.submit(page, "policy-form", {"allowed_groups": "Sales", "attributes": ["mail", "displayName", "upn"]})
     assert page.status == 200 and "saved" in page.html
     assert parse_qs(urlsplit(page.url).query)["entity_id"] == [fresh_sp.entity_id]
     assert "upn" in (page.text_of("receives-attributes") or "")
@@ -86,7 +84,11 @@ def test_admin_restricts_to_a_group_and_changes_attributes_and_the_sp_gets_exact
     assert rows[0]["result"] == "success" and rows[0]["username"] == "anna"
     detail = json.loads(rows[0]["detail"])
     assert detail["before"]["allowed_groups"] == [] and detail["after"]["allowed_groups"] == ["Sales"]
-    assert "upn" not in detail["before"]["attributes"] and detail["after"]["attributes"] == ["mail", "displayName", "upn"]
+    assert "upn" not in detail["before"]["attributes"] and detail["after"]["attributes"] == [
+        "mail",
+        "displayName",
+        "upn",
+    ]
 
 
 @pytest.mark.parametrize(
@@ -170,3 +172,12 @@ def test_non_admins_cannot_open_the_page(idp_server, fresh_sp):
     browser = Browser()
     page = browser.login(browser.get(policy_url(idp_server, fresh_sp)), "alice", USERS["alice"].password)
     assert page.status == 403
+
+
+def test_encryption_without_an_encryption_certificate_is_saved_with_a_warning(idp_server, fresh_sp):
+    # python3-saml publishes only a signing certificate unless it wants encrypted assertions.
+    admin = admin_browser(idp_server.base_url)
+    page = admin.submit(admin.get(policy_url(idp_server, fresh_sp)), "policy-form", {"encrypt_assertion": "on"})
+    assert page.status == 200 and "saved" in page.html
+    assert "no encryption certificate" in (page.text_of("encryption-warning") or "")
+    assert page.doc().get_element_by_id("f-encrypt_assertion").checked

@@ -16,7 +16,7 @@ from werkzeug.datastructures import MultiDict
 from werkzeug.wrappers import Response
 
 from idp.directory.errors import DirectoryError
-from idp.saml.attributes import CATALOGUE
+from idp.saml.attributes import CATALOGUE, ROLE_ATTRIBUTE, ROLE_SESSION_NAME_ATTRIBUTE, is_uri_name
 from idp.saml.nameid import FORMAT_URIS
 from idp.sps import presets
 from idp.sps.errors import PolicyInvalidError, SpRegistryError
@@ -28,8 +28,6 @@ from idp.web.admin.guard import current_admin
 from idp.web.i18n import add_messages, translate
 from idp.web.services import services
 
-ROLE_ATTRIBUTE = "https://www.aliyun.com/SAML-Role/Attributes/Role"
-ROLE_SESSION_NAME_ATTRIBUTE = "https://www.aliyun.com/SAML-Role/Attributes/RoleSessionName"
 BLANK_ROLE_ROWS = 2
 """Empty role rows under the filled ones: the page works without JavaScript, so there is no "add row" button."""
 _FLAGS = ("sign_response", "sign_assertion", "encrypt_assertion", "require_signed_requests", "idp_initiated", "enabled")
@@ -194,7 +192,7 @@ def _receives(state: dict[str, Any]) -> dict[str, Any]:
             name = definition.friendly_name
         else:
             name = definition.name
-        rows.append({"key": key, "name": name, "format": "uri" if _is_uri(name) else "basic"})
+        rows.append({"key": key, "name": name, "format": "uri" if is_uri_name(name) else "basic"})
     if state.get("roles"):
         rows.append({"key": "roles", "name": ROLE_ATTRIBUTE, "format": "uri"})
         rows.append(
@@ -212,10 +210,6 @@ def _receives(state: dict[str, Any]) -> dict[str, Any]:
         "opaque": opaque,
         "attributes": rows,
     }
-
-
-def _is_uri(name: str) -> bool:
-    return name.startswith("urn:") or "://" in name
 
 
 def _has_encryption_cert(entry: SpEntry) -> bool:
