@@ -7,7 +7,9 @@ from __future__ import annotations
 from flask import Flask, current_app
 
 from idp.web.admin import (
+    activity,  # noqa: F401  (registers its routes on import)
     dashboard,
+    directory,  # noqa: F401  (registers its routes on import)
     keys,  # noqa: F401  (registers its routes on import)
     policy,  # noqa: F401  (registers its routes on import)
     sps,  # noqa: F401  (registers its routes on import)

@@ -1,0 +1,313 @@
+"""/admin/activity: the audit trail (filtered, paged, exported as CSV) and a chart of sign-ins per SP and day.
+
+The queries live in idp.audit_report; this module turns query parameters into a filter, the chart's numbers
+into SVG geometry, and rows into a page or a CSV download. Times are UTC everywhere, and the page says so.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from flask import Response, render_template, request
+
+from idp.audit_report import (
+    PAGE_SIZE,
+    RESULTS,
+    AuditFilter,
+    AuditFilterError,
+    AuditPage,
+    SigninChart,
+    SpSeries,
+    csv_lines,
+    daily_signins,
+    export_rows,
+    page,
+    parse_filter,
+)
+from idp.sps.errors import SpRegistryError
+from idp.web.admin.blueprint import bp
+from idp.web.admin.guard import current_admin
+from idp.web.i18n import add_messages, translate
+from idp.web.services import services
+
+# SVG geometry of one SP's chart, in viewBox units (the stylesheet scales the SVG to the panel's width).
+CHART_WIDTH = 720
+CHART_HEIGHT = 130
+_LEFT, _RIGHT, _TOP, _BOTTOM = 40, 6, 10, 20
+SUCCESS_FILL = "#2f9e44"
+FAILURE_FILL = "#c92a2a"
+
+
+@dataclass(frozen=True)
+class Bar:
+    """One day's stacked bar: successes from the baseline up, failures on top."""
+
+    day: str
+    success: int
+    failure: int
+    x: float
+    width: float
+    success_y: float
+    success_height: float
+    failure_y: float
+    failure_height: float
+
+
+@dataclass(frozen=True)
+class SpChart:
+    sp: str | None
+    label: str
+    series: SpSeries
+    bars: tuple[Bar, ...]
+
+
+@bp.get("/activity")
+def activity() -> tuple[str, int] | str:
+    svc = services()
+    try:
+        flt = parse_filter(request.args)
+        before, after = _cursor("before"), _cursor("after")
+        current = page(svc.db, flt, before=before, after=after)
+        chart = daily_signins(svc.db, flt)
+    except AuditFilterError as exc:
+        return _render(error=_filter_error(exc)), 400
+    return _render(flt=flt, current=current, chart=chart)
+
+
+@bp.get("/activity.csv")
+def activity_csv() -> Response | tuple[str, int]:
+    svc = services()
+    admin = current_admin()
+    try:
+        flt = parse_filter(request.args)
+    except AuditFilterError as exc:
+        svc.audit.record_change(
+            "admin_activity_export", actor=admin.username, result="refused", reason="bad_filter",
+            note=str(exc), ip=request.remote_addr,
+        )  # fmt: skip
+        return _render(error=_filter_error(exc)), 400
+    # Recorded before the first byte: who took a copy of the trail, and of which part of it.
+    svc.audit.record_change(
+        "admin_activity_export", actor=admin.username, after=flt.query_args(), ip=request.remote_addr
+    )
+    header = [translate(f"admin.activity.csv.{name}") for name in _CSV_COLUMNS]
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    return Response(
+        _encoded(csv_lines(export_rows(svc.db, flt), header)),
+        mimetype="text/csv",
+        headers={"Content-Disposition": f'attachment; filename="activity-{stamp}.csv"'},
+    )
+
+
+_CSV_COLUMNS = ("id", "time", "event", "result", "reason", "user", "sp", "ip", "detail")
+
+
+def _encoded(lines: Iterator[str]) -> Iterator[bytes]:
+    for line in lines:
+        yield line.encode("utf-8")
+
+
+def _cursor(name: str) -> int | None:
+    value = request.args.get(name, "").strip()
+    if not value:
+        return None
+    if not value.isdigit() or len(value) > 18:
+        raise AuditFilterError(name, f"{value[:20]!r} is not a row number")
+    return int(value)
+
+
+def _filter_error(exc: AuditFilterError) -> str:
+    return translate("admin.activity.bad_filter", field=exc.field, problem=str(exc).split(": ", 1)[-1])
+
+
+def _render(
+    *,
+    flt: AuditFilter | None = None,
+    current: AuditPage | None = None,
+    chart: SigninChart | None = None,
+    error: str | None = None,
+) -> str:
+    names = _sp_names()
+    args = flt.query_args() if flt else {}
+    return render_template(
+        "admin/activity.html",
+        form=request.args,
+        args=args,
+        error=error,
+        current=current,
+        page_size=PAGE_SIZE,
+        chart=chart,
+        charts=_charts(chart, names) if chart else (),
+        sp_names=names,
+        sp_choices=_sp_choices(names, request.args.get("sp", "").strip()),
+        results=RESULTS,
+        chart_width=CHART_WIDTH,
+        chart_height=CHART_HEIGHT,
+        success_fill=SUCCESS_FILL,
+        failure_fill=FAILURE_FILL,
+        plot=(_LEFT, _TOP, CHART_WIDTH - _RIGHT, CHART_HEIGHT - _BOTTOM),
+    )
+
+
+def _sp_names() -> dict[str, str]:
+    try:
+        entries = services().registry.list()
+    except SpRegistryError:
+        return {}  # the trail is still worth reading when the registry cannot be; SPs show as entityIDs
+    return {e.entity_id: e.policy.display_name or e.name or e.entity_id for e in entries}
+
+
+def _sp_choices(names: dict[str, str], chosen: str) -> list[tuple[str, str]]:
+    choices = sorted(names.items(), key=lambda item: item[1].casefold())
+    if chosen and chosen not in names:
+        # An SP removed since: its rows are still in the trail and may still be filtered on.
+        choices.append((chosen, chosen))
+    return choices
+
+
+def _charts(chart: SigninChart, names: dict[str, str]) -> list[SpChart]:
+    label_none = translate("admin.activity.no_sp")
+    return [
+        SpChart(
+            sp=s.sp,
+            label=label_none if s.sp is None else names.get(s.sp, s.sp),
+            series=s,
+            bars=_bars(s, chart.peak),
+        )
+        for s in chart.series
+    ]
+
+
+def _bars(series: SpSeries, peak: int) -> tuple[Bar, ...]:
+    """Stacked bars on a scale shared by every SP of the page (so a busy SP looks busier than a quiet one)."""
+    plot_width = CHART_WIDTH - _LEFT - _RIGHT
+    plot_height = CHART_HEIGHT - _TOP - _BOTTOM
+    baseline = CHART_HEIGHT - _BOTTOM
+    slot = plot_width / len(series.days)
+    width = max(slot * 0.7, 1.0)
+    bars = []
+    for n, day in enumerate(series.days):
+        success_height = plot_height * day.success / peak if peak else 0.0
+        failure_height = plot_height * day.failure / peak if peak else 0.0
+        bars.append(
+            Bar(
+                day=day.day.isoformat(),
+                success=day.success,
+                failure=day.failure,
+                x=round(_LEFT + n * slot + (slot - width) / 2, 1),
+                width=round(width, 1),
+                success_y=round(baseline - success_height, 1),
+                success_height=round(success_height, 1),
+                failure_y=round(baseline - success_height - failure_height, 1),
+                failure_height=round(failure_height, 1),
+            )
+        )
+    return tuple(bars)
+
+
+add_messages(
+    {
+        "en": {
+            "admin.activity.heading": "Activity",
+            "admin.activity.filters": "Filter",
+            "admin.activity.user": "User",
+            "admin.activity.user_help": "Exact username, e.g. alice",
+            "admin.activity.sp": "Application",
+            "admin.activity.any_sp": "All applications",
+            "admin.activity.event": "Event",
+            "admin.activity.event_help": "e.g. signin, logout, provision, admin_access",
+            "admin.activity.result": "Result",
+            "admin.activity.any_result": "Any result",
+            "admin.activity.from": "From (UTC day)",
+            "admin.activity.to": "To (UTC day, included)",
+            "admin.activity.apply": "Apply filter",
+            "admin.activity.clear": "Clear",
+            "admin.activity.export": "Export CSV",
+            "admin.activity.bad_filter": "This filter cannot be used ({field}): {problem}",
+            "admin.activity.trail": "Audit trail",
+            "admin.activity.times_utc": "Times are UTC. Newest first, {size} per page.",
+            "admin.activity.empty": "No events match this filter.",
+            "admin.activity.col.when": "When (UTC)",
+            "admin.activity.col.detail": "Detail",
+            "admin.activity.filter_by": "Show only {value}",
+            "admin.activity.newest": "Newest",
+            "admin.activity.newer": "← Newer",
+            "admin.activity.older": "Older →",
+            "admin.activity.chart": "Sign-ins per application and day",
+            "admin.activity.chart_range": "{start} to {end}, days in UTC. The user and application filters apply.",
+            "admin.activity.chart_clipped": "The range is longer than the chart shows: it shows the last {days} days.",
+            "admin.activity.chart_empty": "No sign-ins in this range.",
+            "admin.activity.chart_title": "{sp}: {success} successful and {failure} failed sign-ins",
+            "admin.activity.bar_title": "{day}: {success} successful, {failure} failed",
+            "admin.activity.legend_success": "successful",
+            "admin.activity.legend_failure": "failed",
+            "admin.activity.numbers": "Numbers by day",
+            "admin.activity.col.day": "Day (UTC)",
+            "admin.activity.col.success": "Successful",
+            "admin.activity.col.failure": "Failed",
+            "admin.activity.total": "Total",
+            "admin.activity.no_sp": "Sign-in page (no application)",
+            "admin.activity.csv.id": "id",
+            "admin.activity.csv.time": "time (UTC)",
+            "admin.activity.csv.event": "event",
+            "admin.activity.csv.result": "result",
+            "admin.activity.csv.reason": "reason",
+            "admin.activity.csv.user": "user",
+            "admin.activity.csv.sp": "application",
+            "admin.activity.csv.ip": "address",
+            "admin.activity.csv.detail": "detail",
+        },
+        "zh-CN": {
+            "admin.activity.heading": "活动日志",
+            "admin.activity.filters": "筛选",
+            "admin.activity.user": "用户",
+            "admin.activity.user_help": "完整的用户名，例如 alice",
+            "admin.activity.sp": "应用",
+            "admin.activity.any_sp": "全部应用",
+            "admin.activity.event": "事件",
+            "admin.activity.event_help": "例如 signin、logout、provision、admin_access",
+            "admin.activity.result": "结果",
+            "admin.activity.any_result": "全部结果",
+            "admin.activity.from": "开始日期（UTC）",
+            "admin.activity.to": "结束日期（UTC，含当天）",
+            "admin.activity.apply": "筛选",
+            "admin.activity.clear": "清除",
+            "admin.activity.export": "导出 CSV",
+            "admin.activity.bad_filter": "筛选条件无法使用（{field}）：{problem}",
+            "admin.activity.trail": "审计记录",
+            "admin.activity.times_utc": "时间均为 UTC。最新的在前，每页 {size} 条。",
+            "admin.activity.empty": "没有符合筛选条件的记录。",
+            "admin.activity.col.when": "时间（UTC）",
+            "admin.activity.col.detail": "详情",
+            "admin.activity.filter_by": "只看 {value}",
+            "admin.activity.newest": "最新",
+            "admin.activity.newer": "← 较新",
+            "admin.activity.older": "较早 →",
+            "admin.activity.chart": "各应用每日登录次数",
+            "admin.activity.chart_range": "{start} 至 {end}，按 UTC 日期统计。用户和应用筛选条件同样适用。",
+            "admin.activity.chart_clipped": "所选时间范围超出图表可显示的长度，图表只显示最近 {days} 天。",
+            "admin.activity.chart_empty": "此时间范围内没有登录记录。",
+            "admin.activity.chart_title": "{sp}：成功登录 {success} 次，失败 {failure} 次",
+            "admin.activity.bar_title": "{day}：成功 {success} 次，失败 {failure} 次",
+            "admin.activity.legend_success": "成功",
+            "admin.activity.legend_failure": "失败",
+            "admin.activity.numbers": "每日数据",
+            "admin.activity.col.day": "日期（UTC）",
+            "admin.activity.col.success": "成功",
+            "admin.activity.col.failure": "失败",
+            "admin.activity.total": "合计",
+            "admin.activity.no_sp": "登录页面（无应用）",
+            "admin.activity.csv.id": "编号",
+            "admin.activity.csv.time": "时间（UTC）",
+            "admin.activity.csv.event": "事件",
+            "admin.activity.csv.result": "结果",
+            "admin.activity.csv.reason": "原因",
+            "admin.activity.csv.user": "用户",
+            "admin.activity.csv.sp": "应用",
+            "admin.activity.csv.ip": "地址",
+            "admin.activity.csv.detail": "详情",
+        },
+    }
+)
