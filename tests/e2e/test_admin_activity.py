@@ -17,7 +17,7 @@ from idp.demo.samba_dc import DEMO_USERS
 from idp.settings import load_settings
 from idp.store.db import Database
 from tests.e2e.browser import Browser, Page, admin_browser
-from tests.e2e.conftest import IdpServer, free_port
+from tests.e2e.conftest import ARTIFACTS, IdpServer, free_port
 from tests.e2e.saml_sp import IndependentSp, write_metadata
 
 pytestmark = pytest.mark.ad
@@ -160,3 +160,34 @@ def test_activity_page_reads_in_chinese_and_csv_headers_follow(idp_server):
     assert page.status == 200 and "审计记录" in page.html and "各应用每日登录次数" in page.html
     header, _ = _export(browser, idp_server.base_url, page)
     assert header[1].startswith("时间") and header[2] == "事件"
+
+
+@pytest.mark.browser
+def test_activity_page_in_chromium_under_the_csp(idp_server, chrome):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    sp = idp_server.sps["webmail"]
+    employee = Browser()
+    sp.consume(*employee.saml_post(employee.login(employee.get(sp.redirect_login_url()), "alice", ALICE.password)))
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    chrome.set_window_size(1200, 2400)
+    chrome.get(idp_server.base_url + "/admin/activity")
+    chrome.find_element(By.NAME, "username").send_keys("anna")
+    chrome.find_element(By.NAME, "password").send_keys("Passw0rd!Anna")
+    chrome.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    wait = WebDriverWait(chrome, 30)
+    chart = wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, f"svg[data-sp='{sp.entity_id}']")))
+    assert chart.size["width"] > 500 and chart.size["height"] > 50  # drawn, scaled by the stylesheet
+    assert chart.find_elements(By.CSS_SELECTOR, "rect.bar.ok")
+    chrome.save_screenshot(str(ARTIFACTS / "admin-activity.png"))
+
+    chrome.find_element(By.ID, "f-user").send_keys("alice")
+    chrome.find_element(By.CSS_SELECTOR, "#activity-filter button[type=submit]").click()
+    wait.until(ec.url_contains("user=alice"))
+    users = {td.text for td in chrome.find_elements(By.CSS_SELECTOR, "#audit-rows tbody td:nth-child(5)")}
+    assert users == {"alice"}
+    blocked = [e["message"] for e in chrome.get_log("browser") if "Content Security Policy" in e["message"]]
+    assert blocked == []

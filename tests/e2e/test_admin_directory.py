@@ -12,7 +12,7 @@ import pytest
 
 from idp.demo.samba_dc import DEMO_USERS
 from tests.e2e.browser import Browser, Page, admin_browser
-from tests.e2e.conftest import IdpServer, base_config, free_port, prepare_idp, serve_idp
+from tests.e2e.conftest import ARTIFACTS, IdpServer, base_config, free_port, prepare_idp, serve_idp
 from tests.e2e.saml_sp import IndependentSp, write_metadata
 
 pytestmark = pytest.mark.ad
@@ -155,7 +155,7 @@ def test_preview_matches_what_the_sp_then_receives(idp_server, tmp_path):
     assert page.text_of("nameid-format") == PERSISTENT
     preview_nameid = page.text_of("nameid-value")
     preview = {
-        tr.get("data-name"): [li.text_content() for li in tr.xpath("./td[4]//li")]
+        tr.get("data-name"): [li.text_content() for li in tr.xpath("./td[4]/div[@class='value']")]
         for tr in page.doc().xpath("//table[@id='release-attributes']/tbody/tr")
     }
     assert preview["urn:oid:0.9.2342.19200300.100.1.3"] == [ALICE.mail]
@@ -210,3 +210,32 @@ def test_directory_page_reads_in_chinese(idp_server):
     page = admin.submit(admin.get(idp_server.base_url + "/admin/directory"), "test-form")
     assert "当前生效的 Active Directory 设置" in page.html
     assert "Active Directory 可用。" in page.text_of("overall")
+
+
+@pytest.mark.browser
+def test_directory_page_in_chromium_under_the_csp(idp_server, chrome):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.select import Select
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    chrome.set_window_size(1200, 2200)
+    chrome.get(idp_server.base_url + "/admin/directory")
+    chrome.find_element(By.NAME, "username").send_keys("anna")
+    chrome.find_element(By.NAME, "password").send_keys("Passw0rd!Anna")
+    chrome.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    wait = WebDriverWait(chrome, 30)
+    wait.until(ec.presence_of_element_located((By.ID, "test-form"))).find_element(By.TAG_NAME, "button").click()
+    wait.until(ec.presence_of_element_located((By.ID, "dc-results")))
+    assert "Active Directory is usable." in chrome.find_element(By.ID, "overall").text
+    chrome.save_screenshot(str(ARTIFACTS / "admin-directory-test.png"))
+
+    chrome.find_element(By.ID, "lookup-username").send_keys("alice")
+    Select(chrome.find_element(By.ID, "lookup-sp")).select_by_value(idp_server.sps["webmail"].entity_id)
+    chrome.find_element(By.CSS_SELECTOR, "#lookup-form button[type=submit]").click()
+    wait.until(ec.presence_of_element_located((By.ID, "release-attributes")))
+    assert chrome.find_element(By.ID, "nameid-value").text == ALICE.mail
+    chrome.save_screenshot(str(ARTIFACTS / "admin-directory-lookup.png"))
+    blocked = [e["message"] for e in chrome.get_log("browser") if "Content Security Policy" in e["message"]]
+    assert blocked == []

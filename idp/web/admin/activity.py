@@ -33,8 +33,8 @@ from idp.web.i18n import add_messages, translate
 from idp.web.services import services
 
 # SVG geometry of one SP's chart, in viewBox units (the stylesheet scales the SVG to the panel's width).
-CHART_WIDTH = 720
-CHART_HEIGHT = 130
+CHART_WIDTH = 900
+CHART_HEIGHT = 120
 _LEFT, _RIGHT, _TOP, _BOTTOM = 40, 6, 10, 20
 SUCCESS_FILL = "#2f9e44"
 FAILURE_FILL = "#c92a2a"
