@@ -25,7 +25,7 @@ from idp.sps.registry import SpRegistry
 from idp.sps.scheduler import start_refresher
 from idp.store.db import Database
 from idp.throttle import LoginThrottle
-from idp.web import admin, health, login, sso
+from idp.web import admin, health, launcher, login, sso
 from idp.web.i18n import current_language, translate
 from idp.web.pending import PendingPosts
 from idp.web.services import Services
@@ -72,6 +72,7 @@ def create_app(settings: Settings) -> Flask:
     app.register_blueprint(sso.bp)
     app.register_blueprint(login.bp)
     app.register_blueprint(health.bp)
+    app.register_blueprint(launcher.bp)
     admin.register(app)
 
     @app.context_processor

@@ -19,6 +19,7 @@ from idp.directory.client import Directory, normalize_username
 from idp.directory.errors import DirectoryError, InvalidCredentials, ServiceAccountRejected
 from idp.directory.person import Person
 from idp.provisioning.jit import JitProvisioner, JitRefused
+from idp.saml.attributes import matching_roles
 from idp.saml.idp import AuthnRequestInfo, NameIdPolicyError, PostForm, SamlIdp
 from idp.settings import LdapSettings
 from idp.throttle import LoginThrottle
@@ -106,6 +107,31 @@ class SignInPipeline:
                 detail="allowed: " + ", ".join(policy.allowed_groups),
             )
 
+    def check_release(self, req: AuthnRequestInfo, person: Person, *, ip: str | None) -> None:
+        """What the SP's policy promises it must be deliverable: a role for role-based SSO (Alibaba Cloud refuses
+        an assertion without one, with a message that leaves the person guessing), and a certificate to
+        encrypt to when the policy asks for encryption (never fall back to sending the assertion in clear)."""
+        policy = req.policy
+        if policy.roles and not matching_roles(person, policy.roles):
+            self._refuse(
+                "no_role_for_user",
+                username=person.username,
+                sp=req.sp_entity_id,
+                ip=ip,
+                sp_name=req.sp_name,
+                detail="role groups: " + ", ".join(dict.fromkeys(m.group for m in policy.roles)),
+            )
+        if policy.encrypt_assertion and not self._saml.sp_can_encrypt(req.sp_entity_id):
+            log.error("%s must get encrypted assertions, but its metadata has no certificate", req.sp_entity_id)
+            self._refuse(
+                "sp_cannot_encrypt",
+                username=person.username,
+                sp=req.sp_entity_id,
+                ip=ip,
+                sp_name=req.sp_name,
+                detail="encrypt_assertion is on, and the SP's metadata has no encryption certificate",
+            )
+
     def provision(self, req: AuthnRequestInfo, person: Person, *, ip: str | None) -> None:
         """Make sure the person's mailbox exists and matches AD (JIT), when this SP triggers it.
 
@@ -132,6 +158,7 @@ class SignInPipeline:
         A person the SP's NameID format has no value for (no mail for emailAddress) gets the SAML error
         response InvalidNameIDPolicy, so the SP can show its own message, and the admin an audit row."""
         self.authorize(req, person, ip=ip)
+        self.check_release(req, person, ip=ip)
         try:
             self._saml.name_id_for(req, person)
         except NameIdPolicyError as exc:
@@ -151,6 +178,7 @@ class SignInPipeline:
             username=person.username,
             sp=req.sp_entity_id,
             ip=ip,
+            detail="idp_initiated" if req.request_id is None else None,
         )
         metrics.SIGNINS.labels(result="success", reason="sso_session" if reused_session else "password").inc()
         return form

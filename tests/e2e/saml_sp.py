@@ -8,8 +8,10 @@ InResponseTo, timing. It does not listen on a port: the test's "browser" carries
 from __future__ import annotations
 
 import base64
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, urlsplit
 
 from lxml import etree
@@ -22,6 +24,13 @@ from onelogin.saml2.settings import OneLogin_Saml2_Settings
 from onelogin.saml2.utils import OneLogin_Saml2_Utils
 
 from idp.saml.keys import new_key_and_certificate
+from idp.settings import load_settings
+from idp.sps.policy import SpPolicy
+from idp.sps.registry import SpRegistry
+from idp.store.db import Database
+
+if TYPE_CHECKING:  # conftest imports this module
+    from tests.e2e.conftest import IdpServer
 
 
 @dataclass
@@ -43,6 +52,8 @@ class IndependentSp:
     idp_metadata_xml: str
     key_pem: str = ""
     cert_pem: str = ""
+    want_assertions_encrypted: bool = False
+    """Refuse assertions in clear and decrypt ours with key_pem; the metadata then lists cert_pem for encryption."""
     _last_request_id: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
@@ -73,6 +84,7 @@ class IndependentSp:
                 "wantMessagesSigned": True,
                 "wantAssertionsSigned": True,
                 "wantNameId": True,
+                "wantAssertionsEncrypted": self.want_assertions_encrypted,
                 "requestedAuthnContext": False,
                 "signatureAlgorithm": C.RSA_SHA256,
                 "digestAlgorithm": C.SHA256,
@@ -158,11 +170,14 @@ class IndependentSp:
 
     # --- responses ----------------------------------------------------------------------------------------
 
-    def consume(self, action: str, fields: dict[str, str]) -> LoginResult:
-        """Validate a response posted to our ACS the way the SP's ACS endpoint would; raise on any error."""
+    def consume(self, action: str, fields: dict[str, str], *, unsolicited: bool = False) -> LoginResult:
+        """Validate a response posted to our ACS the way the SP's ACS endpoint would; raise on any error.
+
+        ``unsolicited``: an IdP-initiated response, which answers no request of ours. python3-saml then checks
+        no InResponseTo at all: the caller asserts there is none."""
         assert action == self.acs_url, f"response posted to {action}, expected {self.acs_url}"
         auth = OneLogin_Saml2_Auth(self._request_data(self.acs_url, post=fields), self.settings_dict())
-        auth.process_response(request_id=self._last_request_id)
+        auth.process_response(request_id=None if unsolicited else self._last_request_id)
         errors = auth.get_errors()
         if errors:
             raise AssertionError(f"SP rejected the response: {errors}: {auth.get_last_error_reason()}")
@@ -199,6 +214,32 @@ class IndependentSp:
         errors = auth.get_errors()
         if errors:
             raise AssertionError(f"SP rejected the LogoutResponse: {errors}: {auth.get_last_error_reason()}")
+
+
+def register_sp(
+    server: IdpServer, name: str, policy: SpPolicy, *, want_assertions_encrypted: bool = False
+) -> IndependentSp:
+    """A new SP under a unique entityID, added with `idp sp add` as an admin would, then given ``policy`` in the
+    IdP's database (the shared IdP's own SPs stay as they are)."""
+    sp = IndependentSp(
+        entity_id=f"https://{name}-{uuid.uuid4().hex[:8]}.sp.test/saml",
+        acs_url=f"http://127.0.0.1:9800/{name}/acs",
+        sign_requests=False,
+        idp_metadata_xml=server.metadata(),
+        want_assertions_encrypted=want_assertions_encrypted,
+    )
+    folder = server.root / "sp-metadata"
+    folder.mkdir(exist_ok=True)
+    path = folder / f"{urlsplit(sp.entity_id).hostname}.xml"
+    path.write_bytes(sp.metadata_xml())
+    server.idp("sp", "add", str(path))
+    settings = load_settings(server.config)
+    db = Database(settings.database_url)
+    try:
+        SpRegistry(settings.metadata.dir, db, settings.sp_defaults).set_policy(sp.entity_id, policy)
+    finally:
+        db.dispose()
+    return sp
 
 
 def write_metadata(sp: IndependentSp, folder: Path) -> Path:
