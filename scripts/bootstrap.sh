@@ -17,9 +17,9 @@ need_root() {
 # Packages for running the product (with the throw-away AD of `idp demo`).
 RUN_PACKAGES=(python3 python3-venv python3-dev python3-lxml python3-xmlsec xmlsec1 libxmlsec1-openssl
   samba samba-ad-dc samba-ad-provision ldb-tools winbind ca-certificates curl procps iproute2)
-# What only the test suite needs: a browser for the login page test, Redis and PostgreSQL for the
-# several-nodes configurations.
-TEST_PACKAGES=(chromium chromium-driver redis-server postgresql)
+# What only the test suite needs: a browser for the login and admin page tests (with a CJK font, so the
+# zh-CN screenshots show Chinese rather than boxes), Redis and PostgreSQL for the several-nodes configurations.
+TEST_PACKAGES=(chromium chromium-driver fonts-wqy-microhei redis-server postgresql)
 
 apt_install() {
   local missing=()
