@@ -107,6 +107,10 @@ class Directory:
         entry = self._lookup(name)
         return self._person(entry) if entry else None
 
+    def groups(self) -> list[Group]:
+        """Every group under the base DN, read now (the console checks the group names an admin types)."""
+        return self._all_groups()
+
     def pool_stats(self) -> dict[str, PoolStats]:
         """Connections opened and reused so far, by pool ("search" as the service account, "bind" as users)."""
         return {"search": self._searches.stats(), "bind": self._binds.stats()}

@@ -164,7 +164,7 @@ def _render(
         role_rows=roles + [{"group": "", "role_arn": "", "provider_arn": ""}] * BLANK_ROLE_ROWS,
         receives=_receives(state),
         group_problems=_group_problems(state),
-        encryption_warning=bool(state.get("encrypt_assertion")) and not _has_encryption_cert(entry),
+        encryption_warning=bool(state.get("encrypt_assertion")) and not services().saml.sp_can_encrypt(entry.entity_id),
         presets=presets.PRESETS,
         preset=presets.PRESETS.get(chosen) if chosen else None,
         params=params or {},
@@ -212,10 +212,6 @@ def _receives(state: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _has_encryption_cert(entry: SpEntry) -> bool:
-    return any(c.use != "signing" for c in entry.metadata.certificates)
-
-
 def _group_problems(state: dict[str, Any]) -> dict[str, Any]:
     """Groups the policy names that AD does not have (a typo locks everyone out): a warning, not a refusal,
     since a group may be created in AD after the policy that names it."""
@@ -231,8 +227,7 @@ def _group_problems(state: dict[str, Any]) -> dict[str, Any]:
 
 def _ad_group_names() -> set[str]:
     """Every group's cn and DN, lower-cased: the two ways a policy may name a group."""
-    # The directory has no public group listing yet; this is the same paged search its nesting graph reads.
-    groups = services().directory._all_groups()
+    groups = services().directory.groups()
     return {n.lower() for g in groups for n in (g.cn, g.dn)}
 
 
@@ -243,7 +238,7 @@ def _warnings(entry: SpEntry, policy: SpPolicy) -> list[str]:
         out.append(translate("admin.policy.unknown_groups", groups=", ".join(problems["unknown"])))
     if problems["unchecked"]:
         out.append(translate("admin.policy.groups_unchecked", error=problems["unchecked"]))
-    if policy.encrypt_assertion and not _has_encryption_cert(entry):
+    if policy.encrypt_assertion and not services().saml.sp_can_encrypt(entry.entity_id):
         out.append(translate("admin.policy.no_encryption_cert"))
     return out
 
