@@ -224,6 +224,19 @@ class SamlIdp:
             policy=policy,
         )
 
+    @staticmethod
+    def attribute_statement_for(policy: SpPolicy, person: Person) -> saml.AttributeStatement | None:
+        """What the policy releases about the person, under the names it asks for (None: nothing); the
+        response and the console's preview both take it from here."""
+        return attribute_statement(
+            person,
+            policy.attributes,
+            name_format=policy.attribute_name_format,
+            names=policy.attribute_names,
+            roles=policy.roles,
+            role_session_name_key=policy.role_session_name_attribute,
+        )
+
     def sp_can_encrypt(self, sp_entity_id: str) -> bool:
         """Whether the SP's metadata holds a certificate we can encrypt assertions to (for the policy page,
         and checked before every sign-in to an SP whose policy asks for encryption)."""
@@ -287,14 +300,7 @@ class SamlIdp:
             True,
             policy.sign_response,
         )
-        attributes = attribute_statement(
-            person,
-            policy.attributes,
-            name_format=policy.attribute_name_format,
-            names=policy.attribute_names,
-            roles=policy.roles,
-            role_session_name_key=policy.role_session_name_attribute,
-        )
+        attributes = self.attribute_statement_for(policy, person)
         assertion.attribute_statement = [attributes] if attributes is not None else []
         if policy.encrypt_assertion:
             response = self._encrypted_response(server, req, assertion)

@@ -2,7 +2,7 @@
 the same step-by-step check as `idp ldap test`, and a lookup of one person: what AD says about them, and
 what one registered SP would receive for them.
 
-The preview is built by the SAML layer's own functions (SamlIdp.name_id_for, attributes.attribute_statement),
+The preview is built by the SAML layer's own functions (SamlIdp.name_id_for, SamlIdp.attribute_statement_for),
 so it cannot drift from what a sign-in sends. Checks and lookups are admin actions: each writes an audit row.
 """
 
@@ -16,7 +16,7 @@ from ldap3.core.exceptions import LDAPException
 from idp.directory.check import STEPS, DirectoryReport, check_directory
 from idp.directory.errors import DirectoryError
 from idp.directory.person import Person
-from idp.saml.attributes import attribute_statement, matching_roles
+from idp.saml.attributes import matching_roles
 from idp.saml.idp import AuthnRequestInfo, NameIdPolicyError
 from idp.saml.nameid import FORMAT_URIS
 from idp.settings import LdapSettings
@@ -164,14 +164,7 @@ def _release(entry: SpEntry, person: Person) -> Release:
         nameid_error = None
     except NameIdPolicyError as exc:
         nameid_format, nameid_value, nameid_error = FORMAT_URIS[policy.nameid_format], None, str(exc)
-    statement = attribute_statement(
-        person,
-        policy.attributes,
-        name_format=policy.attribute_name_format,
-        names=policy.attribute_names,
-        roles=policy.roles,
-        role_session_name_key=policy.role_session_name_attribute,
-    )
+    statement = services().saml.attribute_statement_for(policy, person)
     attributes = tuple(
         ReleasedAttribute(
             name=a.name,
