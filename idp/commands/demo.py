@@ -185,7 +185,9 @@ def _webmail_app(workdir: Path, webmail_url: str, idp_url: str) -> flask.Flask:
 def _register_webmail(settings: Settings, webmail: flask.Flask) -> None:
     from idp.demo.webmail import sp_metadata_xml
     from idp.sps.errors import SpRegistryError
+    from idp.sps.policy import SpPolicy
     from idp.sps.registry import SpRegistry
+    from idp.sps.validate import inspect_sp_metadata
     from idp.store.db import Database
 
     settings.metadata.dir.mkdir(parents=True, exist_ok=True)
@@ -195,9 +197,19 @@ def _register_webmail(settings: Settings, webmail: flask.Flask) -> None:
         settings.sp_defaults,
         allow_http_loopback=settings.metadata.allow_http_loopback,
     )
+    xml = sp_metadata_xml(webmail).encode()
     try:
-        # Every run registers it again: replace=True makes that a no-op rather than a duplicate error.
-        registry.add(sp_metadata_xml(webmail).encode(), replace=True)
+        # Every run registers it again: replace=True makes that a no-op rather than a duplicate error. Only a
+        # first registration sets the policy, so what an admin changed in the console survives a restart.
+        first = registry.get(inspect_sp_metadata(xml).entity_id) is None
+        policy = (
+            SpPolicy.from_defaults(settings.sp_defaults).model_copy(
+                update={"display_name": "Webmail", "idp_initiated": True, "default_relay_state": "/"}
+            )
+            if first
+            else None
+        )
+        registry.add(xml, policy=policy, replace=True)
     except SpRegistryError as exc:
         raise click.ClickException(f"the IdP refused the demo webmail's metadata: {exc}") from None
 

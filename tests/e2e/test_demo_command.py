@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import signal
 import subprocess
 import sys
 import time
+from urllib.parse import urljoin
 
 import pytest
 import requests
@@ -83,6 +85,20 @@ def test_idp_demo_signs_alice_in_to_the_webmail(tmp_path):
         ).json()["access_token"]
         box = requests.get(f"{api}/v2/users/{alice.mail}", headers={"Authorization": f"bearer {token}"}, timeout=10)
         assert box.status_code == 200 and box.json()["email"] == alice.mail
+        # The launcher offers the webmail, and a click there signs her in without a request from the webmail.
+        idp = f"http://127.0.0.1:{idp_port}"
+        home = browser.get(idp + "/")
+        apps = browser.get(urljoin(home.url, home.doc().get_element_by_id("apps-link").get("href")))
+        tile = apps.doc().xpath("//nav[@id='apps']//a")[0]
+        assert tile.text_content().strip() == "Webmail"
+        action, fields = browser.saml_post(browser.get(urljoin(apps.url, tile.get("href"))))
+        assert "InResponseTo" not in base64.b64decode(fields["SAMLResponse"]).decode()
+        mailbox = browser.post(action, fields)
+        assert mailbox.status == 200 and mailbox.text_of("signed-in-as") == alice.mail
+        # anna, in the demo's admin group, opens the console with her AD password.
+        admin = Browser()
+        console = admin.login(admin.get(idp + "/admin/"), "anna", "Passw0rd!Anna")
+        assert console.status == 200 and console.text_of("admin-user") == "Anna Admin"
     finally:
         proc.send_signal(signal.SIGTERM)
         output, _ = proc.communicate(timeout=60)
