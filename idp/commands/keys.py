@@ -100,7 +100,6 @@ def rotate() -> None:
     """
 
 
-keys.add_command(rotate, name="rollover")
 
 
 @rotate.command("add")

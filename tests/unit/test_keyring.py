@@ -335,7 +335,7 @@ def test_cli_rollover_audits_every_step_and_never_prints_a_key(tmp_path: Path) -
             assert "[active]" in shown.output and "[next]" in shown.output
             assert "idp keys rotate switch" in shown.output
             outputs.append(shown.output)
-    again = idp("rollover", "retire")  # the same group under its other name
+    again = idp("rotate", "retire")
     assert again.exit_code != 0 and "no previous key" in again.output
     reinit = idp("init", "--force")
     assert reinit.exit_code != 0 and "idp keys rotate add" in reinit.output
