@@ -29,6 +29,7 @@ from idp.web import admin, health, launcher, login, sso
 from idp.web.i18n import current_language, translate
 from idp.web.pending import PendingPosts
 from idp.web.services import Services
+from idp.web.sso_session import current_sso
 
 log = logging.getLogger(__name__)
 
@@ -98,12 +99,26 @@ def create_app(settings: Settings) -> Flask:
 
     @app.errorhandler(413)
     def _too_large(_: HTTPException) -> tuple[str, int]:
+        limit = app.config["MAX_CONTENT_LENGTH"]
+        if request.path.startswith("/admin"):
+            # An admin's upload, not an SP's message: say so in the audit trail and on the page.
+            sso = current_sso()
+            services_of(app).audit.record(
+                "admin_upload",
+                "refused",
+                reason="too_large",
+                username=sso.person.username if sso else None,
+                ip=request.remote_addr,
+                detail=f"{request.path}: body over {limit} bytes",
+            )
+            message = translate("admin.upload_too_large", limit=str(limit // 1024))
+            return render_template("error.html", message=message, reason="too_large", detail=None), 400
         services_of(app).audit.record(
             "saml_request",
             "refused",
             reason="too_large",
             ip=request.remote_addr,
-            detail=f"request body over {app.config['MAX_CONTENT_LENGTH']} bytes",
+            detail=f"request body over {limit} bytes",
         )
         return render_template("error.html", message=translate("too_large"), reason="too_large", detail=None), 400
 

@@ -231,3 +231,14 @@ def test_disable_enable_and_delete_change_what_employees_get(idp_server) -> None
     unknown = sign_in(employee, sp)
     assert unknown.status == 400 and "not registered" in unknown.html
     assert last_admin_row(idp_server, "sp_removed")["sp_entity_id"] == sp.entity_id
+
+
+def test_an_oversized_upload_is_refused_as_an_admin_upload(idp_server):
+    admin = admin_browser(idp_server.base_url)
+    page = admin.get(idp_server.base_url + "/admin/sps")
+    big = b"<x>" + b" " * (1024 * 1024) + b"</x>"
+    page = admin.submit(page, "sp-upload", files={"metadata": ("huge.xml", big)})
+    assert page.status == 400
+    assert "KB" in page.text_of("error") and "metadata" in page.text_of("error")
+    rows = idp_server.audit_rows(event="admin_upload")
+    assert rows and rows[0]["reason"] == "too_large" and rows[0]["username"] == "anna"

@@ -75,12 +75,15 @@ add_messages(
             "configured ([admin] groups in the configuration file).",
             "admin.refused.admin_directory_down": "The company directory cannot be reached, so your administrator "
             "rights cannot be checked. Please try again in a few minutes.",
+            "admin.upload_too_large": "The upload is larger than {limit} KB, far more than one application's "
+            "metadata needs. Check that you chose the right file.",
         },
         "zh-CN": {
             "admin.refused.admin_not_member": "您当前以 {user} 登录，该账号不是本登录服务的管理员。"
             "只有 {groups} 的成员可以进入管理控制台。",
             "admin.refused.admin_not_configured": "管理控制台未启用：配置文件中未设置管理员组（[admin] groups）。",
             "admin.refused.admin_directory_down": "暂时无法连接公司目录服务，无法核实您的管理员权限，请几分钟后重试。",
+            "admin.upload_too_large": "上传的文件超过 {limit} KB，远大于一个应用的元数据所需，请确认选择了正确的文件。",
         },
     }
 )
