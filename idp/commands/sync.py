@@ -24,13 +24,13 @@ from idp.cli import settings_from
 from idp.directory.errors import DirectoryError
 from idp.directory.listing import DirectoryListing
 from idp.provisioning.factory import ProvisioningNotConfigured, make_provider
-from idp.provisioning.lease import Lease, LeaseHeld
 from idp.provisioning.outbox import drain as drain_outbox
 from idp.provisioning.provider import ProviderError
 from idp.provisioning.records import ProvisioningRecords
 from idp.provisioning.sync import EXIT_FAILURES, MailboxSync, Outcome, Plan, SyncReport
 from idp.settings import Settings
 from idp.store.db import Database
+from idp.store.lease import Lease, LeaseHeld
 
 log = logging.getLogger(__name__)
 

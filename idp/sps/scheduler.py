@@ -10,12 +10,12 @@ import threading
 from datetime import UTC, datetime
 
 from idp.audit import AuditTrail
-from idp.provisioning.lease import Lease, LeaseHeld
 from idp.settings import Settings
 from idp.sps.registry import SpRegistry
 from idp.sps.remote import UrlSources
 from idp.sps.service import RefreshResult, SpService
 from idp.store.db import Database
+from idp.store.lease import Lease, LeaseHeld
 
 log = logging.getLogger(__name__)
 

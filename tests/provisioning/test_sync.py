@@ -18,12 +18,12 @@ from idp.demo.samba_dc import SambaDC
 from idp.directory.listing import DirectoryListing
 from idp.provisioning.alimail import AlimailProvider
 from idp.provisioning.alimail_emulator import RunningEmulator
-from idp.provisioning.lease import Lease
 from idp.provisioning.records import ProvisioningRecords
 from idp.provisioning.scim import ScimProvider, ScimSettings
 from idp.provisioning.sync import EXIT_FAILURES, EXIT_OK, EXIT_REFUSED, MailboxSync
 from idp.settings import LdapSettings, ProvisioningSettings, render_toml
 from idp.store.db import Database
+from idp.store.lease import Lease
 from tests.provisioning.conftest import ScimServer, alimail_settings
 from tests.provisioning.sync_lab import SyncLab
 

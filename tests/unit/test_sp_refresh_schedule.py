@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 
 from idp.audit import AuditTrail
-from idp.provisioning.lease import Lease
 from idp.settings import MetadataSettings, load_settings
 from idp.sps.errors import MetadataError
 from idp.sps.registry import SpRegistry
@@ -18,6 +17,7 @@ from idp.sps.scheduler import LEASE_NAME, MetadataRefresher
 from idp.sps.service import SpService
 from idp.sps.validate import inspect_sp_metadata
 from idp.store.db import Database
+from idp.store.lease import Lease
 from tests.unit.sp_fixtures import Route, http_server, sp_metadata, write_config
 
 NOW = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
