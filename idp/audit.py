@@ -9,8 +9,9 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import cache
+from typing import Any
 
 from sqlalchemy import Select, bindparam, func, insert, select
 
@@ -26,7 +27,9 @@ _INSERT = insert(AuditEvent.__table__)
 
 @dataclass(frozen=True)
 class AuditRecord:
+    id: int
     at: datetime
+    """Aware, UTC."""
     event: str
     result: str
     reason: str | None
@@ -34,6 +37,13 @@ class AuditRecord:
     sp_entity_id: str | None
     client_ip: str | None
     detail: str | None
+
+    @classmethod
+    def from_row(cls, r: Any) -> AuditRecord:
+        """From an audit_events row (ORM object or Core row)."""
+        # SQLite hands back naive datetimes (which are UTC); PostgreSQL aware ones.
+        at = r.at.replace(tzinfo=UTC) if r.at.tzinfo is None else r.at.astimezone(UTC)
+        return cls(r.id, at, r.event, r.result, r.reason, r.username, r.sp_entity_id, r.client_ip, r.detail)
 
 
 class AuditTrail:
@@ -111,8 +121,7 @@ class AuditTrail:
             q = q.where(AuditEvent.event == event)
         with self._db.session() as s:
             return [
-                AuditRecord(r.at, r.event, r.result, r.reason, r.username, r.sp_entity_id, r.client_ip, r.detail)
-                for r in s.scalars(q)
+AuditRecord.from_row(r) for r in s.scalars(q)
             ]
 
 

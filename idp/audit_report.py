@@ -15,8 +15,9 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 
-from sqlalchemy import ColumnElement, Connection, Result, Row, Select, func, literal_column, select
+from sqlalchemy import ColumnElement, Connection, Result, Select, func, literal_column, select
 
+from idp.audit import AuditRecord
 from idp.store.db import Database
 from idp.store.models import AuditEvent
 
@@ -110,22 +111,8 @@ def _day(args: Mapping[str, str], name: str) -> date | None:
 
 
 @dataclass(frozen=True)
-class AuditRow:
-    id: int
-    at: datetime
-    """Aware, UTC."""
-    event: str
-    result: str
-    reason: str | None
-    username: str | None
-    sp_entity_id: str | None
-    client_ip: str | None
-    detail: str | None
-
-
-@dataclass(frozen=True)
 class AuditPage:
-    rows: tuple[AuditRow, ...]
+    rows: tuple[AuditRecord, ...]
     """Newest first."""
     newer: int | None
     """Pass as ``after`` for the page before this one (newer rows); None when this page is the newest."""
@@ -162,7 +149,7 @@ def page(
     )
 
 
-def export_rows(db: Database, flt: AuditFilter, *, batch: int = EXPORT_BATCH) -> Iterator[AuditRow]:
+def export_rows(db: Database, flt: AuditFilter, *, batch: int = EXPORT_BATCH) -> Iterator[AuditRecord]:
     """Every matching row, newest first, read in batches (for a CSV export of any size)."""
     before: int | None = None
     while True:
@@ -180,7 +167,7 @@ def csv_cell(value: object) -> str:
     return "'" + text if text.startswith(FORMULA_PREFIXES) else text
 
 
-def csv_lines(rows: Iterable[AuditRow], header: Sequence[str]) -> Iterator[str]:
+def csv_lines(rows: Iterable[AuditRecord], header: Sequence[str]) -> Iterator[str]:
     """The rows as CSV text, one line at a time (for streaming): UTF-8 BOM first, then ``header`` (the
     column titles, in the reader's language: id, time UTC, event, result, reason, user, SP, address, detail)."""
     if len(header) != 9:
@@ -319,24 +306,6 @@ def _exists(conn: Connection, q: Select) -> bool:
     return conn.execute(q.with_only_columns(AuditEvent.id).limit(1)).first() is not None
 
 
-def _rows(result: Result) -> list[AuditRow]:
-    return [_row(r) for r in result]
+def _rows(result: Result) -> list[AuditRecord]:
+    return [AuditRecord.from_row(r) for r in result]
 
-
-def _row(r: Row) -> AuditRow:
-    return AuditRow(
-        id=r.id,
-        at=_utc(r.at),
-        event=r.event,
-        result=r.result,
-        reason=r.reason,
-        username=r.username,
-        sp_entity_id=r.sp_entity_id,
-        client_ip=r.client_ip,
-        detail=r.detail,
-    )
-
-
-def _utc(value: datetime) -> datetime:
-    # SQLite hands back naive datetimes (which are UTC, see _day_expression); PostgreSQL aware ones.
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
