@@ -96,15 +96,10 @@ class SignInPipeline:
         """The SP's policy: enabled, and the person in one of its groups when it names any."""
         policy = req.policy
         if not policy.enabled:
-            self._refuse("sp_disabled", username=person.username, sp=req.sp_entity_id, ip=ip, sp_name=req.sp_name)
+            self._refuse_at_sp("sp_disabled", req, person, ip)
         if policy.allowed_groups and not person.in_any_group(policy.allowed_groups):
-            self._refuse(
-                "not_in_allowed_group",
-                username=person.username,
-                sp=req.sp_entity_id,
-                ip=ip,
-                sp_name=req.sp_name,
-                detail="allowed: " + ", ".join(policy.allowed_groups),
+            self._refuse_at_sp(
+                "not_in_allowed_group", req, person, ip, detail="allowed: " + ", ".join(policy.allowed_groups)
             )
 
     def check_release(self, req: AuthnRequestInfo, person: Person, *, ip: str | None) -> None:
@@ -113,22 +108,20 @@ class SignInPipeline:
         encrypt to when the policy asks for encryption (never fall back to sending the assertion in clear)."""
         policy = req.policy
         if policy.roles and not matching_roles(person, policy.roles):
-            self._refuse(
+            self._refuse_at_sp(
                 "no_role_for_user",
-                username=person.username,
-                sp=req.sp_entity_id,
-                ip=ip,
-                sp_name=req.sp_name,
+                req,
+                person,
+                ip,
                 detail="role groups: " + ", ".join(dict.fromkeys(m.group for m in policy.roles)),
             )
         if policy.encrypt_assertion and not self._saml.sp_can_encrypt(req.sp_entity_id):
             log.error("%s must get encrypted assertions, but its metadata has no certificate", req.sp_entity_id)
-            self._refuse(
+            self._refuse_at_sp(
                 "sp_cannot_encrypt",
-                username=person.username,
-                sp=req.sp_entity_id,
-                ip=ip,
-                sp_name=req.sp_name,
+                req,
+                person,
+                ip,
                 detail="encrypt_assertion is on, and the SP's metadata has no encryption certificate",
             )
 
@@ -141,14 +134,7 @@ class SignInPipeline:
         try:
             self._provisioner.provision(person, sp=req.sp_entity_id, ip=ip)
         except JitRefused as exc:
-            self._refuse(
-                "provisioning_failed",
-                username=person.username,
-                sp=req.sp_entity_id,
-                ip=ip,
-                sp_name=req.sp_name,
-                detail=str(exc),
-            )
+            self._refuse_at_sp("provisioning_failed", req, person, ip, detail=str(exc))
 
     def respond(
         self, req: AuthnRequestInfo, person: Person, sso: SsoContext, *, ip: str | None, reused_session: bool
@@ -199,6 +185,12 @@ class SignInPipeline:
     ) -> None:
         self._record_failure(reason, username=username, sp=sp, ip=ip, detail=detail)
         raise SignInRefused(reason, sp_name=sp_name)
+
+    def _refuse_at_sp(
+        self, reason: str, req: AuthnRequestInfo, person: Person, ip: str | None, *, detail: str | None = None
+    ) -> None:
+        """A refusal once the person is known and the SP asked: the page names the SP."""
+        self._refuse(reason, username=person.username, sp=req.sp_entity_id, ip=ip, sp_name=req.sp_name, detail=detail)
 
     def _record_failure(
         self, reason: str, *, username: str | None, sp: str | None, ip: str | None, detail: str | None
