@@ -40,6 +40,17 @@ def sign_in(driver, username: str) -> None:
     driver.find_element(By.CSS_SELECTOR, "form button[type=submit]").click()
 
 
+def click_and_wait(driver, element) -> None:
+    """Click a submit button and wait until its page has gone: elements the next page shares with it would
+    otherwise be found on the old page, just before it goes stale."""
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    page = driver.find_element("tag name", "html")
+    element.click()
+    WebDriverWait(driver, 20).until(ec.staleness_of(page))
+
+
 def wait_for(driver, element_id: str):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ec
@@ -90,7 +101,7 @@ def test_admin_registers_an_sp_and_sets_its_policy_in_the_browser(idp_server, ch
     department = chrome.find_element(By.ID, "attr-department")
     assert not department.is_selected()
     department.click()
-    chrome.find_element(By.ID, "save-policy").click()
+    click_and_wait(chrome, chrome.find_element(By.ID, "save-policy"))
     wait_for(chrome, "receives-attributes")
     assert "department" in chrome.find_element(By.ID, "receives-attributes").text
     shot(chrome, "admin-policy")
@@ -120,7 +131,7 @@ def test_admin_registers_an_sp_and_sets_its_policy_in_the_browser(idp_server, ch
         chrome.get(base + path)
         wait_for(chrome, element)
         shot(chrome, name)
-    chrome.find_element(By.CSS_SELECTOR, "#test-form button[type=submit]").click()
+    click_and_wait(chrome, chrome.find_element(By.CSS_SELECTOR, "#test-form button[type=submit]"))
     wait_for(chrome, "test-form")
     shot(chrome, "admin-directory-tested")
 
