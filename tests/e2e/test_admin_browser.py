@@ -123,6 +123,27 @@ def test_admin_registers_an_sp_and_sets_its_policy_in_the_browser(idp_server, ch
     page = browser.login(browser.get(sp.redirect_login_url()), "bob", USERS["bob"].password)
     assert page.status == 403 and not page.is_auto_post
 
+    # Metadata the IdP refuses: the preview names the element at fault and why, and nothing is saved.
+    bad = tmp_path / "http-acs.xml"
+    bad.write_text(
+        metadata_file.read_text()
+        .replace(ENTITY_ID, "https://bad.sp.test/saml")
+        .replace(sp.acs_url, "http://mail.example.net/acs")
+    )
+    chrome.get(base + "/admin/sps")
+    wait_for(chrome, "sp-upload")
+    chrome.find_element(By.ID, "metadata").send_keys(str(bad))
+    chrome.find_element(By.CSS_SELECTOR, "#sp-upload button[type=submit]").click()
+    wait_for(chrome, "sp-problem")
+    assert "AssertionConsumerService" in chrome.find_element(By.ID, "problem-element").text
+    assert "https" in chrome.find_element(By.ID, "problem-reason").text
+    shot(chrome, "admin-sp-refused")
+
+    chrome.get(f"{base}/admin/sps/delete?entity_id={quote(ENTITY_ID, safe='')}")
+    wait_for(chrome, "sp-delete")
+    assert ENTITY_ID in chrome.find_element(By.ID, "delete-text").text
+    shot(chrome, "admin-sp-delete")
+
     for path, element, name in (
         ("/admin/keys", "rollover-step", "admin-keys"),
         ("/admin/activity", "activity-filter", "admin-activity"),
