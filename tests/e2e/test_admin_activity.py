@@ -17,7 +17,7 @@ from idp.demo.samba_dc import DEMO_USERS
 from idp.settings import load_settings
 from idp.store.db import Database
 from tests.e2e.browser import Browser, Page, admin_browser
-from tests.e2e.conftest import ARTIFACTS, IdpServer, free_port
+from tests.e2e.harness import ARTIFACTS, IdpServer, free_port
 from tests.e2e.saml_sp import IndependentSp, write_metadata
 
 pytestmark = pytest.mark.ad
@@ -40,9 +40,11 @@ def _write_rows(server: IdpServer, event: str, count: int, **fields: str) -> Non
 def _rows(page: Page) -> list[dict[str, str]]:
     out = []
     for tr in page.doc().xpath("//table[@id='audit-rows']/tbody/tr"):
-        cells = [td.text_content().strip() for td in tr.xpath("./td")]
-        out.append({"id": tr.get("data-id"), "event": cells[1], "result": cells[2], "reason": cells[3],
-                    "user": cells[4], "sp": cells[5]})  # fmt: skip
+        tds = tr.xpath("./td")
+        cells = [td.text_content().strip() for td in tds]
+        # The event, result and reason cells show words; the raw code the trail holds is in data-code.
+        out.append({"id": tr.get("data-id"), "event": tds[1].get("data-code"), "result": tds[2].get("data-code"),
+                    "reason": tds[3].get("data-code"), "user": cells[4], "sp": cells[5]})  # fmt: skip
     return out
 
 

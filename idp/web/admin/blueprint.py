@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from flask import Blueprint, Response
+from werkzeug.wrappers import Response as BaseResponse
 
 from idp.web.admin.guard import require_admin
 
@@ -10,7 +11,7 @@ bp = Blueprint("admin", __name__, url_prefix="/admin")
 
 
 @bp.before_request
-def _guard() -> Response | tuple[str, int] | None:
+def _guard() -> BaseResponse | tuple[str, int] | None:
     return require_admin()
 
 

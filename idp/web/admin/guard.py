@@ -10,8 +10,9 @@ from dataclasses import dataclass
 from flask import g, redirect, render_template, request, session, url_for
 from werkzeug.wrappers import Response
 
+from idp.codes import AdminAccessReason
 from idp.directory.errors import DirectoryError
-from idp.web.i18n import add_messages, translate
+from idp.web.i18n import translate
 from idp.web.services import services
 from idp.web.sso_session import current_sso
 
@@ -56,34 +57,9 @@ def require_admin() -> Response | tuple[str, int] | None:
     return None
 
 
-def _refuse(username: str, reason: str, detail: str, *, status: int = 403) -> tuple[str, int]:
+def _refuse(username: str, reason: AdminAccessReason, detail: str, *, status: int = 403) -> tuple[str, int]:
     svc = services()
-    svc.audit.record(
-        "admin_access", "refused", reason=reason, username=username, ip=request.remote_addr, detail=detail
-    )
+    svc.audit.record("admin_access", "refused", reason=reason, username=username, ip=request.remote_addr, detail=detail)
     groups = ", ".join(svc.settings.admin.groups)
     message = translate(f"admin.refused.{reason}", user=username, groups=groups)
     return render_template("error.html", message=message, reason=reason, detail=None), status
-
-
-add_messages(
-    {
-        "en": {
-            "admin.refused.admin_not_member": "You are signed in as {user}, who is not an administrator of this "
-            "sign-in service. Only members of {groups} may open the admin console.",
-            "admin.refused.admin_not_configured": "The admin console is switched off: no administrator group is "
-            "configured ([admin] groups in the configuration file).",
-            "admin.refused.admin_directory_down": "The company directory cannot be reached, so your administrator "
-            "rights cannot be checked. Please try again in a few minutes.",
-            "admin.upload_too_large": "The upload is larger than {limit} KB, far more than one application's "
-            "metadata needs. Check that you chose the right file.",
-        },
-        "zh-CN": {
-            "admin.refused.admin_not_member": "您当前以 {user} 登录，该账号不是本登录服务的管理员。"
-            "只有 {groups} 的成员可以进入管理控制台。",
-            "admin.refused.admin_not_configured": "管理控制台未启用：配置文件中未设置管理员组（[admin] groups）。",
-            "admin.refused.admin_directory_down": "暂时无法连接公司目录服务，无法核实您的管理员权限，请几分钟后重试。",
-            "admin.upload_too_large": "上传的文件超过 {limit} KB，远大于一个应用的元数据所需，请确认选择了正确的文件。",
-        },
-    }
-)
