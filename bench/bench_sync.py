@@ -22,10 +22,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from idp.demo.alimail_emulator import RunningEmulator, run_emulator
 from idp.demo.samba_dc import BASE_DN, SambaDC, ensure_dc
 from idp.directory.listing import DirectoryListing, Scope
 from idp.provisioning.alimail import AlimailProvider, AlimailSettings
-from idp.provisioning.alimail_emulator import RunningEmulator, run_emulator
 from idp.provisioning.sync import MailboxSync
 from idp.settings import LdapSettings, ProvisioningSettings
 from idp.store.db import Database

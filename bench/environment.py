@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import TracebackType
 
-import requests
+import httpx
 
 from idp.demo.samba_dc import AddressInUse, SambaDC, ensure_dc
 from idp.settings import render_toml
@@ -40,7 +40,8 @@ class BenchEnvironment:
     def __init__(
         self, *, log: Callable[[str], None] = print, serve_command: Sequence[str] = DEFAULT_SERVE_COMMAND
     ) -> None:
-        """``serve_command`` lets an experiment serve a patched IdP; it gets ``--bind`` appended."""
+        """``serve_command`` lets an experiment serve a patched IdP; it gets ``--bind fd://N`` appended (gunicorn
+        takes over the bound socket N it inherits)."""
         self._log = log
         self._serve_command = list(serve_command)
         self.root = Path(tempfile.mkdtemp(prefix="idp-bench-"))
@@ -92,7 +93,9 @@ class BenchEnvironment:
         done = subprocess.run(
             [sys.executable, "-m", "idp.cli", *args],
             env={**os.environ, "IDP_CONFIG": str(self.config_file)},
-            capture_output=True, text=True, timeout=120,
+            capture_output=True,
+            text=True,
+            timeout=120,
         )
         if done.returncode != 0:
             raise BenchSetupError(f"idp {' '.join(args)} failed:\n{done.stdout}{done.stderr}")
@@ -112,34 +115,43 @@ class BenchEnvironment:
 
     def _start_idp(self) -> None:
         assert self.dc is not None
-        port = _free_port()
-        self.base_url = f"http://127.0.0.1:{port}"
-        root = self.root
-        self.config_file.write_text(render_toml({
-            "server": {"base_url": self.base_url, "data_dir": root / "data"},
-            "idp": {
-                "key_file": self.key_file,
-                "cert_file": root / "certs" / "idp.crt",
-                "persistent_id_secret_file": root / "certs" / "persistent-id.secret",
-            },
-            "metadata": {"dir": root / "metadata"},
-            "ldap": self.dc.ldap_settings(),
-        }))
-        (root / "metadata").mkdir()
-        self.idp("keys", "init")
-        log = self._server_log.open("w")
-        # No --workers: the benchmark measures the default a fresh install gets.
-        self._server = subprocess.Popen(
-            [*self._serve_command, "--bind", f"127.0.0.1:{port}"],
-            env={**os.environ, "IDP_CONFIG": str(self.config_file)},
-            stdout=log, stderr=subprocess.STDOUT,
-        )
-        log.close()
+        # The config names the port before gunicorn starts, so gunicorn gets the bound socket itself
+        # (--bind fd://N): no other process can take the port in between.
+        with socket.socket() as listener:
+            listener.bind(("127.0.0.1", 0))
+            self.base_url = f"http://127.0.0.1:{listener.getsockname()[1]}"
+            root = self.root
+            self.config_file.write_text(
+                render_toml(
+                    {
+                        "server": {"base_url": self.base_url, "data_dir": root / "data"},
+                        "idp": {
+                            "key_file": self.key_file,
+                            "cert_file": root / "certs" / "idp.crt",
+                            "persistent_id_secret_file": root / "certs" / "persistent-id.secret",
+                        },
+                        "metadata": {"dir": root / "metadata"},
+                        "ldap": self.dc.ldap_settings(),
+                    }
+                )
+            )
+            (root / "metadata").mkdir()
+            self.idp("keys", "init")
+            log = self._server_log.open("w")
+            # No --workers: the benchmark measures the default a fresh install gets.
+            self._server = subprocess.Popen(
+                [*self._serve_command, "--bind", f"fd://{listener.fileno()}"],
+                env={**os.environ, "IDP_CONFIG": str(self.config_file)},
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                pass_fds=(listener.fileno(),),
+            )
+            log.close()
         self._wait_healthy()
         self._log(f"idp serve (gunicorn) on {self.base_url}")
 
     def _register_sp(self) -> None:
-        idp_metadata = requests.get(self.base_url + "/saml/metadata", timeout=10).text
+        idp_metadata = httpx.get(self.base_url + "/saml/metadata", timeout=10).text
         self.sp = IndependentSp(
             entity_id=SP_ENTITY_ID,
             acs_url="http://127.0.0.1:9/bench/acs",  # never contacted: the client carries the form
@@ -156,7 +168,7 @@ class BenchEnvironment:
         """Each worker rebuilds its pysaml2 server on the first request after an SP was added (about 0.2 s);
         make every worker do that now rather than inside the first timed step."""
         with ThreadPoolExecutor(8) as pool:
-            for r in pool.map(lambda _: requests.get(self.base_url + "/saml/metadata", timeout=30), range(32)):
+            for r in pool.map(lambda _: httpx.get(self.base_url + "/saml/metadata", timeout=30), range(32)):
                 r.raise_for_status()
 
     def _wait_healthy(self) -> None:
@@ -166,9 +178,9 @@ class BenchEnvironment:
             if self._server.poll() is not None:
                 raise BenchSetupError(f"idp serve exited with {self._server.returncode}:\n{self.server_log_tail()}")
             try:
-                if requests.get(self.base_url + "/healthz", timeout=5).status_code == 200:
+                if httpx.get(self.base_url + "/healthz", timeout=5).status_code == 200:
                     return
-            except requests.RequestException:
+            except httpx.HTTPError:
                 pass
             time.sleep(0.3)
         raise BenchSetupError(f"idp serve did not become healthy in {_START_TIMEOUT} s:\n{self.server_log_tail()}")
@@ -188,9 +200,3 @@ class BenchEnvironment:
             return [self._server.pid, *(int(p) for p in children.read_text().split())]
         except OSError:
             return [self._server.pid]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]

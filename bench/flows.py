@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
-import requests
+import httpx
 from onelogin.saml2.auth import OneLogin_Saml2_Auth
 from onelogin.saml2.settings import OneLogin_Saml2_Settings
 
@@ -74,7 +74,7 @@ class AuthnRequests:
         if not self._prebuilt:
             self.prebuild()
         n = len(self._prebuilt)
-        return itertools.cycle(self._prebuilt[start % n:] + self._prebuilt[:start % n])
+        return itertools.cycle(self._prebuilt[start % n :] + self._prebuilt[: start % n])
 
     def validate(self, sample: ResponseSample) -> str:
         """Process the response as the SP's ACS would (signatures, SHA-256, audience, InResponseTo, times);
@@ -94,7 +94,7 @@ class SsoSessionClient:
 
     def __init__(self, requests_: AuthnRequests, user: DemoUser, index: int = 0) -> None:
         self._requests = requests_.cycle(index * 7)
-        self._http = requests.Session()
+        self._http = httpx.Client()
         sample = full_login(self._http, requests_.signed_redirect(), user)
         requests_.validate(sample)
 
@@ -102,7 +102,7 @@ class SsoSessionClient:
         return next(self._requests)
 
     def call(self, prepared: SignedRequest) -> ResponseSample:
-        r = self._http.get(prepared.url, allow_redirects=False, timeout=_TIMEOUT)
+        r = self._http.get(prepared.url, timeout=_TIMEOUT)
         return _auto_post(r, prepared.request_id)
 
 
@@ -113,7 +113,7 @@ class PasswordLoginClient:
     def __init__(self, requests_: AuthnRequests, first_user: int) -> None:
         self._requests = requests_.cycle(first_user * 7)
         self._next_user = first_user
-        self._http = requests.Session()
+        self._http = httpx.Client()
 
     def prepare(self) -> tuple[SignedRequest, DemoUser]:
         user = SIGN_IN_USERS[self._next_user % len(SIGN_IN_USERS)]
@@ -126,23 +126,23 @@ class PasswordLoginClient:
         return full_login(self._http, request, user)
 
 
-def full_login(http: requests.Session, request: SignedRequest, user: DemoUser) -> ResponseSample:
+def full_login(http: httpx.Client, request: SignedRequest, user: DemoUser) -> ResponseSample:
     """GET /saml/sso (-> 302 to /login), read the form and its CSRF token, post the password."""
-    page = http.get(request.url, timeout=_TIMEOUT)
+    page = http.get(request.url, follow_redirects=True, timeout=_TIMEOUT)
     if page.status_code != 200:
         raise FlowError(f"login page: HTTP {page.status_code} at {page.url}: {_snippet(page.text)}")
-    action, fields = _form(page.url, page.text, None)
+    action, fields = _form(str(page.url), page.text, None)
     if "csrf_token" not in fields:
         raise FlowError(f"no login form with a CSRF token at {page.url}: {_snippet(page.text)}")
     fields.update(username=user.username, password=user.password)
-    answer = http.post(action, data=fields, allow_redirects=False, timeout=_TIMEOUT)
+    answer = http.post(action, data=fields, timeout=_TIMEOUT)
     return _auto_post(answer, request.request_id)
 
 
-def _auto_post(r: requests.Response, request_id: str) -> ResponseSample:
+def _auto_post(r: httpx.Response, request_id: str) -> ResponseSample:
     if r.status_code != 200 or 'id="saml-post"' not in r.text:
         raise FlowError(f"expected the auto-POST page, got HTTP {r.status_code}: {_snippet(r.text)}")
-    action, fields = _form(r.url, r.text, "saml-post")
+    action, fields = _form(str(r.url), r.text, "saml-post")
     if not fields.get("SAMLResponse"):
         raise FlowError("the auto-POST form carries no SAMLResponse")
     return ResponseSample(request_id, action, fields)
@@ -162,7 +162,7 @@ def _form(url: str, page: str, form_id: str | None) -> tuple[str, dict[str, str]
         if form_id is not None and form.get("id") != form_id:
             continue
         end = page.find("</form>", match.end())
-        body = page[match.end():end if end >= 0 else len(page)]
+        body = page[match.end() : end if end >= 0 else len(page)]
         fields = {}
         for tag in _INPUT.findall(body):
             attrs = _attributes(tag)

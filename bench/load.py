@@ -84,7 +84,12 @@ class StepResult:
 
 
 def run_step(
-    name: str, factory: ClientFactory, concurrency: int, *, seconds: float, max_ops_per_client: int,
+    name: str,
+    factory: ClientFactory,
+    concurrency: int,
+    *,
+    seconds: float,
+    max_ops_per_client: int,
     watch_cpu: Mapping[str, Callable[[], float]] | None = None,
 ) -> StepResult:
     """Run ``concurrency`` clients until ``seconds`` pass or each made ``max_ops_per_client`` calls.
@@ -165,8 +170,14 @@ def _client_loop(
     factory: ClientFactory, index: int, barrier: Any, results: multiprocessing.Queue, seconds: float, max_ops: int
 ) -> None:
     report: dict[str, Any] = {
-        "setup_error": None, "latencies": [], "errors": 0, "first_error": None, "samples": [],
-        "start": time.monotonic(), "end": time.monotonic(), "cpu": 0.0,
+        "setup_error": None,
+        "latencies": [],
+        "errors": 0,
+        "first_error": None,
+        "samples": [],
+        "start": time.monotonic(),
+        "end": time.monotonic(),
+        "cpu": 0.0,
     }
     client: Client | None = None
     try:

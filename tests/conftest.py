@@ -16,18 +16,10 @@ import pytest
 from idp.demo.samba_dc import AddressInUse, SambaDC, ensure_dc
 from idp.directory.client import Directory
 from idp.settings import LdapSettings
+from tests.support import require
 
 # The run's DC address; the next few are tried when another run (another engineer's) holds it.
 TEST_DC_ADDRESSES = [f"127.0.0.{n}" for n in range(21, 30)]
-
-
-def require(available: bool, what: str) -> None:
-    """Skip a test whose component is missing, except in CI, where a missing component is a failure."""
-    if available:
-        return
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{what} (CI=true: a missing component fails the run)", pytrace=False)
-    pytest.skip(what)
 
 
 @pytest.fixture(scope="session")

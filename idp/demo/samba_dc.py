@@ -95,8 +95,15 @@ def _user(
 DEMO_USERS: tuple[DemoUser, ...] = (
     _user("alice", "Alice", "Wang", department="Sales", title="Account Manager"),
     # Bob's mail address differs from his UPN, so sign-in by mail address is tested for real.
-    _user("bob", "Bob", "Li", groups=("Engineering",), department="Engineering", title="Software Engineer",
-          mailbox="bob.li"),
+    _user(
+        "bob",
+        "Bob",
+        "Li",
+        groups=("Engineering",),
+        department="Engineering",
+        title="Software Engineer",
+        mailbox="bob.li",
+    ),
     _user("carol", "Carol", "Chen", groups=()),
     _user("anna", "Anna", "Admin", groups=("SSO Admins",), department="IT", title="Systems Administrator"),
     # The refusal states are in "Sales" (so in "Mail Users") on purpose: AD, not group policy, refuses them.
@@ -243,9 +250,7 @@ class SambaDC:
 
     def _listen_on(self, ip: str) -> None:
         lines = self._smb_conf.read_text().splitlines()
-        fixed = [
-            f"\tinterfaces = {ip}/8" if line.strip().startswith("interfaces =") else line for line in lines
-        ]
+        fixed = [f"\tinterfaces = {ip}/8" if line.strip().startswith("interfaces =") else line for line in lines]
         self._smb_conf.write_text("\n".join(fixed) + "\n")
 
     def _wait_for_ldaps(self, timeout: float) -> None:
@@ -309,7 +314,9 @@ def _provision(dc: SambaDC) -> None:
     dc.target_dir.mkdir(parents=True)
     _run(
         [
-            "samba-tool", "domain", "provision",
+            "samba-tool",
+            "domain",
+            "provision",
             f"--targetdir={dc.target_dir}",
             f"--realm={REALM.upper()}",
             f"--domain={NETBIOS}",
@@ -374,8 +381,11 @@ def _user_entry(user: DemoUser, now: float) -> str:
         f"unicodePwd:: {_unicode_pwd(user.password)}",
         f"userAccountControl: {uac}",
     ]
-    lines += [f"{attr}: {value}" for attr, value in
-              (("mail", user.mail), ("department", user.department), ("title", user.title)) if value]
+    lines += [
+        f"{attr}: {value}"
+        for attr, value in (("mail", user.mail), ("department", user.department), ("title", user.title))
+        if value
+    ]
     if user.state == "expired":
         lines.append(f"accountExpires: {_filetime(now - 30 * 86400)}")
     if user.state == "must_change":
@@ -428,22 +438,32 @@ def _password_policies() -> list[str]:
 
 def _domain_policy_ldif() -> str:
     # Demo passwords must not expire while a demo workdir is reused for months; grace's PSO overrides this.
-    return "\n".join([
-        f"dn: {BASE_DN}",
-        "changetype: modify",
-        "replace: maxPwdAge",
-        "maxPwdAge: -9223372036854775808",
-    ]) + "\n"
+    return (
+        "\n".join(
+            [
+                f"dn: {BASE_DN}",
+                "changetype: modify",
+                "replace: maxPwdAge",
+                "maxPwdAge: -9223372036854775808",
+            ]
+        )
+        + "\n"
+    )
 
 
 def _password_set_long_ago_ldif(now: float) -> str:
     grace = next(u for u in DEMO_USERS if u.state == "password_expired")
-    return "\n".join([
-        f"dn: {grace.dn}",
-        "changetype: modify",
-        "replace: pwdLastSet",
-        f"pwdLastSet: {_filetime(now - 30 * 86400)}",
-    ]) + "\n"
+    return (
+        "\n".join(
+            [
+                f"dn: {grace.dn}",
+                "changetype: modify",
+                "replace: pwdLastSet",
+                f"pwdLastSet: {_filetime(now - 30 * 86400)}",
+            ]
+        )
+        + "\n"
+    )
 
 
 def _lock_out(dc: SambaDC, user: DemoUser) -> None:

@@ -26,8 +26,9 @@ from onelogin.saml2.errors import OneLogin_Saml2_Error, OneLogin_Saml2_Validatio
 from onelogin.saml2.idp_metadata_parser import OneLogin_Saml2_IdPMetadataParser
 from onelogin.saml2.settings import OneLogin_Saml2_Settings
 from onelogin.saml2.xml_utils import OneLogin_Saml2_XML
+from werkzeug.wrappers import Response
 
-from idp.saml.keys import new_key_and_certificate
+from idp.keys.material import new_key_and_certificate
 
 EXTENSION_KEY = "webmail_sp"
 KEY_FILE = "sp.key"
@@ -296,15 +297,17 @@ _FAKE_MAILS = (
 def _register_routes(app: flask.Flask, sp: _WebmailSp) -> None:
     @app.errorhandler(IdpMetadataUnavailable)
     def idp_unavailable(exc: IdpMetadataUnavailable) -> tuple[str, int]:
-        return flask.render_template("error.html", title="The identity provider is not reachable",
-                                     reason=str(exc), errors=[]), 503
+        return flask.render_template(
+            "error.html", title="The identity provider is not reachable", reason=str(exc), errors=[]
+        ), 503
 
     @app.errorhandler(OneLogin_Saml2_Error)
     @app.errorhandler(OneLogin_Saml2_ValidationError)
     def saml_error(exc: Exception) -> tuple[str, int]:
         # e.g. a POST to /acs without a SAMLResponse, or /sls without a logout message
-        return flask.render_template("error.html", title="This is not a SAML message this mailbox can use",
-                                     reason=str(exc), errors=[]), 400
+        return flask.render_template(
+            "error.html", title="This is not a SAML message this mailbox can use", reason=str(exc), errors=[]
+        ), 400
 
     def login_required(view: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(view)
@@ -328,7 +331,7 @@ def _register_routes(app: flask.Flask, sp: _WebmailSp) -> None:
         return flask.render_template("mail.html", user=_user_from_session(), mail=_FAKE_MAILS[number])
 
     @app.get("/login")
-    def login() -> flask.Response:
+    def login() -> Response:
         """Start a sign-in explicitly; /login?force_authn=1 makes the IdP ask for the password again."""
         args = flask.request.args
         return _start_login(
@@ -339,18 +342,25 @@ def _register_routes(app: flask.Flask, sp: _WebmailSp) -> None:
         )
 
     @app.post("/acs")
-    def acs() -> flask.Response | tuple[str, int]:
+    def acs() -> Response | tuple[str, int]:
         auth = sp.auth(flask.request)
         auth.process_response(request_id=flask.session.get("authn_request_id"))
         errors = auth.get_errors()
         if errors or not auth.is_authenticated():
             sp.idp.forget()
-            return flask.render_template("error.html", title="The sign-in response was rejected",
-                                         reason=auth.get_last_error_reason() or "", errors=errors), 400
+            return flask.render_template(
+                "error.html",
+                title="The sign-in response was rejected",
+                reason=auth.get_last_error_reason() or "",
+                errors=errors,
+            ), 400
         if not sp.first_use_of(auth.get_last_assertion_id(), auth.get_last_assertion_not_on_or_after()):
-            return flask.render_template("error.html", title="The sign-in response was rejected",
-                                         reason="This assertion was already used (a replayed response).",
-                                         errors=["replayed_assertion"]), 400
+            return flask.render_template(
+                "error.html",
+                title="The sign-in response was rejected",
+                reason="This assertion was already used (a replayed response).",
+                errors=["replayed_assertion"],
+            ), 400
         # A new session on sign-in, so that nothing set before it (by anyone) carries over.
         flask.session.clear()
         flask.session.update(
@@ -368,7 +378,7 @@ def _register_routes(app: flask.Flask, sp: _WebmailSp) -> None:
         return flask.Response(sp.metadata_xml(), mimetype="application/samlmetadata+xml")
 
     @app.get("/logout")
-    def logout() -> flask.Response | str:
+    def logout() -> Response | str:
         if "nameid" not in flask.session:
             return flask.redirect("/")
         user = dict(flask.session)
@@ -376,8 +386,10 @@ def _register_routes(app: flask.Flask, sp: _WebmailSp) -> None:
         # Signed out here at once; the IdP's answer only confirms that its session ended too.
         flask.session.clear()
         if auth.get_slo_url() is None:
-            return flask.render_template("signed_out.html", note="The identity provider offers no single "
-                                         "logout: you are signed out of this mailbox only.")
+            return flask.render_template(
+                "signed_out.html",
+                note="The identity provider offers no single logout: you are signed out of this mailbox only.",
+            )
         url = auth.logout(
             return_to=f"{sp.base_url}/",
             name_id=user.get("nameid"),
@@ -390,23 +402,25 @@ def _register_routes(app: flask.Flask, sp: _WebmailSp) -> None:
         return flask.redirect(url)
 
     @app.get("/sls")
-    def sls() -> flask.Response | str | tuple[str, int]:
+    def sls() -> Response | str | tuple[str, int]:
         auth = sp.auth(flask.request)
         url = auth.process_slo(
             request_id=flask.session.pop("logout_request_id", None), delete_session_cb=flask.session.clear
         )
         errors = auth.get_errors()
         if errors:
-            return flask.render_template("error.html", title="The logout message was rejected",
-                                         reason=auth.get_last_error_reason() or "", errors=errors), 400
+            return flask.render_template(
+                "error.html",
+                title="The logout message was rejected",
+                reason=auth.get_last_error_reason() or "",
+                errors=errors,
+            ), 400
         if url:  # the IdP asked us to log out (IdP-initiated SLO): answer it
             return flask.redirect(url)
-        return flask.render_template("signed_out.html",
-                                     note="You are signed out of the identity provider too.")
+        return flask.render_template("signed_out.html", note="You are signed out of the identity provider too.")
 
 
-def _start_login(sp: _WebmailSp, *, next_path: str, force_authn: bool = False,
-                 is_passive: bool = False) -> flask.Response:
+def _start_login(sp: _WebmailSp, *, next_path: str, force_authn: bool = False, is_passive: bool = False) -> Response:
     auth = sp.auth(flask.request)
     url = auth.login(return_to=_safe_local_path(next_path), force_authn=force_authn, is_passive=is_passive)
     flask.session["authn_request_id"] = auth.get_last_request_id()
@@ -439,6 +453,7 @@ def _user_from_session() -> dict[str, Any]:
         "nameid": session["nameid"],
         "nameid_format": session.get("nameid_format"),
         "session_index": session.get("session_index"),
-        "attributes": [ReceivedAttribute(a["name"], a["friendly_name"], tuple(a["values"]))
-                       for a in session.get("attributes", [])],
+        "attributes": [
+            ReceivedAttribute(a["name"], a["friendly_name"], tuple(a["values"])) for a in session.get("attributes", [])
+        ],
     }

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import base64
 import logging
+import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
 
@@ -19,8 +20,8 @@ from ldap3.utils.conv import escape_filter_chars
 from idp.directory.ad_codes import WRONG_USERNAME_OR_PASSWORD, bind_refusal
 from idp.directory.errors import DirectoryError, InvalidCredentials
 from idp.directory.groups import Group, GroupGraph
-from idp.directory.person import Person
 from idp.directory.pool import ConnectionPool, DomainControllers, PoolStats
+from idp.person import Person
 from idp.settings import LdapSettings
 
 log = logging.getLogger(__name__)
@@ -71,7 +72,8 @@ class _Entry:
 class Directory:
     """Active Directory as the sign-in needs it. Thread-safe; keep one per process and close() it at exit."""
 
-    def __init__(self, settings: LdapSettings) -> None:
+    def __init__(self, settings: LdapSettings, *, clock: Callable[[], float] = time.monotonic) -> None:
+        """``clock`` times the group nesting cache (``group_cache_seconds``); tests pass one they can move."""
         self._settings = settings
         if not settings.start_tls and any(url.startswith("ldap://") for url in settings.urls):
             log.warning("ldap:// without start_tls sends passwords in clear text; use ldaps:// or start_tls")
@@ -79,7 +81,7 @@ class Directory:
         self._searches = ConnectionPool(settings, controllers, bind_as_service=True)
         self._binds = ConnectionPool(settings, controllers, bind_as_service=False)
         self._attributes = tuple(dict.fromkeys((*_PERSON_ATTRIBUTES, *settings.extra_attributes)))
-        self._groups = GroupGraph(self._all_groups, ttl=settings.group_cache_seconds)
+        self._groups = GroupGraph(self._all_groups, ttl=settings.group_cache_seconds, clock=clock)
 
     def authenticate(self, username: str, password: str) -> Person:
         """The Person when the password is right; otherwise a DirectoryError subclass saying why not."""

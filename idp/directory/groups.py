@@ -38,9 +38,10 @@ MIN_RELOAD_INTERVAL = 5.0
 
 
 class GroupGraph:
-    def __init__(self, load: GroupLoader, ttl: float) -> None:
+    def __init__(self, load: GroupLoader, ttl: float, clock: Callable[[], float] = time.monotonic) -> None:
         self._load = load
         self._ttl = ttl
+        self._clock = clock
         self._lock = threading.Lock()
         self._groups: dict[str, Group] = {}
         self._loaded_at = float("-inf")
@@ -64,14 +65,14 @@ class GroupGraph:
 
     def _current(self, wanted: list[str]) -> dict[str, Group]:
         with self._lock:
-            age = time.monotonic() - self._loaded_at
+            age = self._clock() - self._loaded_at
             unknown = any(dn not in self._groups for dn in wanted)
             if age > self._ttl or (unknown and age > MIN_RELOAD_INTERVAL):
                 self._reload()
             return self._groups
 
     def _reload(self) -> None:
-        started = time.monotonic()
+        started = time.monotonic()  # how long AD took, for the log: real time whatever the cache's clock
         try:
             groups = {g.dn.lower(): g for g in self._load()}
         except DirectoryError as exc:
@@ -79,8 +80,8 @@ class GroupGraph:
                 raise
             # Nesting a few minutes old beats refusing every sign-in while one DC is down; try again soon.
             log.warning("could not re-read the group nesting, keeping the last one: %s", exc)
-            self._loaded_at = time.monotonic() - self._ttl + MIN_RELOAD_INTERVAL
+            self._loaded_at = self._clock() - self._ttl + MIN_RELOAD_INTERVAL
             return
         self._groups = groups
-        self._loaded_at = time.monotonic()
-        log.info("read %d groups and their nesting in %.0f ms", len(groups), 1000 * (self._loaded_at - started))
+        self._loaded_at = self._clock()
+        log.info("read %d groups and their nesting in %.0f ms", len(groups), 1000 * (time.monotonic() - started))

@@ -7,7 +7,7 @@ departments under ``/v2/departments``, freezing with ``PATCH {"status": "FREEZE"
 undoes it), cursor paging (``cursor`` + ``size`` in, ``nextCursor`` + ``hasMore`` out), errors as JSON
 ``{detailErrorCode, message, developerMessage}``, and 40 requests/s per mail domain shared by every app.
 
-Where the public documents are silent we chose, and the emulator (``alimail_emulator.py``) holds the
+Where the public documents are silent we chose, and the emulator (``idp/demo/alimail_emulator.py``) holds the
 same choices: user fields ``email, name, firstName, lastName, departmentIds, jobTitle, phone,
 employeeNo, status``; ``GET|PATCH|DELETE /v2/users/{id or email}``; departments ``{id, name,
 parentId}`` with ``parentId`` empty at the top, listed as children with ``GET
@@ -26,13 +26,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 from urllib.parse import quote
 
 import httpx
 
-from idp.provisioning.config import AlimailSettings
 from idp.provisioning.provider import (
     SPEC_FIELDS,
     Conflict,
@@ -46,6 +45,7 @@ from idp.provisioning.provider import (
 )
 from idp.provisioning.ratelimit import ArrivalWindow, RateLimiter, make_arrival_window, make_rate_limiter
 from idp.provisioning.retry import RetryPolicy, parse_retry_after
+from idp.settings import AlimailSettings
 
 log = logging.getLogger(__name__)
 
@@ -88,19 +88,20 @@ def raise_for_status(response: httpx.Response, what: str) -> None:
 class _TokenCache:
     """One access token, reused until shortly before it expires; renewed when the API says 401."""
 
-    def __init__(self, fetch: Any) -> None:
+    def __init__(self, fetch: Any, clock: Callable[[], float]) -> None:
         self._fetch = fetch
+        self._clock = clock
         self._token = ""
         self._expires_at = 0.0
         self._lock = threading.Lock()
 
     def get(self) -> str:
         with self._lock:  # held while fetching, so concurrent threads share one renewal
-            if not self._token or time.monotonic() >= self._expires_at:
+            if not self._token or self._clock() >= self._expires_at:
                 token, expires_in = self._fetch()
                 # Renew a little early: a token that expires in flight costs a 401 and a retry.
                 margin = min(60.0, expires_in * 0.1)
-                self._token, self._expires_at = token, time.monotonic() + expires_in - margin
+                self._token, self._expires_at = token, self._clock() + expires_in - margin
             return self._token
 
     def invalidate(self, token: str) -> None:
@@ -113,10 +114,16 @@ class AlimailProvider:
     """Mailboxes of one mail domain in Alibaba Mail."""
 
     def __init__(
-        self, settings: AlimailSettings, limiter: RateLimiter | None = None, window: ArrivalWindow | None = None
+        self,
+        settings: AlimailSettings,
+        limiter: RateLimiter | None = None,
+        window: ArrivalWindow | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """``limiter`` and ``window`` default to ones keyed by the mail domain (shared through Redis when
-        ``redis_url`` is set); pass them to share one pair between several providers in a process."""
+        ``redis_url`` is set); pass them to share one pair between several providers in a process.
+        ``clock`` times the access token's early renewal; tests pass one they can move."""
         self.settings = settings
         self._http = httpx.Client(
             base_url=settings.host,
@@ -142,7 +149,7 @@ class AlimailProvider:
             )
         )
         self._retry = RetryPolicy(settings.max_attempts, settings.retry_base_wait, settings.max_retry_wait)
-        self._tokens = _TokenCache(self._fetch_token)
+        self._tokens = _TokenCache(self._fetch_token, clock)
         self._dept_lock = threading.Lock()
         self._dept_paths: dict[str, tuple[str, ...]] = {}
         self._dept_ids: dict[tuple[str, ...], str] = {}

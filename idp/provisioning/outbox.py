@@ -34,7 +34,7 @@ from idp.provisioning.provider import MailboxSpec, Provider, ProviderError, Reje
 from idp.provisioning.reconcile import ensure_mailbox
 from idp.provisioning.records import ProvisioningRecord, ProvisioningRecords, fingerprint
 from idp.settings import ProvisioningSettings
-from idp.store.db import Database
+from idp.store.db import Database, rowcount
 from idp.store.models import OutboxRow, utcnow
 
 log = logging.getLogger(__name__)
@@ -99,14 +99,23 @@ def _item(row: OutboxRow) -> OutboxItem:
 class Outbox:
     """The outbox table. Every call is its own short transaction, so it is safe from any thread."""
 
-    def __init__(self, db: Database, *, lease_seconds: float = 120.0, max_backoff: float = 3600.0) -> None:
+    def __init__(
+        self,
+        db: Database,
+        *,
+        lease_seconds: float = 120.0,
+        max_backoff: float = 3600.0,
+        now: Callable[[], datetime] = utcnow,
+    ) -> None:
+        """``now`` is the clock of due times and leases; tests pass one they can move."""
         self._db = db
         self.lease_seconds = lease_seconds
         self.max_backoff = max_backoff
+        self._now = now
 
     def enqueue(self, guid: str, username: str, spec: MailboxSpec, error: str) -> None:
         """Queue ``spec`` for this person, replacing whatever older spec was queued; due now."""
-        now = utcnow()
+        now = self._now()
         values = {
             "username": username,
             "spec": spec_to_json(spec),
@@ -118,11 +127,11 @@ class Outbox:
         }
         for _ in range(2):
             with self._db.session() as s:
-                replaced = s.execute(
-                    update(OutboxRow)
-                    .where(OutboxRow.guid == guid)
-                    .values(version=OutboxRow.version + 1, **values)
-                ).rowcount
+                replaced = rowcount(
+                    s.execute(
+                        update(OutboxRow).where(OutboxRow.guid == guid).values(version=OutboxRow.version + 1, **values)
+                    )
+                )
             if replaced:
                 return
             try:
@@ -146,9 +155,9 @@ class Outbox:
         with self._db.session() as s:
             return [_item(r) for r in s.scalars(q.order_by(OutboxRow.next_attempt_at, OutboxRow.id))]
 
-    def claim(self, owner: str, limit: int = 20, now: datetime | None = None) -> list[OutboxItem]:
+    def claim(self, owner: str, limit: int = 20) -> list[OutboxItem]:
         """Take up to ``limit`` due rows for ``owner``; the database decides who wins each row."""
-        now = now or utcnow()
+        now = self._now()
         free = or_(OutboxRow.lease_expires_at.is_(None), OutboxRow.lease_expires_at < now)
         due = (OutboxRow.state == "pending", OutboxRow.next_attempt_at <= now, free)
         with self._db.session() as s:
@@ -159,11 +168,13 @@ class Outbox:
         expires = now + timedelta(seconds=self.lease_seconds)
         for row_id in candidates:
             with self._db.session() as s:
-                taken = s.execute(
-                    update(OutboxRow)
-                    .where(OutboxRow.id == row_id, *due)
-                    .values(lease_owner=owner, lease_expires_at=expires, attempts=OutboxRow.attempts + 1)
-                ).rowcount
+                taken = rowcount(
+                    s.execute(
+                        update(OutboxRow)
+                        .where(OutboxRow.id == row_id, *due)
+                        .values(lease_owner=owner, lease_expires_at=expires, attempts=OutboxRow.attempts + 1)
+                    )
+                )
             if taken:
                 won.append(row_id)
         if not won:
@@ -175,22 +186,24 @@ class Outbox:
     def complete(self, item: OutboxItem, owner: str) -> bool:
         """Done, unless a newer spec was queued meanwhile: then the row stays pending, due now."""
         with self._db.session() as s:
-            done = s.execute(
-                update(OutboxRow)
-                .where(OutboxRow.id == item.id, OutboxRow.lease_owner == owner, OutboxRow.version == item.version)
-                .values(state="done", last_error=None, lease_owner=None, lease_expires_at=None)
-            ).rowcount
+            done = rowcount(
+                s.execute(
+                    update(OutboxRow)
+                    .where(OutboxRow.id == item.id, OutboxRow.lease_owner == owner, OutboxRow.version == item.version)
+                    .values(state="done", last_error=None, lease_owner=None, lease_expires_at=None)
+                )
+            )
             if not done:
                 s.execute(
                     update(OutboxRow)
                     .where(OutboxRow.id == item.id, OutboxRow.lease_owner == owner)
-                    .values(lease_owner=None, lease_expires_at=None, next_attempt_at=utcnow())
+                    .values(lease_owner=None, lease_expires_at=None, next_attempt_at=self._now())
                 )
         return bool(done)
 
-    def retry_later(self, item: OutboxItem, owner: str, error: str, now: datetime | None = None) -> datetime:
+    def retry_later(self, item: OutboxItem, owner: str, error: str) -> datetime:
         """Failed this time: back off (doubling, with a little jitter so a fleet does not retry in step)."""
-        now = now or utcnow()
+        now = self._now()
         wait = min(FIRST_BACKOFF * 2 ** max(item.attempts - 1, 0), self.max_backoff)
         when = now + timedelta(seconds=wait * random.uniform(0.9, 1.1))  # noqa: S311 - jitter, not a secret
         self._release(item, owner, next_attempt_at=when, last_error=error[:4000])
@@ -206,7 +219,7 @@ class Outbox:
         if ids is not None:
             q = q.where(OutboxRow.id.in_(list(ids)))
         with self._db.session() as s:
-            return s.execute(q.values(state="pending", next_attempt_at=utcnow(), attempts=0)).rowcount
+            return rowcount(s.execute(q.values(state="pending", next_attempt_at=self._now(), attempts=0)))
 
     def _release(self, item: OutboxItem, owner: str, **values: Any) -> None:
         with self._db.session() as s:
@@ -234,7 +247,8 @@ def bring_in_line(
     limits that to freezes older than the sign-in that asked (the outbox may run much later).
     """
     result = ensure_mailbox(provider, spec)
-    mailbox, action = result.mailbox, result.action
+    mailbox = result.mailbox
+    action: str = result.action  # grows into a sentence for the audit trail below
     frozen_by_us = record is not None and record.frozen
     thaw = frozen_by_us
     if thaw and thaw_frozen_before is not None and record is not None and record.frozen_at is not None:
@@ -314,7 +328,10 @@ class OutboxWorker:
             if self._outbox.complete(item, self.owner):
                 report.superseded += 1
                 self._audit.record(
-                    "provision", "success", reason="outbox", username=item.username,
+                    "provision",
+                    "success",
+                    reason="outbox",
+                    username=item.username,
                     detail="superseded: provisioned since it was queued",
                 )
             return
@@ -322,8 +339,13 @@ class OutboxWorker:
             if self._provider is None:
                 self._provider = self._make_provider()
             detail = bring_in_line(
-                self._provider, self._records, item.guid, item.username, item.spec,
-                record=record, thaw_frozen_before=item.enqueued_at,
+                self._provider,
+                self._records,
+                item.guid,
+                item.username,
+                item.spec,
+                record=record,
+                thaw_frozen_before=item.enqueued_at,
             )
         except Exception as exc:  # whatever one person's trouble is, the others still get their turn
             if not isinstance(exc, ProviderError):
@@ -332,13 +354,19 @@ class OutboxWorker:
             if isinstance(exc, Rejected):
                 self._outbox.give_up(item, self.owner, error)
                 report.failed += 1
-                self._audit.record("provision", "failure", reason="outbox", username=item.username,
-                                   detail=f"given up: {error}")
+                self._audit.record(
+                    "provision", "failure", reason="outbox", username=item.username, detail=f"given up: {error}"
+                )
             else:
                 when = self._outbox.retry_later(item, self.owner, error)
                 report.retried += 1
-                self._audit.record("provision", "failure", reason="outbox", username=item.username,
-                                   detail=f"{error}; next try at {when:%H:%M:%S} UTC")
+                self._audit.record(
+                    "provision",
+                    "failure",
+                    reason="outbox",
+                    username=item.username,
+                    detail=f"{error}; next try at {when:%H:%M:%S} UTC",
+                )
             return
         self._outbox.complete(item, self.owner)
         report.done += 1

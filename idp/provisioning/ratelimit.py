@@ -31,7 +31,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Protocol
 
 import redis
@@ -59,26 +59,44 @@ class _Gcra:
         self.tolerance_us = self.interval_us * (burst - 1)
 
 
-def _wait_or_raise(wait_s: float, deadline: float, key: str) -> None:
-    if time.monotonic() + wait_s > deadline:
+def _wait_or_raise(
+    wait_s: float,
+    deadline: float,
+    key: str,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> None:
+    if clock() + wait_s > deadline:
         raise RateLimited(f"rate limit for {key} would hold this request too long", retry_after=wait_s)
-    time.sleep(wait_s)
+    sleep(wait_s)
 
 
 class LocalRateLimiter:
     """GCRA in this process only; thread-safe."""
 
-    def __init__(self, rate_per_second: float, burst: int = 1, max_wait: float = 30.0, key: str = "local") -> None:
+    def __init__(
+        self,
+        rate_per_second: float,
+        burst: int = 1,
+        max_wait: float = 30.0,
+        key: str = "local",
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        """``clock`` and ``sleep`` are how it reads and waits out time; tests pass ones they can move."""
         self._gcra = _Gcra(rate_per_second, burst)
         self._max_wait = max_wait
         self._key = key
+        self._clock = clock
+        self._sleep = sleep
         self._tat_us = 0
         self._lock = threading.Lock()
 
     def try_acquire(self) -> float:
         """Take a slot now and return 0, or return the seconds to wait before trying again."""
         with self._lock:
-            now = time.monotonic_ns() // 1000
+            now = round(self._clock() * 1_000_000)
             tat = max(self._tat_us, now)
             allow_at = tat - self._gcra.tolerance_us
             if now < allow_at:
@@ -87,9 +105,9 @@ class LocalRateLimiter:
             return 0.0
 
     def acquire(self) -> None:
-        deadline = time.monotonic() + self._max_wait
+        deadline = self._clock() + self._max_wait
         while (wait := self.try_acquire()) > 0:
-            _wait_or_raise(wait, deadline, self._key)
+            _wait_or_raise(wait, deadline, self._key, self._clock, self._sleep)
 
 
 # KEYS[1]: the key holding the theoretical arrival time (TAT), in microseconds of the Redis clock.
@@ -305,7 +323,7 @@ class RedisArrivalWindow:
         self._warned = False
 
     def _try_take(self, member: str) -> float:
-        args = [self._window_us, self._limit, self._bound_us, member, self._POLL_US]
+        args: list[int | str] = [self._window_us, self._limit, self._bound_us, member, self._POLL_US]
         return int(self._acquire(keys=[self._key], args=args)) / 1_000_000
 
     @contextlib.contextmanager

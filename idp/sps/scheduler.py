@@ -7,7 +7,8 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from datetime import UTC, datetime
+from collections.abc import Callable
+from datetime import datetime
 
 from idp.audit import AuditTrail
 from idp.settings import Settings
@@ -16,6 +17,7 @@ from idp.sps.remote import UrlSources
 from idp.sps.service import RefreshResult, SpService
 from idp.store.db import Database
 from idp.store.lease import Lease, LeaseHeld
+from idp.store.models import utcnow
 
 log = logging.getLogger(__name__)
 
@@ -28,16 +30,26 @@ _started_lock = threading.Lock()
 
 
 class MetadataRefresher:
-    def __init__(self, settings: Settings, db: Database, registry: SpRegistry, audit: AuditTrail) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        db: Database,
+        registry: SpRegistry,
+        audit: AuditTrail,
+        *,
+        now: Callable[[], datetime] = utcnow,
+    ) -> None:
+        """``now`` decides what is due and times the lease; tests pass a clock they can move."""
         self._settings = settings
         self._db = db
+        self._now = now
         self._service = SpService(settings, db, registry, audit)
-        self._lease = Lease(db, LEASE_NAME, ttl_seconds=LEASE_SECONDS)
+        self._lease = Lease(db, LEASE_NAME, ttl_seconds=LEASE_SECONDS, now=now)
         self._stop = threading.Event()
 
-    def tick(self, now: datetime | None = None) -> list[RefreshResult] | None:
+    def tick(self) -> list[RefreshResult] | None:
         """Refresh what is due; None when nothing was due or another process holds the lease."""
-        now = now or datetime.now(UTC)
+        now = self._now()
         if not UrlSources(self._db).due(now):
             return None  # the common case costs one indexed query and no write
         try:

@@ -15,13 +15,13 @@ import os
 import socket
 import threading
 import uuid
-from collections.abc import Iterator
-from datetime import timedelta
+from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta
 
 from sqlalchemy import delete, or_, update
 from sqlalchemy.exc import IntegrityError
 
-from idp.store.db import Database
+from idp.store.db import Database, rowcount
 from idp.store.models import SyncLeaseRow, utcnow
 
 log = logging.getLogger(__name__)
@@ -32,23 +32,29 @@ class LeaseHeld(Exception):
 
 
 class Lease:
-    def __init__(self, db: Database, name: str = "sync", ttl_seconds: float = 300.0) -> None:
+    def __init__(
+        self, db: Database, name: str = "sync", ttl_seconds: float = 300.0, *, now: Callable[[], datetime] = utcnow
+    ) -> None:
+        """``now`` is the clock the expiry is written and judged by; tests pass one they can move."""
         self._db = db
         self.name = name
         self.ttl = ttl_seconds
+        self._now = now
         self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
     def try_acquire(self) -> bool:
         """Take (or renew) the lease; False when someone else holds an unexpired one."""
-        now = utcnow()
+        now = self._now()
         expires = now + timedelta(seconds=self.ttl)
         with self._db.session() as s:
-            taken = s.execute(
-                update(SyncLeaseRow)
-                .where(SyncLeaseRow.name == self.name)
-                .where(or_(SyncLeaseRow.holder == self.holder, SyncLeaseRow.expires_at < now))
-                .values(holder=self.holder, expires_at=expires)
-            ).rowcount
+            taken = rowcount(
+                s.execute(
+                    update(SyncLeaseRow)
+                    .where(SyncLeaseRow.name == self.name)
+                    .where(or_(SyncLeaseRow.holder == self.holder, SyncLeaseRow.expires_at < now))
+                    .values(holder=self.holder, expires_at=expires)
+                )
+            )
         if taken:
             return True
         try:

@@ -1,12 +1,13 @@
-"""A scripted browser for the end-to-end tests: requests.Session plus the two forms our pages show."""
+"""A scripted browser for the end-to-end tests: an httpx client that follows redirects and keeps cookies, plus
+the two forms our pages show."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from urllib.parse import urljoin
 
+import httpx
 import lxml.html
-import requests
 
 
 @dataclass
@@ -45,16 +46,13 @@ class Page:
 
 class Browser:
     def __init__(self, accept_language: str = "en") -> None:
-        self.http = requests.Session()
-        self.http.headers["Accept-Language"] = accept_language
+        self.http = httpx.Client(follow_redirects=True, headers={"Accept-Language": accept_language})
 
     def get(self, url: str) -> Page:
-        r = self.http.get(url, timeout=30)
-        return Page(r.url, r.status_code, r.text)
+        return _page(self.http.get(url, timeout=30))
 
     def post(self, url: str, data: dict[str, str]) -> Page:
-        r = self.http.post(url, data=data, timeout=30)
-        return Page(r.url, r.status_code, r.text)
+        return _page(self.http.post(url, data=data, timeout=30))
 
     def submit(
         self,
@@ -68,11 +66,13 @@ class Browser:
         value the form had for that name (a list for multi-selects and checkbox groups; [] unchecks them)."""
         action, pairs = page.form_values(form_id)
         changes = changes or {}
-        data = [(k, v) for k, v in pairs if k not in changes]
+        data: dict[str, list[str]] = {}
+        for name, value in pairs:
+            if name not in changes:
+                data.setdefault(name, []).append(value)
         for name, value in changes.items():
-            data.extend((name, v) for v in ([value] if isinstance(value, str) else value))
-        r = self.http.post(action, data=data, files=files, timeout=60)
-        return Page(r.url, r.status_code, r.text)
+            data[name] = [value] if isinstance(value, str) else list(value)
+        return _page(self.http.post(action, data=data, files=files, timeout=60))
 
     def login(self, page: Page, username: str, password: str) -> Page:
         assert page.is_login, f"expected the login page, got {page.status} at {page.url}:\n{page.html[:500]}"
@@ -84,6 +84,10 @@ class Browser:
         """The auto-POST form our IdP answers with: (ACS URL, fields) as the browser would submit them."""
         assert page.is_auto_post, f"expected the auto-POST page, got {page.status} at {page.url}:\n{page.html[:800]}"
         return page.form("saml-post")
+
+
+def _page(r: httpx.Response) -> Page:
+    return Page(str(r.url), r.status_code, r.text)
 
 
 def admin_browser(base_url: str, username: str = "anna", password: str = "Passw0rd!Anna") -> Browser:  # noqa: S107

@@ -1,33 +1,59 @@
-"""The IdP as production runs it: `idp serve` (gunicorn) on loopback, against the Samba AD DC of the run,
-with SPs registered through `idp sp add` from their metadata. Started once per test session."""
+"""The IdP as production runs it: `idp serve` (gunicorn) on loopback, against the Samba AD DC of the run.
+
+Plain helpers for the end-to-end tests; the fixtures built from them live in conftest.py.
+"""
 
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
+import httpx
 import pytest
-import requests
 
 from idp.settings import render_toml
-from tests.conftest import require
-from tests.e2e.saml_sp import IndependentSp, write_metadata
+from tests.e2e.saml_sp import IndependentSp
+
+T = TypeVar("T")
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 """Screenshots of the pages, kept after the run (CI keeps the folder)."""
 
+_held: dict[int, socket.socket] = {}
+
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A loopback port that stays ours: its socket is kept bound until ``serve_idp`` hands it to gunicorn.
+
+    Binding, closing and passing the number on leaves a gap in which another process (another test run,
+    any outgoing connection's ephemeral port) can take it. Bound but not listening, the port refuses
+    connections until it is served, as a free one would; one used only in a URL is held to the end."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    _held[port] = sock
+    return port
+
+
+def eventually(probe: Callable[[], T], *, within: float, what: str, every: float = 0.3) -> T:
+    """Call ``probe`` until it returns something true and return that; fail saying ``what`` did not
+    happen once ``within`` seconds have passed.
+
+    For a change another process has to notice (a worker's cache, a lease in the database): the test
+    goes on as soon as it has, and a busy machine gets the whole deadline rather than a guessed sleep."""
+    deadline = time.monotonic() + within
+    while not (result := probe()):
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what} within {within:.0f} s")
+        time.sleep(every)
+    return result
 
 
 @dataclass
@@ -53,7 +79,7 @@ class IdpServer:
         )
 
     def metadata(self) -> str:
-        return requests.get(self.base_url + "/saml/metadata", timeout=10).text
+        return httpx.get(self.base_url + "/saml/metadata", timeout=10).text
 
     @property
     def log(self) -> Path:
@@ -114,14 +140,26 @@ def prepare_idp(root: Path, config: dict) -> Path:
 
 
 def serve_idp(config: Path, port: int, *, workers: int = 2) -> IdpServer:
-    """`idp serve` (gunicorn) on 127.0.0.1:port, once it answers /healthz."""
+    """`idp serve` (gunicorn) on 127.0.0.1:port, a port from ``free_port``, once it answers /healthz.
+
+    The config names the port in ``server.base_url`` (SAML metadata carries it), so it is chosen before
+    the start; gunicorn gets the socket ``free_port`` kept bound (``--bind fd://N``), not the number, so no
+    other process can have taken the port meanwhile."""
+    listener = _held.pop(port, None)
+    if listener is None:
+        raise ValueError(f"port {port} does not come from free_port(), or was served already")
     server = IdpServer(f"http://127.0.0.1:{port}", config, config.parent, None)  # type: ignore[arg-type]
-    server.process = subprocess.Popen(
-        [sys.executable, "-m", "idp.cli", "serve", "--bind", f"127.0.0.1:{port}", "--workers", str(workers)],
-        env=server.env,
-        stdout=server.log.open("w"),
-        stderr=subprocess.STDOUT,
-    )
+    with listener, server.log.open("w") as log:
+        server.process = subprocess.Popen(
+            [
+                *(sys.executable, "-m", "idp.cli", "serve"),
+                *("--bind", f"fd://{listener.fileno()}", "--workers", str(workers)),
+            ],
+            env=server.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            pass_fds=(listener.fileno(),),
+        )
     try:
         _wait_healthy(server.base_url, server.process, server.log)
     except BaseException:
@@ -130,83 +168,15 @@ def serve_idp(config: Path, port: int, *, workers: int = 2) -> IdpServer:
     return server
 
 
-# name -> (sign requests, extra `idp sp add` options)
-SP_SPECS: dict[str, tuple[bool, list[str]]] = {
-    "webmail": (False, []),
-    "calendar": (False, []),
-    "signed": (True, []),
-    "required": (False, ["--require-signed-requests"]),
-    "restricted": (False, ["--group", "Mail Users"]),
-    "persistent": (False, ["--nameid-format", "persistent"]),
-    "legacy": (False, ["--nameid-format", "unspecified"]),
-}
-
-
-@pytest.fixture(scope="session")
-def idp_server(samba_dc, tmp_path_factory) -> Iterator[IdpServer]:
-    root = tmp_path_factory.mktemp("idp")
-    port = free_port()
-    config = prepare_idp(root, base_config(root, f"http://127.0.0.1:{port}", samba_dc.ldap_settings()))
-    server = serve_idp(config, port)
-    try:
-        idp_metadata = server.metadata()
-        sp_dir = root / "sp-metadata"
-        sp_dir.mkdir()
-        for name, (signed, options) in SP_SPECS.items():
-            sp = IndependentSp(
-                entity_id=f"https://{name}.sp.test/saml",
-                acs_url=f"http://127.0.0.1:{9000 + len(server.sps)}/{name}/acs",
-                sign_requests=signed,
-                idp_metadata_xml=idp_metadata,
-            )
-            server.idp("sp", "add", str(write_metadata(sp, sp_dir)), *options)
-            server.sps[name] = sp
-        yield server
-    finally:
-        server.stop()
-
-
 def _wait_healthy(base_url: str, proc: subprocess.Popen, log: Path) -> None:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"idp serve exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
         try:
-            if requests.get(base_url + "/healthz", timeout=10).status_code == 200:
+            if httpx.get(base_url + "/healthz", timeout=10).status_code == 200:
                 return
-        except requests.RequestException:
+        except httpx.HTTPError:
             pass
         time.sleep(0.3)
     raise RuntimeError(f"idp serve did not become healthy:\n{log.read_text()[-3000:]}")
-
-
-@pytest.fixture
-def chrome() -> Iterator:
-    require(
-        shutil.which("chromium") is not None and shutil.which("chromedriver") is not None,
-        "Debian's chromium and chromium-driver are not installed",
-    )
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = shutil.which("chromium")
-    for flag in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--window-size=1100,900",
-        "--lang=en-US",
-    ):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
-    driver.set_page_load_timeout(30)
-    try:
-        yield driver
-    finally:
-        driver.quit()

@@ -23,14 +23,14 @@ from onelogin.saml2.logout_request import OneLogin_Saml2_Logout_Request
 from onelogin.saml2.settings import OneLogin_Saml2_Settings
 from onelogin.saml2.utils import OneLogin_Saml2_Utils
 
-from idp.saml.keys import new_key_and_certificate
+from idp.keys.material import new_key_and_certificate
 from idp.settings import load_settings
 from idp.sps.policy import SpPolicy
 from idp.sps.registry import SpRegistry
 from idp.store.db import Database
 
-if TYPE_CHECKING:  # conftest imports this module
-    from tests.e2e.conftest import IdpServer
+if TYPE_CHECKING:  # harness imports this module
+    from tests.e2e.harness import IdpServer
 
 
 @dataclass

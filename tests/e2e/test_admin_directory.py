@@ -12,7 +12,7 @@ import pytest
 
 from idp.demo.samba_dc import DEMO_USERS
 from tests.e2e.browser import Browser, Page, admin_browser
-from tests.e2e.conftest import ARTIFACTS, IdpServer, base_config, free_port, prepare_idp, serve_idp
+from tests.e2e.harness import ARTIFACTS, IdpServer, base_config, free_port, prepare_idp, serve_idp
 from tests.e2e.saml_sp import IndependentSp, write_metadata
 
 pytestmark = pytest.mark.ad

@@ -4,17 +4,17 @@ receives exactly the attributes the admin chose, and only members of the chosen 
 from __future__ import annotations
 
 import json
-import time
 import uuid
+from collections.abc import Callable
 from urllib.parse import parse_qs, quote, urlsplit
 
 import pytest
 
 from idp.demo.samba_dc import DEMO_USERS
 from idp.sps.registry import POLICY_CACHE_SECONDS
-from tests.e2e.browser import Browser, admin_browser
-from tests.e2e.conftest import free_port
-from tests.e2e.saml_sp import IndependentSp, write_metadata
+from tests.e2e.browser import Browser, Page, admin_browser
+from tests.e2e.harness import eventually, free_port
+from tests.e2e.saml_sp import IndependentSp, LoginResult, write_metadata
 
 pytestmark = pytest.mark.ad
 
@@ -50,9 +50,25 @@ def sign_in(sp: IndependentSp, username: str):
     return page, (sp.consume(*browser.saml_post(page)) if page.is_auto_post else None)
 
 
-def wait_for_policy_caches() -> None:
-    # Each worker keeps an SP's policy for POLICY_CACHE_SECONDS; the page itself read it in one of them.
-    time.sleep(POLICY_CACHE_SECONDS + 0.5)
+def sign_in_once_saved(sp: IndependentSp, username: str, arrived: Callable[[Page, LoginResult | None], bool]):
+    """Sign in until ``arrived`` says the answer follows the saved policy, and return that (page, result).
+
+    Each worker keeps an SP's policy for POLICY_CACHE_SECONDS, and the page read it in one of them: a
+    sign-in may meet the old policy until then, never after."""
+
+    def attempt():
+        outcome = sign_in(sp, username)
+        return outcome if arrived(*outcome) else None
+
+    return eventually(attempt, within=POLICY_CACHE_SECONDS + 10, what=f"{username}'s sign-in followed the saved policy")
+
+
+def releases(attribute: str) -> Callable[[Page, LoginResult | None], bool]:
+    return lambda _, result: result is not None and attribute in result.attributes
+
+
+def refused(page: Page, result: LoginResult | None) -> bool:
+    return result is None and page.status == 403
 
 
 def test_admin_restricts_to_a_group_and_changes_attributes_and_the_sp_gets_exactly_that(idp_server, fresh_sp):
@@ -65,9 +81,8 @@ def test_admin_restricts_to_a_group_and_changes_attributes_and_the_sp_gets_exact
     assert page.status == 200 and "saved" in page.html
     assert parse_qs(urlsplit(page.url).query)["entity_id"] == [fresh_sp.entity_id]
     assert "upn" in (page.text_of("receives-attributes") or "")
-    wait_for_policy_caches()
 
-    _, result = sign_in(fresh_sp, "alice")  # Sales
+    _, result = sign_in_once_saved(fresh_sp, "alice", releases(OID["upn"]))  # Sales
     alice = USERS["alice"]
     assert result.attributes == {
         OID["mail"]: [alice.mail],
@@ -76,8 +91,7 @@ def test_admin_restricts_to_a_group_and_changes_attributes_and_the_sp_gets_exact
     }
     assert result.attributes[OID["displayName"]][0]
 
-    page, result = sign_in(fresh_sp, "bob")  # Engineering: not in Sales
-    assert result is None and page.status == 403
+    page, _ = sign_in_once_saved(fresh_sp, "bob", refused)  # Engineering: not in Sales
     assert "not allowed to use" in (page.text_of("error") or "")
 
     rows = idp_server.audit_rows(event="sp_policy_changed", sp_entity_id=fresh_sp.entity_id)
@@ -144,9 +158,9 @@ def test_a_preset_fills_the_form_and_only_save_stores_it(idp_server, fresh_sp):
     after = json.loads(rows[0]["detail"])["after"]
     assert after["preset"] == "mailbox" and after["allowed_groups"] == ["Mail Users"]
     assert after["attribute_name_format"] == "basic" and after["idp_initiated"] is True
-    wait_for_policy_caches()
 
-    _, result = sign_in(fresh_sp, "bob")  # Engineering is inside Mail Users
+    # Engineering is inside Mail Users; the preset names attributes in the basic format: "mail", not its OID.
+    _, result = sign_in_once_saved(fresh_sp, "bob", releases("mail"))
     assert result.nameid == USERS["bob"].mail
     assert result.attributes["mail"] == [USERS["bob"].mail]
     assert set(result.attributes) <= {"mail", "displayName", "givenName", "sn", "department"}

@@ -11,23 +11,25 @@ from werkzeug.serving import make_server
 
 from idp.demo.samba_dc import DEMO_USERS
 from idp.demo.webmail import create_webmail_app, sp_metadata_xml
-from tests.e2e.conftest import ARTIFACTS, free_port
+from tests.e2e.harness import ARTIFACTS
 
 pytestmark = [pytest.mark.ad, pytest.mark.browser]
 
+
 @pytest.fixture(scope="module")
 def webmail(idp_server, tmp_path_factory) -> Iterator[str]:
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    app = create_webmail_app(
+    # Port 0: the kernel's pick cannot be taken by anyone else. The app needs its own URL, so it comes after
+    # the socket and is in place before the server answers anything.
+    server = make_server("127.0.0.1", 0, None, threaded=True)
+    base = f"http://127.0.0.1:{server.server_port}"
+    server.app = create_webmail_app(
         base_url=base,
         idp_metadata_url=idp_server.base_url + "/saml/metadata",
         state_dir=tmp_path_factory.mktemp("webmail"),
     )
     metadata = tmp_path_factory.mktemp("webmail-md") / "webmail.xml"
-    metadata.write_text(sp_metadata_xml(app))
+    metadata.write_text(sp_metadata_xml(server.app))
     idp_server.idp("sp", "add", str(metadata))
-    server = make_server("127.0.0.1", port, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield base

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.e2e.browser import Browser
-from tests.e2e.conftest import IdpServer, base_config, free_port, prepare_idp, serve_idp
+from tests.e2e.harness import IdpServer, base_config, free_port, prepare_idp, serve_idp
 from tests.e2e.saml_sp import IndependentSp, write_metadata
 
 pytestmark = pytest.mark.ad

@@ -16,14 +16,14 @@ from typing import Any
 import pytest
 from ldap3 import MODIFY_REPLACE
 
+from idp.demo.alimail_emulator import RunningEmulator, run_emulator
 from idp.demo.samba_dc import REALM
-from idp.provisioning.alimail_emulator import RunningEmulator, run_emulator
 from idp.provisioning.outbox import Outbox
 from idp.settings import load_settings
 from idp.store.db import Database
 from tests.e2e.ad_admin import AdAdmin
 from tests.e2e.browser import Browser, Page
-from tests.e2e.conftest import IdpServer, base_config, free_port, prepare_idp, serve_idp
+from tests.e2e.harness import IdpServer, base_config, eventually, free_port, prepare_idp, serve_idp
 from tests.e2e.saml_sp import IndependentSp, write_metadata
 
 pytestmark = pytest.mark.ad
@@ -211,18 +211,18 @@ def test_a_worker_killed_between_claiming_and_calling_is_recovered_exactly_once(
         stderr=subprocess.DEVNULL,
     )
     try:
-        deadline = time.monotonic() + 30
-        while not _claimed(idp) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert _claimed(idp), "the worker did not claim the row"
+        eventually(lambda: _claimed(idp), within=30, what="the worker claimed the row", every=0.05)
     finally:
         worker.send_signal(signal.SIGKILL)
         worker.wait(timeout=10)
     emulator.faults.latency = 0.0
 
     assert "0 done" in idp.idp("outbox", "run", "--once").stdout  # its lease still holds
-    time.sleep(LEASE_SECONDS + 0.5)
-    assert "1 done" in idp.idp("outbox", "run", "--once").stdout
+    eventually(
+        lambda: "1 done" in idp.idp("outbox", "run", "--once").stdout,
+        within=LEASE_SECONDS + 10,
+        what="a worker took over the dead worker's row once its lease expired",
+    )
     assert creates_of(emulator) == creates + 1
     assert [u["email"] for u in emulator.emulator.users()].count(f"{username}@{REALM}") == 1
 

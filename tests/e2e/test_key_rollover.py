@@ -14,16 +14,16 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
-import requests
 from lxml import etree
 
 from idp.demo.samba_dc import DEMO_USERS
-from idp.saml.keyring import Keyring
+from idp.keys.keyring import Keyring
 from idp.settings import load_settings
 from idp.web.admin.dashboard import KEY_EXPIRY_WARNING
 from tests.e2e.browser import Browser, Page, admin_browser
-from tests.e2e.conftest import IdpServer, base_config, free_port, prepare_idp, serve_idp
+from tests.e2e.harness import IdpServer, base_config, free_port, prepare_idp, serve_idp
 from tests.e2e.saml_sp import IndependentSp, LoginResult, write_metadata
 
 pytestmark = pytest.mark.ad
@@ -87,7 +87,7 @@ def _every_worker_publishes(server: IdpServer, expected: list[str]) -> None:
     time so that the workers share the requests; every answer must already show the new certificates."""
     start = _reloads(server)
     for _ in range(300):
-        assert _signing_certs(requests.get(server.base_url + "/saml/metadata", timeout=10).text) == expected
+        assert _signing_certs(httpx.get(server.base_url + "/saml/metadata", timeout=10).text) == expected
         if _reloads(server) - start >= WORKERS:
             return
         time.sleep(0.02)
@@ -168,7 +168,7 @@ def test_sign_in_keeps_working_through_a_rollover_in_every_worker(own_idp: IdpSe
         fresh.logout_url(
             name_id=signed_in.nameid, session_index=signed_in.session_index, nameid_format=signed_in.nameid_format
         ),
-        allow_redirects=False,
+        follow_redirects=False,
         timeout=30,
     )
     fresh.validate_logout_response(r.headers["Location"])  # the Redirect binding's query signature moved too

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import dataclasses
 import re
-import time
 import uuid
 from pathlib import Path
 
@@ -17,7 +16,7 @@ from idp.settings import load_settings
 from idp.sps.registry import SpRegistry
 from idp.store.db import Database
 from tests.e2e.browser import Browser, admin_browser
-from tests.e2e.conftest import base_config, free_port, prepare_idp, serve_idp
+from tests.e2e.harness import base_config, eventually, free_port, prepare_idp, serve_idp
 from tests.e2e.saml_sp import IndependentSp
 from tests.e2e.test_admin_sps import list_page, row_form, sign_in
 from tests.unit.sp_fixtures import Route, http_server
@@ -124,10 +123,12 @@ def test_the_served_idp_refreshes_on_its_own(samba_dc, tmp_path: Path) -> None:
             server.idp("sp", "add", f"{base}/md")
             new = moved(sp, "/acs-auto")
             routes["/md"] = Route(new.metadata_xml())
-            deadline = time.monotonic() + 30
-            while acs_urls(server.config, sp.entity_id) != (new.acs_url,):
-                assert time.monotonic() < deadline, "the served IdP did not refresh the metadata URL"
-                time.sleep(0.5)
+            eventually(
+                lambda: acs_urls(server.config, sp.entity_id) == (new.acs_url,),
+                within=30,
+                what="the served IdP refreshed the metadata URL",
+                every=0.5,
+            )
         rows = server.audit_rows(event="sp_metadata_refreshed", result="success")
         assert len(rows) == 1 and rows[0]["username"] == "scheduler"  # one process did it, once
         assert new.consume(*Browser().saml_post(sign_in(Browser(), new))).nameid

@@ -21,7 +21,7 @@ from onelogin.saml2.constants import OneLogin_Saml2_Constants as C
 from idp.demo.samba_dc import DEMO_USERS
 from idp.sps import presets
 from tests.e2e.browser import Browser, admin_browser
-from tests.e2e.conftest import IdpServer, base_config, free_port, prepare_idp, serve_idp
+from tests.e2e.harness import IdpServer, base_config, free_port, prepare_idp, serve_idp
 from tests.e2e.saml_sp import IndependentSp
 
 pytestmark = pytest.mark.ad

@@ -175,7 +175,7 @@ def test_single_logout_from_an_sp(idp_server):
     result = sign_in(browser, sp)
     r = browser.http.get(
         sp.logout_url(name_id=result.nameid, session_index=result.session_index, nameid_format=result.nameid_format),
-        allow_redirects=False,
+        follow_redirects=False,
         timeout=30,
     )
     assert r.status_code in (302, 303)
@@ -192,9 +192,9 @@ def test_single_logout_on_the_post_binding(idp_server):
     fields = sp.post_logout_fields(
         name_id=result.nameid, session_index=result.session_index, nameid_format=result.nameid_format
     )
-    parked = browser.http.post(idp_server.base_url + "/saml/slo", data=fields, allow_redirects=False, timeout=30)
+    parked = browser.http.post(idp_server.base_url + "/saml/slo", data=fields, follow_redirects=False, timeout=30)
     assert parked.status_code == 303  # a cross-site POST comes back as a same-site GET, with the cookie
-    r = browser.http.get(idp_server.base_url + parked.headers["Location"], allow_redirects=False, timeout=30)
+    r = browser.http.get(idp_server.base_url + parked.headers["Location"], follow_redirects=False, timeout=30)
     assert r.status_code in (302, 303)
     sp.validate_logout_response(r.headers["Location"])
     assert browser.get(sp.redirect_login_url()).is_login

@@ -13,10 +13,10 @@ import sqlalchemy
 
 from idp.demo.samba_dc import DEMO_USERS
 from idp.store.models import Base
-from tests.conftest import require
 from tests.e2e.browser import Browser
-from tests.e2e.conftest import IdpServer, base_config, free_port, prepare_idp, serve_idp
+from tests.e2e.harness import IdpServer, base_config, free_port, prepare_idp, serve_idp
 from tests.e2e.saml_sp import IndependentSp, write_metadata
+from tests.support import require
 
 pytestmark = pytest.mark.ad
 ALICE = next(u for u in DEMO_USERS if u.username == "alice")
@@ -112,7 +112,7 @@ def test_both_nodes_write_one_audit_trail_in_postgresql(cluster):
 def test_a_post_binding_request_parked_on_one_node_resumes_on_the_other(cluster):
     browser = Browser()
     fields = cluster.sp.post_login_fields()
-    r = browser.http.post(cluster.nodes[0].base_url + "/saml/sso", data=fields, allow_redirects=False, timeout=30)
+    r = browser.http.post(cluster.nodes[0].base_url + "/saml/sso", data=fields, follow_redirects=False, timeout=30)
     assert r.status_code == 303
     page = browser.get(
         cluster.on(1, r.headers["Location"])

@@ -29,10 +29,10 @@ from saml2.response import IncorrectlySigned
 from saml2.saml import NAMEID_FORMAT_EMAILADDRESS, NameID
 from saml2.server import Server
 from saml2.xmldsig import DIGEST_SHA1, DIGEST_SHA256, SIG_RSA_SHA1, SIG_RSA_SHA256
-from werkzeug.serving import make_server
+from werkzeug.serving import BaseWSGIServer, make_server
 
 from idp.demo.webmail import create_webmail_app, sp_metadata_xml
-from idp.saml.keys import new_key_and_certificate
+from idp.keys.material import new_key_and_certificate
 
 SP_BASE = "http://127.0.0.1:8025"
 IDP_BASE = "http://127.0.0.1:8000"
@@ -267,28 +267,29 @@ def test_response_for_another_sp_is_rejected(webmail: flask.Flask, idp: StandInI
     assert "http://127.0.0.1:9999/acs" in response.get_data(as_text=True)
 
 
-def _free_loopback_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def metadata_server() -> Iterator[tuple[str, Callable[[str], None]]]:
     """A real HTTP server for the IdP metadata, started only when the test says so."""
-    port = _free_loopback_port()
-    started: list[object] = []
+    # Bound but not listening until start(): connections are refused as if nothing ran there, and no other
+    # process can take the port in the meantime.
+    reserved = socket.socket()
+    reserved.bind(("127.0.0.1", 0))
+    port = reserved.getsockname()[1]
+    started: list[BaseWSGIServer] = []
 
     def start(xml: str) -> None:
         app = flask.Flask("stand-in-idp-metadata")
         app.add_url_rule("/saml/metadata", "metadata", lambda: flask.Response(xml, mimetype="text/xml"))
-        server = make_server("127.0.0.1", port, app)
+        reserved.listen()
+        server = make_server("127.0.0.1", port, app, fd=reserved.fileno())
         threading.Thread(target=server.serve_forever, daemon=True).start()
         started.append(server)
 
-    yield f"http://127.0.0.1:{port}/saml/metadata", start
-    for server in started:
-        server.shutdown()
+    with reserved:
+        yield f"http://127.0.0.1:{port}/saml/metadata", start
+        for server in started:
+            server.shutdown()
+            server.server_close()
 
 
 def test_idp_may_start_after_the_sp(tmp_path: Path, idp: StandInIdp, metadata_server) -> None:

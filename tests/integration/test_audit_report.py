@@ -31,7 +31,7 @@ from idp.audit_report import (
 )
 from idp.store.db import Database
 from idp.store.models import AuditEvent
-from tests.conftest import require
+from tests.support import require
 
 POSTGRES_URL = os.environ.get("IDP_TEST_POSTGRES_URL", "postgresql+psycopg://idp_test:idp_test@127.0.0.1:5432/idp_test")
 MAIL = "https://mail.example.test/saml"

@@ -13,7 +13,7 @@ import pytest
 from idp.demo.samba_dc import BASE_DN, DEMO_USERS, NETBIOS, REALM, SambaDC
 from idp.directory import errors
 from idp.directory.client import Directory, normalize_username
-from idp.directory.person import Person
+from idp.person import Person
 from idp.settings import LdapSettings
 
 pytestmark = pytest.mark.ad
@@ -45,8 +45,16 @@ def with_urls(settings: LdapSettings, *urls: str, **changes: object) -> LdapSett
 
 @pytest.mark.parametrize(
     "typed",
-    ["alice", "ALICE", " alice ", "alice@corp.example.com", "Alice@Corp.Example.Com", "CORP\\alice", "corp\\Alice",
-     "corp.example.com\\alice"],
+    [
+        "alice",
+        "ALICE",
+        " alice ",
+        "alice@corp.example.com",
+        "Alice@Corp.Example.Com",
+        "CORP\\alice",
+        "corp\\Alice",
+        "corp.example.com\\alice",
+    ],
 )
 def test_every_username_form_signs_alice_in(directory: Directory, typed: str) -> None:
     person = directory.authenticate(typed, ALICE.password)
@@ -78,14 +86,19 @@ def test_normalize_username_forms(ldap_settings: LdapSettings) -> None:
 def test_the_person_carries_ad_attributes_and_the_real_object_guid(directory: Directory, samba_dc: SambaDC) -> None:
     person = directory.authenticate("alice", ALICE.password)
     assert (person.mail, person.given_name, person.surname, person.display_name) == (
-        ALICE.mail, "Alice", "Wang", "Alice Wang"
+        ALICE.mail,
+        "Alice",
+        "Wang",
+        "Alice Wang",
     )
     assert person.attributes["department"] == ("Sales",)
     assert person.attributes["title"] == ("Account Manager",)
     # Samba's own tool, not our decoding, says what the GUID is.
     out = subprocess.run(
         ["ldbsearch", "-H", str(samba_dc.target_dir / "private" / "sam.ldb"), "(sAMAccountName=alice)", "objectGUID"],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     assert f"objectGUID: {person.guid}" in out
 
@@ -241,9 +254,7 @@ def test_a_certificate_for_another_name_is_refused(ldap_settings: LdapSettings) 
         sign_in_alice(ldap_settings.model_copy(update={"tls_valid_names": ["dc9.elsewhere.example"]}))
 
 
-def test_connections_broken_by_a_dc_restart_are_replaced_transparently(
-    directory: Directory, samba_dc: SambaDC
-) -> None:
+def test_connections_broken_by_a_dc_restart_are_replaced_transparently(directory: Directory, samba_dc: SambaDC) -> None:
     directory.authenticate("alice", ALICE.password)
     samba_dc.stop()
     samba_dc.start()

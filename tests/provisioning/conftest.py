@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from typing import Any
-from wsgiref.simple_server import WSGIRequestHandler, make_server
+from wsgiref.simple_server import make_server
 
 import pytest
 import redis
@@ -24,12 +21,12 @@ from scim2_server.utils import (
     load_default_service_provider_config,
 )
 
+from idp.demo.alimail_emulator import RunningEmulator, run_emulator
 from idp.provisioning.alimail import AlimailProvider, AlimailSettings
-from idp.provisioning.alimail_emulator import RunningEmulator, run_emulator
-from tests.conftest import require
+from tests.provisioning.support import SCIM_TOKEN, QuietHandler, ScimFaults, ScimServer, alimail_settings
+from tests.support import require
 
 REDIS_URL = os.environ.get("IDP_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
-SCIM_TOKEN = "scim-test-token"
 
 
 @pytest.fixture
@@ -38,23 +35,6 @@ def emulator() -> Iterator[RunningEmulator]:
     # limit tests turn it on.
     with run_emulator(rate_limit=None) as emu:
         yield emu
-
-
-def alimail_settings(emu: RunningEmulator, **overrides: Any) -> AlimailSettings:
-    """Client settings for the emulator, with waits short enough for tests."""
-    values: dict[str, Any] = {
-        "host": emu.url,
-        "client_id": emu.emulator.client_id,
-        "client_secret": emu.emulator.client_secret,
-        "mail_domain": emu.emulator.mail_domain,
-        "rate_per_second": 1000,
-        "connect_timeout": 1.0,
-        "read_timeout": 2.0,
-        "retry_base_wait": 0.01,
-        "max_retry_wait": 1.0,
-    }
-    values.update(overrides)
-    return AlimailSettings(**values)
 
 
 @pytest.fixture
@@ -85,42 +65,6 @@ def redis_key() -> str:
     return f"test:ratelimit:{uuid.uuid4().hex}"
 
 
-class _QuietHandler(WSGIRequestHandler):
-    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-        return None
-
-
-class ScimFaults:
-    """WSGI middleware in front of scim2-server: answer the next requests with an error status."""
-
-    def __init__(self, app: Any) -> None:
-        self.app = app
-        self.pending: list[tuple[int, str]] = []
-        self.requests = 0
-
-    def fail_next(self, times: int, status: int, retry_after: str = "") -> None:
-        self.pending.extend([(status, retry_after)] * times)
-
-    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
-        self.requests += 1
-        if not self.pending:
-            return self.app(environ, start_response)
-        status, retry_after = self.pending.pop(0)
-        headers = [("Content-Type", "application/scim+json")]
-        if retry_after:
-            headers.append(("Retry-After", retry_after))
-        start_response(f"{status} Injected", headers)
-        body = {"schemas": ["urn:ietf:params:scim:api:messages:2.0:Error"], "status": str(status)}
-        return [json.dumps(body).encode()]
-
-
-@dataclass
-class ScimServer:
-    url: str
-    token: str
-    faults: ScimFaults
-
-
 @pytest.fixture
 def scim_server() -> Iterator[ScimServer]:
     """A real scim2-server (in-memory storage, bearer token) on a loopback port."""
@@ -136,7 +80,7 @@ def scim_server() -> Iterator[ScimServer]:
         bearer_tokens=[SCIM_TOKEN],
     )
     faults = ScimFaults(app)
-    server = make_server("127.0.0.1", 0, faults, server_class=ThreadingWSGIServer, handler_class=_QuietHandler)
+    server = make_server("127.0.0.1", 0, faults, server_class=ThreadingWSGIServer, handler_class=QuietHandler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield ScimServer(f"http://127.0.0.1:{server.server_port}/v2", SCIM_TOKEN, faults)

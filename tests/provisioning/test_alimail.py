@@ -8,9 +8,10 @@ from collections.abc import Callable
 
 import pytest
 
+from idp.demo.alimail_emulator import RunningEmulator, run_emulator
 from idp.provisioning import Conflict, MailboxSpec, RateLimited, Rejected, Unavailable, ensure_mailbox
 from idp.provisioning.alimail import AlimailProvider, AlimailSettings
-from idp.provisioning.alimail_emulator import RunningEmulator, run_emulator
+from tests.support import FakeClock
 
 ALICE = MailboxSpec(
     email="alice@example.com",
@@ -94,9 +95,16 @@ def test_token_renewed_once_when_api_answers_401(alimail: AlimailProvider, emula
 
 
 def test_token_renewed_before_it_expires(settings_for: Callable[..., AlimailSettings]) -> None:
-    with run_emulator(token_ttl=1, rate_limit=None) as emu, AlimailProvider(settings_for(emu)) as provider:
+    clock = FakeClock()
+    with (
+        run_emulator(token_ttl=100, rate_limit=None) as emu,
+        AlimailProvider(settings_for(emu), clock=clock) as provider,
+    ):
         provider.find("nobody@example.com")
-        time.sleep(1.0)
+        clock.advance(89)  # a tenth of its life early is when it is renewed
+        provider.find("nobody@example.com")
+        assert emu.emulator.tokens_issued == 1
+        clock.advance(1)
         provider.find("nobody@example.com")
         assert emu.emulator.tokens_issued == 2
         assert 401 not in _statuses(emu)

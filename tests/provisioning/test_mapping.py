@@ -6,7 +6,7 @@ import uuid
 
 import pytest
 
-from idp.directory.person import Person
+from idp.person import Person
 from idp.provisioning import MailboxSpec, PersonNotProvisionable, changed_fields, spec_from_person
 from idp.provisioning.mapping import department_from_dn
 

@@ -13,16 +13,16 @@ from typing import Any
 import pytest
 
 from idp.audit import AuditTrail
-from idp.directory.person import Person
+from idp.demo.alimail_emulator import RunningEmulator
+from idp.person import Person
 from idp.provisioning.alimail import AlimailProvider, AlimailSettings
-from idp.provisioning.alimail_emulator import RunningEmulator
 from idp.provisioning.jit import JitProvisioner, JitRefused
 from idp.provisioning.outbox import Outbox, OutboxWorker
 from idp.provisioning.provider import MailboxSpec
 from idp.provisioning.records import ProvisioningRecords
 from idp.settings import ProvisioningSettings
 from idp.store.db import Database
-from idp.store.models import utcnow
+from tests.support import FakeClock
 
 
 @pytest.fixture
@@ -33,8 +33,13 @@ def db(tmp_path: Path) -> Iterator[Database]:
 
 
 @pytest.fixture
-def outbox(db: Database) -> Outbox:
-    return Outbox(db, lease_seconds=30, max_backoff=600)
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def outbox(db: Database, clock: FakeClock) -> Outbox:
+    return Outbox(db, lease_seconds=30, max_backoff=600, now=clock.now)
 
 
 @pytest.fixture
@@ -57,7 +62,10 @@ def worker_for(
 
 def spec(name: str = "dora", **fields: Any) -> MailboxSpec:
     values: dict[str, Any] = {
-        "email": f"{name}@example.com", "display_name": name.title(), "department": ("Sales",), "title": "Rep"
+        "email": f"{name}@example.com",
+        "display_name": name.title(),
+        "department": ("Sales",),
+        "title": "Rep",
     }
     return MailboxSpec(**{**values, **fields})
 
@@ -100,26 +108,29 @@ def test_the_worker_creates_the_mailbox_records_it_and_audits(
 
 
 def test_a_worker_that_died_after_claiming_is_recovered_exactly_once(
-    db: Database, outbox: Outbox, emulator: RunningEmulator, worker_for: Callable[[str], OutboxWorker]
+    outbox: Outbox, clock: FakeClock, emulator: RunningEmulator, worker_for: Callable[[str], OutboxWorker]
 ) -> None:
     outbox.enqueue("g1", "dora", spec(), "provider_unavailable: down")
-    # Claimed, then the process died before calling the provider; its lease is short for the test.
-    assert Outbox(db, lease_seconds=0.5).claim("dead-worker")
+    assert outbox.claim("dead-worker")  # and then the process died before calling the provider
+    clock.advance(outbox.lease_seconds)
     assert worker_for("w").run_once().handled == 0  # the lease still holds: nobody else touches the row
-    time.sleep(0.6)
+    clock.advance(1)
     assert worker_for("w").run_once().done == 1  # expired: another worker takes it over
     assert creates(emulator) == 1 and len(emulator.emulator.users()) == 1
     assert outbox.items() == []
 
 
 def test_a_worker_that_died_after_the_create_call_does_not_create_twice(
-    db: Database, outbox: Outbox, emulator: RunningEmulator, alimail: AlimailProvider,
+    outbox: Outbox,
+    clock: FakeClock,
+    emulator: RunningEmulator,
+    alimail: AlimailProvider,
     worker_for: Callable[[str], OutboxWorker],
 ) -> None:
     outbox.enqueue("g1", "dora", spec(), "provider_unavailable: down")
-    assert Outbox(db, lease_seconds=0.2).claim("dead-worker")
+    assert outbox.claim("dead-worker")
     alimail.create(spec())  # its create reached the provider; it died before marking the row done
-    time.sleep(0.3)
+    clock.advance(outbox.lease_seconds + 1)
     report = worker_for("w").run_once()
     assert report.done == 1
     assert creates(emulator) == 1 and len(emulator.emulator.users()) == 1
@@ -127,7 +138,11 @@ def test_a_worker_that_died_after_the_create_call_does_not_create_twice(
 
 
 def test_an_outage_backs_off_and_the_row_succeeds_later(
-    db: Database, outbox: Outbox, emulator: RunningEmulator, worker_for: Callable[[str], OutboxWorker]
+    db: Database,
+    outbox: Outbox,
+    clock: FakeClock,
+    emulator: RunningEmulator,
+    worker_for: Callable[[str], OutboxWorker],
 ) -> None:
     outbox.enqueue("g1", "dora", spec(), "provider_unavailable: down")
     emulator.faults.fail_next(50, status=503)
@@ -135,7 +150,7 @@ def test_an_outage_backs_off_and_the_row_succeeds_later(
     assert (report.done, report.retried) == (0, 1)
     (item,) = outbox.items(failed_only=True)
     assert item.state == "pending" and "provider_unavailable" in (item.last_error or "")
-    assert item.next_attempt_at > utcnow() + timedelta(seconds=20)  # backed off, not due again at once
+    assert item.next_attempt_at > clock.now() + timedelta(seconds=20)  # backed off, not due again at once
     assert outbox.claim("w") == []
     emulator.faults.clear()
 
@@ -159,8 +174,7 @@ def test_a_rejected_spec_is_given_up_and_listed_as_failed(
 def test_a_row_provisioned_since_by_someone_else_is_done_without_a_provider_call(
     db: Database, outbox: Outbox, emulator: RunningEmulator, worker_for: Callable[[str], OutboxWorker]
 ) -> None:
-    outbox.enqueue("g1", "dora", spec(), "provider_unavailable: down")
-    time.sleep(0.01)
+    outbox.enqueue("g1", "dora", spec(), "provider_unavailable: down")  # the outbox's clock stands still
     ProvisioningRecords(db).succeeded(  # the sync provisioned AD's newer state after the row was queued
         "g1", username="dora", email="dora@example.com", mailbox_id="m1", spec=spec(title="Lead"), frozen=False
     )
@@ -250,8 +264,14 @@ def test_jit_thaws_only_a_mailbox_the_sync_froze(
     for name, by_sync in (("dora", True), ("erin", False)):
         mailbox = alimail.freeze(f"{name}@example.com")
         if by_sync:
-            records.succeeded(str(person(name).guid), username=name, email=mailbox.email, mailbox_id=mailbox.id,
-                              spec=mailbox.spec(), frozen=True)
+            records.succeeded(
+                str(person(name).guid),
+                username=name,
+                email=mailbox.email,
+                mailbox_id=mailbox.id,
+                spec=mailbox.spec(),
+                frozen=True,
+            )
     assert jit.provision(person()).action == "provisioned"
     assert alimail.get("dora@example.com").frozen is False
     jit.provision(person("erin"))  # frozen by an admin by hand: stays frozen

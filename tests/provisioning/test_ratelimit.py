@@ -9,11 +9,12 @@ from collections.abc import Callable
 
 import pytest
 
+from idp.demo.alimail_emulator import RunningEmulator, run_emulator
 from idp.provisioning import RateLimited
 from idp.provisioning.alimail import AlimailProvider, AlimailSettings
-from idp.provisioning.alimail_emulator import RunningEmulator, run_emulator
 from idp.provisioning.provider import MailboxSpec
 from idp.provisioning.ratelimit import LocalArrivalWindow, LocalRateLimiter, RedisArrivalWindow, RedisRateLimiter
+from tests.support import FakeClock
 
 
 def _run_in_threads(work: Callable[[], None], count: int) -> float:
@@ -40,20 +41,22 @@ def _run_in_threads(work: Callable[[], None], count: int) -> float:
 
 
 def test_local_limiter_spaces_requests() -> None:
-    limiter = LocalRateLimiter(rate_per_second=50)
-    started = time.monotonic()
+    clock = FakeClock()
+    limiter = LocalRateLimiter(rate_per_second=50, clock=clock, sleep=clock.advance)
+    started = clock()
     for _ in range(26):
         limiter.acquire()
-    # 26 requests at 50/s need at least 25 intervals of 20 ms.
-    assert time.monotonic() - started >= 0.5 * 0.95
+    # 26 requests at 50/s need 25 intervals of 20 ms, and no more.
+    assert clock() - started == pytest.approx(0.5)
 
 
 def test_limiter_gives_up_with_rate_limited_past_max_wait() -> None:
-    limiter = LocalRateLimiter(rate_per_second=1, max_wait=0.1)
+    clock = FakeClock()
+    limiter = LocalRateLimiter(rate_per_second=1, max_wait=0.1, clock=clock, sleep=clock.advance)
     limiter.acquire()
     with pytest.raises(RateLimited) as caught:
         limiter.acquire()
-    assert caught.value.retry_after == pytest.approx(1.0, abs=0.1)
+    assert caught.value.retry_after == pytest.approx(1.0)
 
 
 def test_two_redis_limiters_on_one_key_share_the_rate(redis_url: str, redis_key: str) -> None:

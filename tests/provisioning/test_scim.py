@@ -10,7 +10,7 @@ import pytest
 
 from idp.provisioning import Conflict, MailboxSpec, NotFound, Rejected, Unavailable, ensure_mailbox
 from idp.provisioning.scim import ScimProvider, ScimSettings
-from tests.provisioning.conftest import ScimServer
+from tests.provisioning.support import ScimServer
 
 ALICE = MailboxSpec(
     email="alice@example.com",

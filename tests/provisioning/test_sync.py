@@ -14,17 +14,16 @@ from typing import Any
 import pytest
 
 from idp.audit import AuditTrail
+from idp.demo.alimail_emulator import RunningEmulator
 from idp.demo.samba_dc import SambaDC
 from idp.directory.listing import DirectoryListing
 from idp.provisioning.alimail import AlimailProvider
-from idp.provisioning.alimail_emulator import RunningEmulator
 from idp.provisioning.records import ProvisioningRecords
 from idp.provisioning.scim import ScimProvider, ScimSettings
 from idp.provisioning.sync import EXIT_FAILURES, EXIT_OK, EXIT_REFUSED, MailboxSync
 from idp.settings import LdapSettings, ProvisioningSettings, render_toml
 from idp.store.db import Database
-from idp.store.lease import Lease
-from tests.provisioning.conftest import ScimServer, alimail_settings
+from tests.provisioning.support import ScimServer, alimail_settings
 from tests.provisioning.sync_lab import SyncLab
 
 pytestmark = pytest.mark.ad
@@ -279,19 +278,6 @@ def test_sync_through_scim(lab: SyncLab, scim_server: ScimServer, ldap_settings:
         assert provider.find(yan.mail).frozen  # type: ignore[union-attr]
 
 
-def test_the_lease_admits_one_runner_and_expires(db: Database) -> None:
-    first, second = Lease(db, ttl_seconds=60), Lease(db, ttl_seconds=60)
-    assert first.try_acquire()
-    assert not second.try_acquire()
-    assert first.try_acquire()  # renewing our own
-    first.release()
-    assert second.try_acquire()
-    expired = Lease(db, ttl_seconds=-1)  # a holder that died: its lease is already over
-    second.release()
-    assert expired.try_acquire()
-    assert first.try_acquire()
-
-
 # -- the CLI --------------------------------------------------------------------------------------
 
 
@@ -329,7 +315,11 @@ def test_dry_run_prints_the_plan_and_changes_nothing(
     plan = json.loads(out)
     assert plan["counts"]["create"] == 1, err
     assert plan["actions"][0] == {
-        "action": "create", "username": amy.username, "email": amy.mail, "reason": "new in AD", "changes": {}
+        "action": "create",
+        "username": amy.username,
+        "email": amy.mail,
+        "reason": "new in AD",
+        "changes": {},
     }
     table = idp_sync(config, "--dry-run")
     text, _ = table.communicate(timeout=60)

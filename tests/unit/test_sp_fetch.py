@@ -69,7 +69,7 @@ def test_only_https_or_loopback_http(url: str) -> None:
 
 def test_nothing_listening() -> None:
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
+        s.bind(("127.0.0.1", 0))  # bound, never listening: connections are refused, and nobody else gets the port
         port = s.getsockname()[1]
-    with pytest.raises(FetchError, match="cannot download"):
-        fetch_metadata(f"http://127.0.0.1:{port}/md", timeout=2)
+        with pytest.raises(FetchError, match="cannot download"):
+            fetch_metadata(f"http://127.0.0.1:{port}/md", timeout=2)

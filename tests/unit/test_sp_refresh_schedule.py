@@ -13,11 +13,12 @@ from idp.settings import MetadataSettings, load_settings
 from idp.sps.errors import MetadataError
 from idp.sps.registry import SpRegistry
 from idp.sps.remote import next_refresh, retry_after_failure
-from idp.sps.scheduler import LEASE_NAME, MetadataRefresher
+from idp.sps.scheduler import LEASE_NAME, LEASE_SECONDS, MetadataRefresher
 from idp.sps.service import SpService
 from idp.sps.validate import inspect_sp_metadata
 from idp.store.db import Database
 from idp.store.lease import Lease
+from tests.support import FakeClock
 from tests.unit.sp_fixtures import Route, http_server, sp_metadata, write_config
 
 NOW = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
@@ -90,16 +91,40 @@ def test_the_background_round_runs_in_one_process_at_a_time(tmp_path: Path) -> N
             service.add_from_url(f"{base}/md", actor="anna")
             due = service.url_sources()[entity].next_refresh_at
             routes["/md"] = Route(sp_metadata(entity, acs="https://sp.example.test/changed"))
-            refresher = MetadataRefresher(settings, db, registry, AuditTrail(db))
-            assert refresher.tick(due - timedelta(seconds=1)) is None  # nothing due: no lease, no download
+            clock = FakeClock(start=due - timedelta(seconds=1))
+            refresher = MetadataRefresher(settings, db, registry, AuditTrail(db), now=clock.now)
+            assert refresher.tick() is None  # nothing due: no lease, no download
+            clock.advance(1)
 
-            other_node = Lease(db, LEASE_NAME)
+            other_node = Lease(db, LEASE_NAME, now=clock.now)
             assert other_node.try_acquire()
-            assert refresher.tick(due) is None  # another process is at it
+            assert refresher.tick() is None  # another process is at it
             assert registry.get(entity).acs_urls == ("https://sp.example.test/saml/acs",)
             other_node.release()
 
-            [result] = refresher.tick(due)
+            [result] = refresher.tick()
         assert result.changed and registry.get(entity).acs_urls == ("https://sp.example.test/changed",)
+    finally:
+        db.dispose()
+
+
+def test_a_process_that_died_during_a_round_holds_the_others_off_until_its_lease_expires(tmp_path: Path) -> None:
+    settings = load_settings(write_config(tmp_path))
+    db = Database(settings.database_url)
+    try:
+        registry = SpRegistry(settings.metadata.dir, db, settings.sp_defaults)
+        service = SpService(settings, db, registry, AuditTrail(db))
+        entity = "https://sp.example.test/saml/metadata"
+        with http_server({"/md": Route(sp_metadata(entity))}) as base:
+            service.add_from_url(f"{base}/md", actor="anna")
+            clock = FakeClock(start=service.url_sources()[entity].next_refresh_at)
+            refresher = MetadataRefresher(settings, db, registry, AuditTrail(db), now=clock.now)
+            assert Lease(db, LEASE_NAME, ttl_seconds=LEASE_SECONDS, now=clock.now).try_acquire()  # and then died
+
+            clock.advance(LEASE_SECONDS - 1)
+            assert refresher.tick() is None
+            clock.advance(2)
+            [result] = refresher.tick()
+        assert not result.changed
     finally:
         db.dispose()
