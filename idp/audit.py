@@ -11,10 +11,11 @@ import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Select, bindparam, func, insert, select
+from sqlalchemy import Select, Table, bindparam, func, insert, select
 
+from idp import codes
 from idp.store.db import Database
 from idp.store.models import AuditEvent
 
@@ -22,7 +23,8 @@ log = logging.getLogger("idp.audit")
 
 # One compiled statement, executed on a bare connection: an ORM session (identity map, unit of work, flush)
 # cost a sixth of an SSO response's CPU for a row nobody reads back.
-_INSERT = insert(AuditEvent.__table__)
+# (Declarative types __table__ as any FromClause; a class mapped to one table has that Table.)
+_INSERT = insert(cast(Table, AuditEvent.__table__))
 
 
 @dataclass(frozen=True)
@@ -52,10 +54,10 @@ class AuditTrail:
 
     def record(
         self,
-        event: str,
-        result: str,
+        event: codes.AuditEvent,
+        result: codes.AuditResult,
         *,
-        reason: str | None = None,
+        reason: codes.AuditReason | None = None,
         username: str | None = None,
         sp: str | None = None,
         ip: str | None = None,
@@ -77,14 +79,14 @@ class AuditTrail:
 
     def record_change(
         self,
-        event: str,
+        event: codes.AuditEvent,
         *,
         actor: str,
         sp: str | None = None,
         before: object = None,
         after: object = None,
-        result: str = "success",
-        reason: str | None = None,
+        result: codes.AuditResult = "success",
+        reason: codes.AuditReason | None = None,
         note: str | None = None,
         ip: str | None = None,
     ) -> None:
@@ -96,7 +98,12 @@ class AuditTrail:
         self.record(event, result, reason=reason, username=actor, sp=sp, ip=ip, detail=detail)
 
     def count_failures(
-        self, since: datetime, reasons: tuple[str, ...], *, username: str | None = None, ip: str | None = None
+        self,
+        since: datetime,
+        reasons: tuple[codes.SignInReason, ...],
+        *,
+        username: str | None = None,
+        ip: str | None = None,
     ) -> int:
         """Failed sign-ins since a time, for one username or one client address (indexed either way)."""
         params = {"since": since, "reasons": list(reasons), "username": username, "ip": ip}
@@ -111,18 +118,19 @@ class AuditTrail:
             .group_by(AuditEvent.sp_entity_id)
         )
         with self._db.engine.connect() as conn:
-            return {sp: at for sp, at in conn.execute(q)}
+            # The query already leaves out rows without an SP; the test is for the type checker.
+            return {sp: at for sp, at in conn.execute(q) if sp is not None}
 
-    def recent(self, limit: int = 100, *, username: str | None = None, event: str | None = None) -> list[AuditRecord]:
+    def recent(
+        self, limit: int = 100, *, username: str | None = None, event: codes.AuditEvent | None = None
+    ) -> list[AuditRecord]:
         q = select(AuditEvent).order_by(AuditEvent.id.desc()).limit(limit)
         if username:
             q = q.where(AuditEvent.username == username)
         if event:
             q = q.where(AuditEvent.event == event)
         with self._db.session() as s:
-            return [
-AuditRecord.from_row(r) for r in s.scalars(q)
-            ]
+            return [AuditRecord.from_row(r) for r in s.scalars(q)]
 
 
 @cache

@@ -14,14 +14,16 @@ import io
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
+from typing import get_args
 
 from sqlalchemy import ColumnElement, Connection, Result, Select, func, literal_column, select
 
 from idp.audit import AuditRecord
+from idp.codes import AuditResult
 from idp.store.db import Database
 from idp.store.models import AuditEvent
 
-RESULTS = ("success", "failure", "refused", "error")
+RESULTS: tuple[AuditResult, ...] = get_args(AuditResult)
 PAGE_SIZE = 50
 DEFAULT_CHART_DAYS = 14
 MAX_CHART_DAYS = 92
@@ -308,4 +310,3 @@ def _exists(conn: Connection, q: Select) -> bool:
 
 def _rows(result: Result) -> list[AuditRecord]:
     return [AuditRecord.from_row(r) for r in result]
-

@@ -7,11 +7,13 @@ to pick the translated message; it never contains the password or anything the u
 
 from __future__ import annotations
 
+from idp.codes import DirectoryReason
+
 
 class DirectoryError(Exception):
     """Base for everything the directory can refuse or fail with."""
 
-    reason: str = "directory_error"
+    reason: DirectoryReason = "directory_error"
 
     def __init__(self, detail: str = "") -> None:
         super().__init__(detail or self.reason)

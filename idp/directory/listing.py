@@ -19,8 +19,8 @@ from ldap3 import BASE, SUBTREE, Connection
 from ldap3.utils.conv import escape_filter_chars
 
 from idp.directory.errors import DirectoryError
-from idp.directory.person import Person
 from idp.directory.pool import ConnectionPool, DomainControllers
+from idp.person import Person
 from idp.settings import LdapSettings
 
 # AD's rule for "member of, transitively" (LDAP_MATCHING_RULE_IN_CHAIN).
@@ -104,7 +104,11 @@ class DirectoryListing:
         search_filter = f"(&{self._settings.user_filter}{extra_filter}{usn_filter})"
         found: dict[uuid.UUID, ListedPerson] = {}
         for base in bases:
-            for listed in self._pool.run(lambda conn, base=base: list(self._page_through(conn, base, search_filter))):
+            # (A def rather than a lambda: mypy cannot type a lambda with a default argument.)
+            def search(conn: Connection, base: str = base) -> list[ListedPerson]:
+                return list(self._page_through(conn, base, search_filter))
+
+            for listed in self._pool.run(search):
                 found[listed.person.guid] = listed  # overlapping OUs list someone once
         return list(found.values())
 

@@ -12,6 +12,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
+from idp.codes import ProviderReason
+
 
 @dataclass(frozen=True)
 class MailboxSpec:
@@ -73,7 +75,7 @@ class ProviderError(Exception):
     and never carries a token or a secret.
     """
 
-    reason: str = "provider_error"
+    reason: ProviderReason = "provider_error"
 
 
 class NotFound(ProviderError):

@@ -26,6 +26,7 @@ from scim2_client.engines.httpx2 import SyncSCIMClient
 from scim2_models import (
     Email,
     EnterpriseUser,
+    ListResponse,
     Name,
     PatchOp,
     PatchOperation,
@@ -37,7 +38,6 @@ from scim2_models import (
 )
 from scim2_models import ScimProvider as ScimServiceDescription
 
-from idp.provisioning.config import ScimSettings
 from idp.provisioning.provider import (
     Conflict,
     Mailbox,
@@ -50,6 +50,7 @@ from idp.provisioning.provider import (
 )
 from idp.provisioning.ratelimit import RateLimiter, make_rate_limiter
 from idp.provisioning.retry import RetryPolicy, parse_retry_after
+from idp.settings import ScimSettings
 
 T = TypeVar("T")
 ScimUser = User[EnterpriseUser]
@@ -199,18 +200,25 @@ class ScimProvider:
         user_id = self._resolve_id(id_or_email)
         return _to_mailbox(self._call(lambda: self._scim.query(ScimUser, user_id), f"read user {user_id}"))
 
+    def _search(self, search: SearchRequest[ScimUser], what: str) -> ListResponse[ScimUser]:
+        result = self._call(lambda: self._scim.query(ScimUser, query_parameters=search), what)
+        # scim2-client types every answer as "or an Error, or a dict": those come back only when it is told
+        # not to raise SCIM errors or not to check payloads, which we never do.
+        if not isinstance(result, ListResponse):
+            raise Rejected("InvalidResponse", f"not a SCIM ListResponse but {type(result).__name__}", what)
+        return result
+
     def find(self, email: str) -> Mailbox | None:
-        search = SearchRequest(filter=f'userName eq "{_escape(email)}"', count=2)
-        result = self._call(lambda: self._scim.query(ScimUser, query_parameters=search), f"find user {email}")
-        resources = result.resources or []
+        search: SearchRequest[ScimUser] = SearchRequest(filter=f'userName eq "{_escape(email)}"', count=2)
+        resources = self._search(search, f"find user {email}").resources or []
         return _to_mailbox(resources[0]) if resources else None
 
     def list_all(self, page_size: int = 100) -> Iterator[Mailbox]:
         count = max(1, min(page_size, MAX_PAGE_SIZE))
         start = 1
         while True:
-            search = SearchRequest(start_index=start, count=count)
-            page = self._call(lambda s=search: self._scim.query(ScimUser, query_parameters=s), "list users")
+            search: SearchRequest[ScimUser] = SearchRequest(start_index=start, count=count)
+            page = self._search(search, "list users")
             resources = page.resources or []
             for user in resources:
                 yield _to_mailbox(user)
@@ -235,11 +243,11 @@ class ScimProvider:
         return self._patch(id_or_email, _operations(changes), f"update user {id_or_email}")
 
     def freeze(self, id_or_email: str) -> Mailbox:
-        op = PatchOperation(op="replace", path="active", value=False)
+        op: PatchOperation[Any] = PatchOperation(op="replace", path="active", value=False)
         return self._patch(id_or_email, [op], f"deactivate user {id_or_email}")
 
     def unfreeze(self, id_or_email: str) -> Mailbox:
-        op = PatchOperation(op="replace", path="active", value=True)
+        op: PatchOperation[Any] = PatchOperation(op="replace", path="active", value=True)
         return self._patch(id_or_email, [op], f"activate user {id_or_email}")
 
     def delete(self, id_or_email: str) -> None:

@@ -25,9 +25,10 @@ from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 from idp.audit import AuditTrail
+from idp.codes import ProvisioningAction
 from idp.directory.listing import DirectoryListing, ListedPerson, Scope, Watermark
 from idp.provisioning.mapping import PersonNotProvisionable, spec_from_person
 from idp.provisioning.provider import Conflict, Mailbox, MailboxSpec, Provider, ProviderError, changed_fields
@@ -39,7 +40,7 @@ from idp.store.models import utcnow
 
 log = logging.getLogger(__name__)
 
-ActionKind = Literal["create", "update", "freeze", "unfreeze", "delete", "skip"]
+ActionKind = ProvisioningAction  # the audit trail records each as a provision row's reason
 WRITE_KINDS: tuple[ActionKind, ...] = ("create", "update", "freeze", "unfreeze", "delete")
 EXIT_OK, EXIT_FAILURES, EXIT_REFUSED = 0, 1, 2
 
@@ -104,7 +105,7 @@ class Plan:
         return self.freezes / max(self.active_mailboxes, 1)
 
     def counts(self) -> dict[str, int]:
-        counts = dict.fromkeys((*WRITE_KINDS, "skip"), 0)
+        counts: dict[str, int] = dict.fromkeys((*WRITE_KINDS, "skip"), 0)
         for action in self.actions:
             counts[action.kind] += 1
         return {**counts, "unchanged": self.unchanged}
@@ -225,8 +226,9 @@ class MailboxSync:
 
         if since is None:
             people = self._listing.people(self._scope)
-            listed: _ListedMailboxes | None = _ListedMailboxes(self._provider.list_all())
-            mailboxes: _Mailboxes = listed
+            full = _ListedMailboxes(self._provider.list_all())
+            mailboxes: _Mailboxes = full
+            listed: _ListedMailboxes | None = full
             in_scope = {str(p.person.guid) for p in people}
             leavers = [r for guid, r in records.items() if guid not in in_scope]
         else:
@@ -260,9 +262,7 @@ class MailboxSync:
 
     # -- applying ---------------------------------------------------------------------------------
 
-    def apply(
-        self, plan: Plan, *, force: bool = False, on_done: Callable[[Outcome], None] | None = None
-    ) -> SyncReport:
+    def apply(self, plan: Plan, *, force: bool = False, on_done: Callable[[Outcome], None] | None = None) -> SyncReport:
         """Carry out the plan; one person's failure is recorded and reported, never stops the others."""
         share = self.settings.freeze_brake_share
         if plan.freezes and plan.freeze_share > share and not force:
@@ -416,8 +416,9 @@ class _Planner:
             elif not mailbox.frozen:
                 self.actions.append(Action("freeze", guid, username, mailbox.email, "disabled in AD", spec, mailbox.id))
             elif self._delete_due(record):
-                self.actions.append(Action("delete", guid, username, mailbox.email, self._delete_reason(), spec,
-                                           mailbox.id))
+                self.actions.append(
+                    Action("delete", guid, username, mailbox.email, self._delete_reason(), spec, mailbox.id)
+                )
             else:
                 self._matches(guid, username, mailbox, mailbox.spec(), record, frozen_by_us=True)
             return

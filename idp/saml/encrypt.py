@@ -17,6 +17,9 @@ import binascii
 import xmlsec
 from lxml import etree
 
+# Imported by name: xmlsec's stubs leave ``template`` out of the names ``import xmlsec`` gives.
+from xmlsec import template as xmlsec_template
+
 CONTENT_ENCRYPTION = "http://www.w3.org/2009/xmlenc11#aes256-gcm"
 KEY_TRANSPORT = "http://www.w3.org/2001/04/xmlenc#rsa-oaep-mgf1p"
 _SAML_NS = "urn:oasis:names:tc:SAML:2.0:assertion"
@@ -41,16 +44,18 @@ def encrypt_assertion(assertion: etree._Element, certificate_b64: str) -> etree.
     plaintext = etree.tostring(assertion)  # carries every namespace declaration in scope
     wrapper = assertion.makeelement(f"{{{_SAML_NS}}}EncryptedAssertion")
     assertion.addprevious(wrapper)
-    template = xmlsec.template.encrypted_data_create(
+    response = assertion.getparent()
+    assert response is not None  # addprevious refuses an element sibling to a root, so there is a parent
+    template = xmlsec_template.encrypted_data_create(
         wrapper, xmlsec.constants.TransformAes256Gcm, type=xmlsec.constants.TypeEncElement, ns="xenc"
     )
     wrapper.append(template)
-    xmlsec.template.encrypted_data_ensure_cipher_value(template)
+    xmlsec_template.encrypted_data_ensure_cipher_value(template)
     # No prefix for KeyInfo: the binding would rename the response's own prefix for the dsig namespace (it
     # sets the prefix on the shared declaration), and with it break the signature inside the assertion.
-    key_info = xmlsec.template.encrypted_data_ensure_key_info(template)
-    encrypted_key = xmlsec.template.add_encrypted_key(key_info, xmlsec.constants.TransformRsaOaep)
-    xmlsec.template.encrypted_data_ensure_cipher_value(encrypted_key)
+    key_info = xmlsec_template.encrypted_data_ensure_key_info(template)
+    encrypted_key = xmlsec_template.add_encrypted_key(key_info, xmlsec.constants.TransformRsaOaep)
+    xmlsec_template.encrypted_data_ensure_cipher_value(encrypted_key)
 
     manager = xmlsec.KeysManager()
     manager.add_key(_certificate_key(certificate_b64))
@@ -59,9 +64,9 @@ def encrypt_assertion(assertion: etree._Element, certificate_b64: str) -> etree.
         ctx.key = xmlsec.Key.generate(xmlsec.constants.KeyDataAes, 256, xmlsec.constants.KeyDataTypeSession)
         ctx.encrypt_binary(template, plaintext)
     except xmlsec.Error as exc:
-        wrapper.getparent().remove(wrapper)
+        response.remove(wrapper)
         raise EncryptionError(f"encrypting the assertion failed: {exc}") from exc
-    assertion.getparent().remove(assertion)
+    response.remove(assertion)
     return wrapper
 
 

@@ -2,20 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from idp.codes import RequestReason
 
-Reason = Literal[
-    "unknown_sp",
-    "acs_not_in_metadata",
-    "unsigned_request",
-    "bad_signature",
-    "malformed",
-    "too_large",
-    "hostile_xml",
-    "unsupported_binding",
-    "sp_disabled",
-    "sp_metadata_expired",
-]
+Reason = RequestReason
 
 
 class SamlRequestError(Exception):
@@ -27,6 +16,6 @@ class SamlRequestError(Exception):
 
     def __init__(self, reason: Reason, message: str, sp_entity_id: str | None = None) -> None:
         super().__init__(f"{reason}: {message}")
-        self.reason: str = reason
+        self.reason: RequestReason = reason
         self.message = message
         self.sp_entity_id = sp_entity_id

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+from idp.codes import SpRegistryReason
+
 
 class SpRegistryError(Exception):
     """Base class: ``str(error)`` is the message for the admin, ``reason`` the audit trail's short code."""
 
-    reason = "error"
+    reason: SpRegistryReason = "error"
 
 
 class MetadataError(SpRegistryError):
     """SP metadata we refuse; ``element`` names the element at fault (None: the whole document)."""
 
-    reason = "invalid_metadata"
+    reason: SpRegistryReason = "invalid_metadata"
 
     def __init__(self, problem: str, element: str | None = None) -> None:
         self.problem = problem
@@ -63,7 +65,7 @@ class RegistryStorageError(SpRegistryError):
 class FetchError(SpRegistryError):
     """Metadata could not be downloaded from a URL."""
 
-    reason = "fetch_failed"
+    reason: SpRegistryReason = "fetch_failed"
 
 
 class FetchRefused(FetchError):

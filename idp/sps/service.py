@@ -18,6 +18,7 @@ from typing import Any, Protocol
 from pydantic import ValidationError
 
 from idp.audit import AuditTrail
+from idp.codes import AuditEvent
 from idp.settings import Settings
 from idp.sps import certs
 from idp.sps.errors import (
@@ -337,7 +338,7 @@ class SpService:
 
     def set_enabled(self, entity_id: str, enabled: bool, *, actor: str, ip: str | None = None) -> SpPolicy:
         """Switch sign-in to the SP on or off; only the policy's ``enabled`` changes."""
-        event = "sp_enabled" if enabled else "sp_disabled"
+        event: AuditEvent = "sp_enabled" if enabled else "sp_disabled"
         try:
             if self._registry.get(entity_id) is None:
                 raise UnknownSpError(entity_id)
@@ -406,7 +407,7 @@ class SpService:
 
     def refused(
         self,
-        event: str,
+        event: AuditEvent,
         exc: SpRegistryError,
         *,
         actor: str,

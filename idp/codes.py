@@ -1,0 +1,170 @@
+"""The stable codes of the audit trail: event names, results, and the reasons a sign-in or request ends.
+
+They are written to the audit trail, counted in metrics, and used as the keys of the words a person or an
+admin reads, so each is a ``Literal`` that mypy holds every use to: a code used somewhere but missing here
+(and so missing its words) is a type error, not a blank on a page.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+AccessReason = Literal[
+    "sp_disabled",
+    "sp_metadata_expired",
+    "not_in_allowed_group",
+    "no_role_for_user",
+    "sp_cannot_encrypt",
+]
+"""Why the access decision (idp.access) keeps a person out of an SP."""
+
+DirectoryReason = Literal[
+    "invalid_credentials",
+    "account_disabled",
+    "account_expired",
+    "account_locked",
+    "password_expired",
+    "password_must_change",
+    "logon_hours",
+    "workstation_restricted",
+    "directory_unavailable",
+    "service_account_rejected",
+    "directory_error",
+]
+"""What Active Directory said to a password (idp.directory.errors)."""
+
+RequestReason = Literal[
+    "unknown_sp",
+    "acs_not_in_metadata",
+    "unsigned_request",
+    "bad_signature",
+    "malformed",
+    "too_large",
+    "hostile_xml",
+    "unsupported_binding",
+    "sp_metadata_expired",
+    "missing_request",
+    "idp_initiated_not_allowed",
+]
+"""Why a SAML request is refused before anyone is asked to sign in (idp.saml.errors)."""
+
+SignInReason = Literal[
+    AccessReason,
+    DirectoryReason,
+    "missing_username",
+    "empty_password",
+    "throttled",
+    "provisioning_failed",
+    "no_passive",
+    "no_nameid",
+]
+"""Why a sign-in ends without the person getting in: every one has words for the person."""
+
+SignInMethod = Literal["password", "sso_session"]
+"""How a sign-in that succeeded was proven: the ``reason`` of a successful ``signin`` row."""
+
+LogoutReason = Literal["idp_page", "sp_initiated"]
+"""Where a logout started."""
+
+ProvisioningAction = Literal["create", "update", "freeze", "unfreeze", "delete", "skip"]
+"""What the sync does to one mailbox (idp.provisioning.sync); a ``provision`` row's reason names it."""
+
+ProvisioningReason = Literal[ProvisioningAction, "jit", "outbox", "safety_brake"]
+"""Which path wrote a ``provision`` row: a sync action, sign-in (jit), a retry (outbox), or the safety brake."""
+
+ProviderReason = Literal[
+    "provider_error",
+    "provider_not_found",
+    "provider_conflict",
+    "provider_rate_limited",
+    "provider_rejected",
+    "provider_unavailable",
+]
+"""What a mailbox provider refused or failed with (idp.provisioning.provider)."""
+
+AdminAccessReason = Literal["admin_not_configured", "admin_not_member", "admin_directory_down"]
+"""Why the admin console turns a signed-in person away; each is also the key of the page's words."""
+
+AdminActionReason = Literal[
+    "bad_filter",
+    "bad_input",
+    "usable",
+    "not_usable",
+    "check_failed",
+    "found",
+    "not_found",
+    "directory_error",
+]
+"""The outcome of a console action that reads rather than changes: an export, a directory test, a user lookup."""
+
+KeyReason = Literal[
+    "out_of_order",
+    "next_key_exists",
+    "previous_not_retired",
+    "no_next_key",
+    "nothing_to_retire",
+    "keyring_error",
+]
+"""Why a key rollover step was refused (idp.keys.keyring) or could not be written."""
+
+SpRegistryReason = Literal[
+    "error",
+    "invalid_metadata",
+    "bad_metadata_signature",
+    "entity_id_changed",
+    "duplicate_entity_id",
+    "unknown_sp",
+    "bad_stored_policy",
+    "storage_error",
+    "fetch_failed",
+    "fetch_refused_url",
+    "fetch_timeout",
+    "fetch_http_error",
+    "fetch_too_large",
+    "fetch_not_xml",
+    "invalid_policy",
+    "no_metadata_url",
+    "unreadable_source",
+]
+"""Why the SP registry refused a change (idp.sps.errors); the console and CLI show the error's own sentence."""
+
+AuditReason = Literal[
+    SignInReason,
+    SignInMethod,
+    RequestReason,
+    LogoutReason,
+    ProvisioningReason,
+    ProviderReason,
+    AdminAccessReason,
+    AdminActionReason,
+    KeyReason,
+    SpRegistryReason,
+]
+"""Every ``reason`` the audit trail is written with."""
+
+AuditEvent = Literal[
+    "signin",
+    "logout",
+    "saml_request",
+    "idp_initiated",
+    "provision",
+    "admin_access",
+    "admin_upload",
+    "admin_activity_export",
+    "admin_directory_test",
+    "admin_user_lookup",
+    "sp_added",
+    "sp_metadata_refreshed",
+    "sp_policy_changed",
+    "sp_enabled",
+    "sp_disabled",
+    "sp_removed",
+    "key_rollover_add",
+    "key_rollover_switch",
+    "key_rollover_retire",
+]
+"""What an audit row is about. The column is 40 characters wide (idp.store.models)."""
+
+AuditResult = Literal["success", "failure", "refused"]
+"""How it ended: done; tried and went wrong (a wrong password, a provider error, a keyring that cannot be
+written); or refused before anything was tried (bad input, no right to do it)."""
