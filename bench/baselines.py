@@ -27,10 +27,11 @@ from idp.demo.samba_dc import DemoUser, SambaDC
 from idp.directory.client import Directory
 from idp.saml import backend
 from idp.saml.algorithms import DIGEST_ALGORITHM, SIGNATURE_ALGORITHM
-from idp.saml.attributes import released
-from idp.saml.idp import PASSWORD_PROTECTED_TRANSPORT
+from idp.saml.responses import PASSWORD_PROTECTED_TRANSPORT
 from idp.saml.server import idp_config
 from idp.settings import Settings, SpDefaults
+from idp.sps.release import released_by_key
+from idp.sps.vocabulary import CATALOGUE
 
 
 class BaselineError(RuntimeError):
@@ -49,13 +50,23 @@ class SigningRate:
         return self.responses / self.seconds
 
     def as_dict(self) -> dict[str, object]:
-        return {"backend": self.backend, "responses": self.responses, "seconds": round(self.seconds, 3),
-                "per_second": round(self.per_second, 2)}
+        return {
+            "backend": self.backend,
+            "responses": self.responses,
+            "seconds": round(self.seconds, 3),
+            "per_second": round(self.per_second, 2),
+        }
 
 
 def pysaml2_signing_rate(
-    settings: Settings, sp_metadata: Path, sp_entity_id: str, acs_url: str, request_id: str,
-    *, in_process: bool, seconds: float,
+    settings: Settings,
+    sp_metadata: Path,
+    sp_entity_id: str,
+    acs_url: str,
+    request_id: str,
+    *,
+    in_process: bool,
+    seconds: float,
 ) -> SigningRate:
     """Signed responses per second from one pysaml2 Server, single thread: response and assertion signed,
     RSA-SHA256/SHA-256, the same IdP configuration, key, SP metadata and released attributes as the IdP.
@@ -73,7 +84,7 @@ def pysaml2_signing_rate(
         person = directory.find(SIGN_IN_USERS[0].username)
     if person is None or not person.mail:
         raise BaselineError(f"{SIGN_IN_USERS[0].username} not found in the benchmark DC")
-    identity = released(person, SpDefaults().attributes)
+    identity = {CATALOGUE[k].friendly_name: v for k, v in released_by_key(person, SpDefaults().attributes).items()}
 
     def one() -> str:
         response = server.create_authn_response(
@@ -82,8 +93,7 @@ def pysaml2_signing_rate(
             destination=acs_url,
             sp_entity_id=sp_entity_id,
             name_id=saml.NameID(format=saml.NAMEID_FORMAT_EMAILADDRESS, text=person.mail),
-            authn={"class_ref": PASSWORD_PROTECTED_TRANSPORT,
-                   "authn_instant": int(datetime.now(UTC).timestamp())},
+            authn={"class_ref": PASSWORD_PROTECTED_TRANSPORT, "authn_instant": int(datetime.now(UTC).timestamp())},
             sign_response=True,
             sign_assertion=True,
             sign_alg=SIGNATURE_ALGORITHM,
@@ -99,8 +109,9 @@ def pysaml2_signing_rate(
     while time.perf_counter() < deadline:
         one()
         count += 1
-    return SigningRate("in-process xmlsec" if in_process else "xmlsec1 subprocess", count,
-                       time.perf_counter() - started, sample)
+    return SigningRate(
+        "in-process xmlsec" if in_process else "xmlsec1 subprocess", count, time.perf_counter() - started, sample
+    )
 
 
 @dataclass(frozen=True)
@@ -111,9 +122,13 @@ class RsaCapacity:
     command: str
 
     def as_dict(self) -> dict[str, object]:
-        return {"sign_per_second": self.sign_per_second, "verify_per_second": self.verify_per_second,
-                "processes": self.processes, "command": self.command,
-                "responses_per_second_ceiling": round(self.sign_per_second / 2, 1)}
+        return {
+            "sign_per_second": self.sign_per_second,
+            "verify_per_second": self.verify_per_second,
+            "processes": self.processes,
+            "command": self.command,
+            "responses_per_second_ceiling": round(self.sign_per_second / 2, 1),
+        }
 
 
 _SPEED_LINE = re.compile(r"^rsa\s+2048 bits\s+\S+\s+\S+\s+([\d.]+)\s+([\d.]+)\s*$", re.MULTILINE)
@@ -125,8 +140,9 @@ def rsa2048_capacity(processes: int, seconds: int = 3) -> RsaCapacity:
     done = subprocess.run(command, capture_output=True, text=True, timeout=seconds * 4 + 60)
     match = _SPEED_LINE.search(done.stdout)
     if done.returncode != 0 or match is None:
-        raise BaselineError(f"{' '.join(command)} failed or printed no rsa 2048 line:\n{done.stdout[-800:]}"
-                            f"{done.stderr[-800:]}")
+        raise BaselineError(
+            f"{' '.join(command)} failed or printed no rsa 2048 line:\n{done.stdout[-800:]}{done.stderr[-800:]}"
+        )
     return RsaCapacity(float(match.group(1)), float(match.group(2)), processes, " ".join(command))
 
 
@@ -139,8 +155,15 @@ class LdapRebindClient:
         server = Server(dc.ldaps_url, tls=tls, get_info=NONE, connect_timeout=5)
         self._next_user = first_user
         user = self.prepare()
-        self._conn = Connection(server, user=user.upn, password=user.password, authentication=SIMPLE,
-                                receive_timeout=10, read_only=True, raise_exceptions=False)
+        self._conn = Connection(
+            server,
+            user=user.upn,
+            password=user.password,
+            authentication=SIMPLE,
+            receive_timeout=10,
+            read_only=True,
+            raise_exceptions=False,
+        )
         if not self._conn.bind():
             raise BaselineError(f"first bind as {user.upn} failed: {self._conn.result}")
 

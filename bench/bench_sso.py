@@ -82,8 +82,13 @@ def _measure(
         name = "in-process" if in_process else "xmlsec1"
         with _phase(f"pysaml2 signing, {name} backend"):
             rate = pysaml2_signing_rate(
-                settings, env.sp_metadata_file, sp.entity_id, sp.acs_url,
-                requests_.signed_redirect().request_id, in_process=in_process, seconds=baseline_seconds,
+                settings,
+                env.sp_metadata_file,
+                sp.entity_id,
+                sp.acs_url,
+                requests_.signed_redirect().request_id,
+                in_process=in_process,
+                seconds=baseline_seconds,
             )
         _check_samples(requests_, [rate.sample], f"pysaml2 {name}", problems)
         signing[name] = rate
@@ -94,8 +99,12 @@ def _measure(
     for n in levels:
         with _phase(f"SSO-session responses, {n} client(s)"):
             step = run_step(
-                "sso_session", lambda i: SsoSessionClient(requests_, SIGN_IN_USERS[i % len(SIGN_IN_USERS)], i),
-                n, seconds=seconds, max_ops_per_client=_MAX_OPS_PER_CLIENT, watch_cpu=watch,
+                "sso_session",
+                lambda i: SsoSessionClient(requests_, SIGN_IN_USERS[i % len(SIGN_IN_USERS)], i),
+                n,
+                seconds=seconds,
+                max_ops_per_client=_MAX_OPS_PER_CLIENT,
+                watch_cpu=watch,
             )
         _check_step(requests_, step, problems)
         sso_steps.append(step)
@@ -105,13 +114,25 @@ def _measure(
     for n in levels:
         # Each login level is followed at once by its baseline, so drift in the machine's load hits both.
         with _phase(f"password logins, {n} client(s)"):
-            step = run_step("password_login", lambda i: PasswordLoginClient(requests_, i), n, seconds=seconds,
-                            max_ops_per_client=_MAX_OPS_PER_CLIENT, watch_cpu=watch)
+            step = run_step(
+                "password_login",
+                lambda i: PasswordLoginClient(requests_, i),
+                n,
+                seconds=seconds,
+                max_ops_per_client=_MAX_OPS_PER_CLIENT,
+                watch_cpu=watch,
+            )
         _check_step(requests_, step, problems)
         login_steps.append(step)
         with _phase(f"bare ldap3 re-bind, {n} client(s)"):
-            step = run_step("ldap_rebind", lambda i: LdapRebindClient(dc, i), n, seconds=seconds,
-                            max_ops_per_client=_MAX_OPS_PER_CLIENT, watch_cpu=watch)
+            step = run_step(
+                "ldap_rebind",
+                lambda i: LdapRebindClient(dc, i),
+                n,
+                seconds=seconds,
+                max_ops_per_client=_MAX_OPS_PER_CLIENT,
+                watch_cpu=watch,
+            )
         if step.errors:
             problems.append(f"ldap_rebind x{n}: {step.errors} errors, first: {step.first_error}")
         rebind_steps.append(step)
@@ -141,8 +162,13 @@ def _check_samples(requests_: AuthnRequests, samples: list, what: str, problems:
 
 
 def _figures(
-    rsa: RsaCapacity, signing: dict[str, SigningRate], sso: list[StepResult], logins: list[StepResult],
-    rebinds: list[StepResult], problems: list[str], env: BenchEnvironment,
+    rsa: RsaCapacity,
+    signing: dict[str, SigningRate],
+    sso: list[StepResult],
+    logins: list[StepResult],
+    rebinds: list[StepResult],
+    problems: list[str],
+    env: BenchEnvironment,
 ) -> dict[str, Any]:
     xmlsec1 = signing["xmlsec1"].per_second
     ceiling = rsa.sign_per_second / 2
@@ -160,11 +186,13 @@ def _figures(
         "ldap_rebind": [s.as_dict() for s in rebinds],
         "ratios": {
             "sso_vs_xmlsec1": {
-                "value": _ratio(best_sso.per_second, xmlsec1), "aim": AIM_VS_XMLSEC1,
+                "value": _ratio(best_sso.per_second, xmlsec1),
+                "aim": AIM_VS_XMLSEC1,
                 "at_clients": best_sso.concurrency,
             },
             "sso_vs_rsa_ceiling": {
-                "value": _ratio(best_sso.per_second, ceiling), "aim": AIM_VS_RSA_CEILING,
+                "value": _ratio(best_sso.per_second, ceiling),
+                "aim": AIM_VS_RSA_CEILING,
                 "at_clients": best_sso.concurrency,
             },
             "login_vs_rebind": {"by_clients": login_ratios, "aim": AIM_VS_REBIND},
@@ -177,45 +205,86 @@ def _print(r: dict[str, Any]) -> None:
     xmlsec1 = r["pysaml2_signing"]["xmlsec1"]["per_second"]
     ceiling = r["rsa2048"]["responses_per_second_ceiling"]
     table = Table(title=f"ad-sso-bridge: sign-ins per second (load steps of {r['step_seconds']:g} s)")
-    for col, justify in (("measurement", "left"), ("clients", "right"), ("ops", "right"), ("err", "right"),
-                         ("per s", "right"), ("p50 ms", "right"), ("p99 ms", "right"),
-                         ("CPU ms/op gen/idp/dc", "right"), ("vs baseline", "left")):
+    for col, justify in (
+        ("measurement", "left"),
+        ("clients", "right"),
+        ("ops", "right"),
+        ("err", "right"),
+        ("per s", "right"),
+        ("p50 ms", "right"),
+        ("p99 ms", "right"),
+        ("CPU ms/op gen/idp/dc", "right"),
+        ("vs baseline", "left"),
+    ):
         table.add_column(col, justify=justify)  # type: ignore[arg-type]
     rsa = r["rsa2048"]
-    table.add_row("openssl RSA-2048 sign, both cores", str(rsa["processes"]), "", "",
-                  f"{rsa['sign_per_second']:.0f}", "", "", "", f"ceiling 2 sigs/response: {ceiling:.0f}/s")
-    for key, label in (("xmlsec1", "pysaml2 response, xmlsec1 subprocess"),
-                       ("in-process", "pysaml2 response, our in-process backend")):
+    table.add_row(
+        "openssl RSA-2048 sign, both cores",
+        str(rsa["processes"]),
+        "",
+        "",
+        f"{rsa['sign_per_second']:.0f}",
+        "",
+        "",
+        "",
+        f"ceiling 2 sigs/response: {ceiling:.0f}/s",
+    )
+    for key, label in (
+        ("xmlsec1", "pysaml2 response, xmlsec1 subprocess"),
+        ("in-process", "pysaml2 response, our in-process backend"),
+    ):
         s = r["pysaml2_signing"][key]
-        table.add_row(label, "1", str(s["responses"]), "0", f"{s['per_second']:.1f}", "", "",
-                      f"{1000 / s['per_second']:.1f} (1 thread)" if s["per_second"] else "",
-                      "baseline" if key == "xmlsec1" else f"{_ratio(s['per_second'], xmlsec1)}x xmlsec1")
+        table.add_row(
+            label,
+            "1",
+            str(s["responses"]),
+            "0",
+            f"{s['per_second']:.1f}",
+            "",
+            "",
+            f"{1000 / s['per_second']:.1f} (1 thread)" if s["per_second"] else "",
+            "baseline" if key == "xmlsec1" else f"{_ratio(s['per_second'], xmlsec1)}x xmlsec1",
+        )
     table.add_section()
     for s in r["sso_session"]:
-        table.add_row("IdP: SSO-session response (HTTP)", *_cells(s),
-                      f"{_ratio(s['per_second'], xmlsec1)}x xmlsec1, {_ratio(s['per_second'], ceiling)} of ceiling")
+        table.add_row(
+            "IdP: SSO-session response (HTTP)",
+            *_cells(s),
+            f"{_ratio(s['per_second'], xmlsec1)}x xmlsec1, {_ratio(s['per_second'], ceiling)} of ceiling",
+        )
     table.add_section()
     for lg, rb in zip(r["password_login"], r["ldap_rebind"], strict=True):
-        table.add_row("IdP: full password login (HTTP)", *_cells(lg),
-                      f"{_ratio(lg['per_second'], rb['per_second'])}x bare re-bind")
+        table.add_row(
+            "IdP: full password login (HTTP)",
+            *_cells(lg),
+            f"{_ratio(lg['per_second'], rb['per_second'])}x bare re-bind",
+        )
         table.add_row("[dim]bare ldap3 re-bind, kept-open LDAPS[/dim]", *_cells(rb), "[dim]baseline[/dim]")
     console.print(table)
 
     ratios = r["ratios"]
     sso_x = ratios["sso_vs_xmlsec1"]
     sso_c = ratios["sso_vs_rsa_ceiling"]
-    console.print(f"SSO responses / xmlsec1 baseline: [bold]{sso_x['value']}x[/bold] "
-                  f"(aim >= {sso_x['aim']}x) {_mark(sso_x['value'] >= sso_x['aim'])}  at {sso_x['at_clients']} clients")
-    console.print(f"SSO responses / RSA ceiling ({ceiling:.0f}/s): [bold]{sso_c['value']}[/bold] "
-                  f"(aim > {sso_c['aim']}) {_mark(sso_c['value'] > sso_c['aim'])}")
+    console.print(
+        f"SSO responses / xmlsec1 baseline: [bold]{sso_x['value']}x[/bold] "
+        f"(aim >= {sso_x['aim']}x) {_mark(sso_x['value'] >= sso_x['aim'])}  at {sso_x['at_clients']} clients"
+    )
+    console.print(
+        f"SSO responses / RSA ceiling ({ceiling:.0f}/s): [bold]{sso_c['value']}[/bold] "
+        f"(aim > {sso_c['aim']}) {_mark(sso_c['value'] > sso_c['aim'])}"
+    )
     for n, v in ratios["login_vs_rebind"]["by_clients"].items():
-        console.print(f"password logins / bare re-bind at {n} client(s): [bold]{v}x[/bold] "
-                      f"(aim >= {AIM_VS_REBIND}) {_mark(v >= AIM_VS_REBIND)}")
+        console.print(
+            f"password logins / bare re-bind at {n} client(s): [bold]{v}x[/bold] "
+            f"(aim >= {AIM_VS_REBIND}) {_mark(v >= AIM_VS_REBIND)}"
+        )
     m = r["machine"]
-    console.print(f"[dim]machine: {m['cores']} cores, shared. In {m['wall_seconds']} s it was busy "
-                  f"{m['machine_busy_cpu_seconds']} CPU-s: this benchmark {m['benchmark_cpu_seconds']}, other work "
-                  f"{m['other_cpu_seconds']} ({100 * (m['other_share_of_machine'] or 0):.0f}% of the machine; "
-                  f"seen: {m['other_top']}); load {m['loadavg_before']} -> {m['loadavg_after']}[/dim]")
+    console.print(
+        f"[dim]machine: {m['cores']} cores, shared. In {m['wall_seconds']} s it was busy "
+        f"{m['machine_busy_cpu_seconds']} CPU-s: this benchmark {m['benchmark_cpu_seconds']}, other work "
+        f"{m['other_cpu_seconds']} ({100 * (m['other_share_of_machine'] or 0):.0f}% of the machine; "
+        f"seen: {m['other_top']}); load {m['loadavg_before']} -> {m['loadavg_after']}[/dim]"
+    )
     for p in r["problems"]:
         console.print(f"[red]problem:[/red] {p}")
 
@@ -226,8 +295,15 @@ def _cells(s: dict[str, Any]) -> tuple[str, ...]:
 
     cpu = s["cpu_ms_per_op"]
     split = "/".join(ms(cpu.get(who)) or "-" for who in ("load_generator", "idp", "samba"))
-    return (str(s["concurrency"]), str(s["ops"]), str(s["errors"]), f"{s['per_second']:.1f}",
-            ms(s["p50_ms"]), ms(s["p99_ms"]), split)
+    return (
+        str(s["concurrency"]),
+        str(s["ops"]),
+        str(s["errors"]),
+        f"{s['per_second']:.1f}",
+        ms(s["p50_ms"]),
+        ms(s["p99_ms"]),
+        split,
+    )
 
 
 def _mark(ok: bool) -> str:
@@ -264,8 +340,6 @@ class _phase:
 
     def __exit__(self, *exc: object) -> None:
         console.print(f"[dim] {time.monotonic() - self._started:.1f} s[/dim]")
-
-
 
 
 if __name__ == "__main__":

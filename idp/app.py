@@ -15,18 +15,22 @@ from flask_wtf.csrf import CSRFError, CSRFProtect
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from idp.access import AccessDecision
 from idp.audit import AuditTrail
 from idp.directory.client import Directory
+from idp.keys.material import read_persistent_secret
 from idp.provisioning.jit import JitProvisioner
-from idp.saml.idp import SamlIdp
+from idp.saml.requests import SamlRequests
+from idp.saml.responses import SamlResponses
+from idp.saml.server import SamlServer
 from idp.settings import Settings
-from idp.signin import SignInPipeline
+from idp.signin.pipeline import SignIn, build_steps
+from idp.signin.throttle import LoginThrottle
 from idp.sps.registry import SpRegistry
 from idp.sps.scheduler import start_refresher
 from idp.store.db import Database
-from idp.throttle import LoginThrottle
 from idp.web import admin, health, launcher, login, sso
-from idp.web.i18n import current_language, translate
+from idp.web.i18n import current_language, translate, translate_code
 from idp.web.pending import PendingPosts
 from idp.web.services import Services
 from idp.web.sso_session import current_sso
@@ -78,7 +82,7 @@ def create_app(settings: Settings) -> Flask:
 
     @app.context_processor
     def _i18n() -> dict:
-        return {"t": translate, "lang": current_language()}
+        return {"t": translate, "code_words": translate_code, "lang": current_language()}
 
     @app.after_request
     def _security_headers(resp: Response) -> Response:
@@ -143,19 +147,33 @@ def build_services(settings: Settings, cache: FileSystemCache | RedisCache) -> S
     registry = SpRegistry(
         settings.metadata.dir, db, settings.sp_defaults, allow_http_loopback=settings.metadata.allow_http_loopback
     )
-    saml = SamlIdp(settings, registry)
+    saml_server = SamlServer(settings, registry)
+    # Read once: a missing secret stops the process here, not a sign-in later.
+    responses = SamlResponses(settings, saml_server, read_persistent_secret(settings.idp.persistent_id_secret_file))
+    access = AccessDecision(registry, saml_server.can_encrypt)
     directory = Directory(settings.ldap)
     provisioning = settings.provisioning
     provisioner = JitProvisioner(provisioning, db, audit) if provisioning is not None and provisioning.jit else None
-    throttle = LoginThrottle(audit, settings.login)
+    steps = build_steps(
+        access=access,
+        responses=responses,
+        sps=registry,
+        directory=directory,
+        throttle=LoginThrottle(audit, settings.login),
+        ldap=settings.ldap,
+        provisioner=provisioner,
+    )
     return Services(
         settings=settings,
         db=db,
         audit=audit,
         registry=registry,
-        saml=saml,
+        saml_server=saml_server,
+        saml_requests=SamlRequests(settings, saml_server, registry),
+        saml_responses=responses,
+        access=access,
         directory=directory,
-        signin=SignInPipeline(directory, saml, audit, throttle, settings.ldap, provisioner),
+        signin=SignIn(steps, access, audit),
         pending=PendingPosts(cache),
     )
 

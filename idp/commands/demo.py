@@ -41,15 +41,35 @@ DEFAULT_DC_IP = "127.0.0.11"
 
 
 @click.command()
-@click.option("--dir", "workdir", type=click.Path(file_okay=False, path_type=Path), default=Path("var/demo"),
-              show_default=True, help="Where the demo keeps its domain controller, config, keys and data.")
+@click.option(
+    "--dir",
+    "workdir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("var/demo"),
+    show_default=True,
+    help="Where the demo keeps its domain controller, config, keys and data.",
+)
 @click.option("--bind", default="127.0.0.1:8000", show_default=True, help="HOST:PORT of the IdP (loopback).")
-@click.option("--webmail-port", type=click.IntRange(1, 65535), default=8025, show_default=True,
-              help="Port of the demo webmail SP, on the same host as the IdP.")
-@click.option("--dc-ip", default=DEFAULT_DC_IP, show_default=True,
-              help="Loopback address of the demo AD DC (its LDAP ports are fixed, so each DC needs its own).")
-@click.option("--mail-api-port", type=click.IntRange(1, 65535), default=8026, show_default=True,
-              help="Port of the Alibaba Mail API emulator that JIT provisioning creates mailboxes in.")
+@click.option(
+    "--webmail-port",
+    type=click.IntRange(1, 65535),
+    default=8025,
+    show_default=True,
+    help="Port of the demo webmail SP, on the same host as the IdP.",
+)
+@click.option(
+    "--dc-ip",
+    default=DEFAULT_DC_IP,
+    show_default=True,
+    help="Loopback address of the demo AD DC (its LDAP ports are fixed, so each DC needs its own).",
+)
+@click.option(
+    "--mail-api-port",
+    type=click.IntRange(1, 65535),
+    default=8026,
+    show_default=True,
+    help="Port of the Alibaba Mail API emulator that JIT provisioning creates mailboxes in.",
+)
 def demo(workdir: Path, bind: str, webmail_port: int, dc_ip: str, mail_api_port: int) -> None:
     """Run a local AD, the IdP and a demo webmail SP, and sign in to the webmail with an AD password."""
     host, port = _parse_bind(bind)
@@ -113,7 +133,7 @@ def _require_loopback(host: str, option: str) -> None:
 @contextmanager
 def _mail_api(host: str, port: int, mail_domain: str) -> Iterator[Any]:
     """The Alibaba Mail API emulator on a loopback port, for as long as the demo runs."""
-    from idp.provisioning.alimail_emulator import AlimailEmulator, RunningEmulator
+    from idp.demo.alimail_emulator import AlimailEmulator, RunningEmulator
 
     try:
         running = RunningEmulator(AlimailEmulator(mail_domain=mail_domain), host, port)
@@ -166,8 +186,8 @@ def _write_config(
 
 
 def _ensure_keys(settings: Settings, host: str) -> None:
-    from idp.saml.keyring import Keyring
-    from idp.saml.keys import init_keys
+    from idp.keys.keyring import Keyring
+    from idp.keys.material import init_keys
 
     idp = settings.idp
     if not Keyring.for_settings(settings).active_files_exist():
@@ -218,9 +238,7 @@ def _make_server(app: Any, host: str, port: int) -> BaseWSGIServer:
     try:
         return make_server(host, port, app, threaded=True)
     except OSError as exc:
-        raise click.ClickException(
-            f"cannot listen on {host}:{port} ({exc.strerror}); choose another port"
-        ) from None
+        raise click.ClickException(f"cannot listen on {host}:{port} ({exc.strerror}); choose another port") from None
 
 
 @contextmanager
@@ -269,16 +287,18 @@ def _print_welcome(
     for user in users:
         verdict = "[green]yes[/green]" if user.state == "normal" else f"[red]no[/red] ({user.state})"
         table.add_row(user.username, user.password, ", ".join(user.groups), verdict)
-    console.print(Panel.fit(
-        f"Open [bold link={webmail_url}/]{webmail_url}/[/] and sign in as one of the users below.\n\n"
-        f"Admin console: {idp_url}/admin (members of {DEMO_ADMIN_GROUP}: anna)\n"
-        f"App launcher: {idp_url}/apps\n"
-        f"IdP metadata: {idp_url}/saml/metadata\n"
-        f"Config:       {workdir / 'idp.toml'}\n"
-        f"Mail API:     {mail_api_url} (Alibaba Mail emulator; a first sign-in creates the mailbox)\n"
-        f"Mailboxes:    IDP_CONFIG={workdir / 'idp.toml'} idp sync --dry-run\n"
-        "Stop:         Ctrl-C (stops the IdP, the webmail and the domain controller)",
-        title="ad-sso-bridge demo",
-    ))
+    console.print(
+        Panel.fit(
+            f"Open [bold link={webmail_url}/]{webmail_url}/[/] and sign in as one of the users below.\n\n"
+            f"Admin console: {idp_url}/admin (members of {DEMO_ADMIN_GROUP}: anna)\n"
+            f"App launcher: {idp_url}/apps\n"
+            f"IdP metadata: {idp_url}/saml/metadata\n"
+            f"Config:       {workdir / 'idp.toml'}\n"
+            f"Mail API:     {mail_api_url} (Alibaba Mail emulator; a first sign-in creates the mailbox)\n"
+            f"Mailboxes:    IDP_CONFIG={workdir / 'idp.toml'} idp sync --dry-run\n"
+            "Stop:         Ctrl-C (stops the IdP, the webmail and the domain controller)",
+            title="ad-sso-bridge demo",
+        )
+    )
     console.print(table)
     console.print("[dim]The users marked [red]no[/red] show how each Active Directory refusal looks.[/dim]")

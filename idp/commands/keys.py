@@ -9,8 +9,8 @@ from urllib.parse import urlsplit
 import click
 
 from idp.cli import settings_from
-from idp.saml.keyring import Keyring, KeyringState, Step
-from idp.saml.keys import KeyInfo, KeysError, init_keys
+from idp.keys.keyring import Keyring, KeyringState, Step
+from idp.keys.material import KeyInfo, KeysError, init_keys
 
 
 @click.group()
@@ -100,8 +100,6 @@ def rotate() -> None:
     """
 
 
-
-
 @rotate.command("add")
 @click.option(
     "--days", type=click.IntRange(min=1, max=36500), default=3650, show_default=True, help="Validity of the new key."
@@ -136,7 +134,7 @@ def rotate_retire(ctx: click.Context) -> None:
 
 def _step(ctx: click.Context, step: Step, *, days: int = 3650) -> KeyringState:
     from idp.audit import AuditTrail
-    from idp.saml.rollover import take_step
+    from idp.keys.rollover import take_step
     from idp.store.db import Database
 
     settings = settings_from(ctx)

@@ -50,8 +50,13 @@ def outbox() -> None:
 
 @outbox.command()
 @click.option("--once", is_flag=True, help="Work the rows due now, then exit (for cron or a systemd timer).")
-@click.option("--interval", type=click.FloatRange(0.5, 3600), default=10.0, show_default=True,
-              help="Seconds between looks at the outbox when running continuously.")
+@click.option(
+    "--interval",
+    type=click.FloatRange(0.5, 3600),
+    default=10.0,
+    show_default=True,
+    help="Seconds between looks at the outbox when running continuously.",
+)
 @click.pass_context
 def run(ctx: click.Context, once: bool, interval: float) -> None:
     """Retry queued provisioning (backing off per row) until each succeeds. Several workers may run: each
@@ -97,8 +102,13 @@ def list_rows(ctx: click.Context, failed: bool, as_json: bool) -> None:
         table.add_column(column)
     for i in items:
         table.add_row(
-            str(i.id), escape(i.username), escape(i.spec.email), i.state, str(i.attempts),
-            f"{i.next_attempt_at:%Y-%m-%d %H:%M:%S}", escape(i.last_error or ""),
+            str(i.id),
+            escape(i.username),
+            escape(i.spec.email),
+            i.state,
+            str(i.attempts),
+            f"{i.next_attempt_at:%Y-%m-%d %H:%M:%S}",
+            escape(i.last_error or ""),
         )
     console.print(table)
 

@@ -75,7 +75,7 @@ def serve(ctx: click.Context, bind: str, workers: int | None, threads: int, acce
 
 
 def _check_keys(settings: Settings) -> None:
-    from idp.saml.keyring import Keyring
+    from idp.keys.keyring import Keyring
 
     active = Keyring.for_settings(settings).state().active  # after a rollover, no longer the configured files
     missing = [p for p in (active.key_file, active.cert_file) if not p.exists()]

@@ -16,7 +16,6 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from idp.audit import AuditTrail
 from idp.cli import settings_from
-from idp.saml.attributes import CATALOGUE
 from idp.settings import NameIdFormatName, Settings
 from idp.sps.errors import SpRegistryError
 from idp.sps.fetch import redacted
@@ -24,6 +23,7 @@ from idp.sps.policy import SpPolicy
 from idp.sps.registry import SpEntry, SpRegistry
 from idp.sps.service import SpService, cli_actor
 from idp.sps.validate import MAX_METADATA_BYTES
+from idp.sps.vocabulary import CATALOGUE
 from idp.store.db import Database
 
 SIGN_CHOICES = {"response": (True, False), "assertion": (False, True), "both": (True, True)}

@@ -126,9 +126,7 @@ def _run_once(
         return EXIT_FAILURES
 
 
-def _apply_with_progress(
-    runner: MailboxSync, plan: Plan, force: bool, console: Console, as_json: bool
-) -> SyncReport:
+def _apply_with_progress(runner: MailboxSync, plan: Plan, force: bool, console: Console, as_json: bool) -> SyncReport:
     writes = len(plan.writes)
     if not console.is_terminal or as_json or not writes:
         return runner.apply(plan, force=force)
@@ -205,8 +203,13 @@ def _list_failed(records: ProvisioningRecords, console: Console, as_json: bool) 
     failed = records.failed()
     if as_json:
         rows = [
-            {"username": r.username, "email": r.email, "action": r.failed_action, "error": r.last_error,
-             "at": r.updated_at.isoformat()}
+            {
+                "username": r.username,
+                "email": r.email,
+                "action": r.failed_action,
+                "error": r.last_error,
+                "at": r.updated_at.isoformat(),
+            }
             for r in failed
         ]
         click.echo(json.dumps(rows, ensure_ascii=False, indent=2))
@@ -219,7 +222,10 @@ def _list_failed(records: ProvisioningRecords, console: Console, as_json: bool) 
         table.add_column(column)
     for r in failed:
         table.add_row(
-            escape(r.username), escape(r.email), r.failed_action or "", escape(r.last_error or ""),
+            escape(r.username),
+            escape(r.email),
+            r.failed_action or "",
+            escape(r.last_error or ""),
             f"{r.updated_at:%Y-%m-%d %H:%M}",
         )
     console.print(table)

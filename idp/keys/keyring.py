@@ -31,13 +31,15 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
-from idp.saml.keys import KeyInfo, KeysError, load_key_info, new_key_and_certificate, write_atomically
+from idp.codes import KeyReason
+from idp.keys.material import KeyInfo, KeysError, load_key_info, new_key_and_certificate, write_atomically
 from idp.settings import Settings
 
 MANIFEST_FORMAT = 1
 Stage = Literal["single", "next", "switched"]
 Step = Literal["add", "switch", "retire"]
 Role = Literal["active", "next", "previous"]
+_NEXT_STEP: dict[Stage, Step] = {"single": "add", "next": "switch", "switched": "retire"}
 
 
 class KeyringError(KeysError):
@@ -47,7 +49,7 @@ class KeyringError(KeysError):
 class RolloverStepRefused(KeyringError):
     """A rollover step was asked for out of order; ``possible`` is the step that can be taken now."""
 
-    reason = "out_of_order"
+    reason: KeyReason = "out_of_order"
     """Short code for the audit trail."""
 
     def __init__(self, message: str, possible: Step) -> None:
@@ -103,7 +105,7 @@ class KeyringState:
 
     @property
     def possible_step(self) -> Step:
-        return {"single": "add", "next": "switch", "switched": "retire"}[self.stage]
+        return _NEXT_STEP[self.stage]
 
     def published(self) -> list[tuple[Role, KeyPair]]:
         """Every certificate our metadata lists, the one that signs first."""

@@ -6,12 +6,18 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 from idp.audit import AuditTrail
-from idp.saml.keyring import Keyring, KeyringError, RolloverStepRefused, Step, StepResult
-from idp.saml.keys import KeysError
+from idp.codes import AuditEvent
+from idp.keys.keyring import Keyring, KeyringError, RolloverStepRefused, Step, StepResult
+from idp.keys.material import KeysError
 from idp.settings import Settings
 
 STEPS: tuple[Step, ...] = ("add", "switch", "retire")
-AUDIT_EVENTS: dict[Step, str] = {step: f"key_rollover_{step}" for step in STEPS}
+# Spelled out rather than built from the step's name, so that each is checked against the audit's vocabulary.
+AUDIT_EVENTS: dict[Step, AuditEvent] = {
+    "add": "key_rollover_add",
+    "switch": "key_rollover_switch",
+    "retire": "key_rollover_retire",
+}
 
 
 def take_step(
@@ -53,7 +59,7 @@ def take_step(
             actor=actor,
             before=before,
             after=_fingerprints(keyring),
-            result="failed",
+            result="failure",
             reason="keyring_error",
             note=str(error),
             ip=ip,

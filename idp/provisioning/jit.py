@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from idp.audit import AuditTrail
-from idp.directory.person import Person
+from idp.person import Person
 from idp.provisioning.mapping import PersonNotProvisionable, spec_from_person
 from idp.provisioning.outbox import Outbox, bring_in_line
 from idp.provisioning.provider import MailboxSpec, Provider
@@ -85,9 +85,7 @@ class JitProvisioner:
     ) -> None:
         self.settings = settings
         self._records = ProvisioningRecords(db)
-        self._outbox = Outbox(
-            db, lease_seconds=settings.outbox_lease_seconds, max_backoff=settings.outbox_max_backoff
-        )
+        self._outbox = Outbox(db, lease_seconds=settings.outbox_lease_seconds, max_backoff=settings.outbox_max_backoff)
         self._audit = audit
         self._make_provider = make_provider or _default_provider_factory(settings)
         self._provider: Provider | None = None
@@ -106,8 +104,9 @@ class JitProvisioner:
         try:
             spec = spec_from_person(person, department_source, mail_domain)
         except PersonNotProvisionable as exc:
-            self._audit.record("provision", "failure", reason="jit", username=person.username, sp=sp, ip=ip,
-                               detail=str(exc))
+            self._audit.record(
+                "provision", "failure", reason="jit", username=person.username, sp=sp, ip=ip, detail=str(exc)
+            )
             if deny:
                 raise JitRefused(str(exc)) from None
             return JitOutcome("not_provisionable", str(exc))
@@ -127,13 +126,21 @@ class JitProvisioner:
         except Exception as exc:  # any failure of the provider (or its client) takes the allow/deny path
             error = f"{getattr(exc, 'reason', type(exc).__name__)}: {exc}"
         else:
-            self._audit.record("provision", "success", reason="jit", username=person.username, sp=sp, ip=ip,
-                               detail=detail)
+            self._audit.record(
+                "provision", "success", reason="jit", username=person.username, sp=sp, ip=ip, detail=detail
+            )
             return JitOutcome("provisioned", detail)
         self._outbox.enqueue(guid, person.username, spec, error)
         outcome = "sign-in refused" if deny else "sign-in allowed"
-        self._audit.record("provision", "failure", reason="jit", username=person.username, sp=sp, ip=ip,
-                           detail=f"{error}; queued in the outbox; {outcome}")
+        self._audit.record(
+            "provision",
+            "failure",
+            reason="jit",
+            username=person.username,
+            sp=sp,
+            ip=ip,
+            detail=f"{error}; queued in the outbox; {outcome}",
+        )
         if deny:
             raise JitRefused(error)
         return JitOutcome("queued", error)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from idp.directory.person import Person
+from idp.person import Person
 from idp.provisioning.provider import MailboxSpec
 
 DepartmentSource = Literal["attribute", "ou"]

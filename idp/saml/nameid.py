@@ -16,23 +16,12 @@ import hashlib
 import hmac
 import secrets
 
-from saml2.saml import (
-    NAMEID_FORMAT_EMAILADDRESS,
-    NAMEID_FORMAT_PERSISTENT,
-    NAMEID_FORMAT_TRANSIENT,
-    NAMEID_FORMAT_UNSPECIFIED,
-)
+from saml2.saml import NAMEID_FORMAT_UNSPECIFIED
 
-from idp.directory.person import Person
-from idp.saml.attributes import CATALOGUE
+from idp.person import Person
 from idp.settings import NameIdFormatName
+from idp.sps.vocabulary import CATALOGUE, FORMAT_URIS
 
-FORMAT_URIS: dict[NameIdFormatName, str] = {
-    "emailAddress": NAMEID_FORMAT_EMAILADDRESS,
-    "persistent": NAMEID_FORMAT_PERSISTENT,
-    "transient": NAMEID_FORMAT_TRANSIENT,
-    "unspecified": NAMEID_FORMAT_UNSPECIFIED,
-}
 _NAMES_BY_URI = {uri: name for name, uri in FORMAT_URIS.items()}
 
 

@@ -1,20 +1,34 @@
-"""Build the pysaml2 Server for our IdP from Settings, the keyring and the SP registry's metadata files."""
+"""The pysaml2 Server for our IdP, built from Settings, the keyring and the SP registry's metadata files.
+
+One SamlServer per process. It rebuilds the pysaml2 Server when the registry's or the keyring's version
+string changes (a cheap compare on every call), so an SP added with `idp sp add`, or a key rollover step
+taken in the console, reaches every worker without a restart.
+"""
 
 from __future__ import annotations
 
+import logging
+import threading
+from dataclasses import dataclass
 from pathlib import Path
 
-from saml2 import BINDING_HTTP_POST, BINDING_HTTP_REDIRECT
+from cryptography.hazmat.primitives.asymmetric import rsa
+from saml2 import BINDING_HTTP_POST, BINDING_HTTP_REDIRECT, saml
 from saml2.config import IdPConfig
 from saml2.server import Server
 from saml2.sigver import get_xmlsec_binary
 
+from idp.keys.keyring import Keyring, KeyringState
+from idp.keys.material import load_signing_key
 from idp.saml import backend
 from idp.saml.algorithms import DIGEST_ALGORITHM, SIGNATURE_ALGORITHM
 from idp.saml.attributes import converter
-from idp.saml.keyring import Keyring, KeyringState
-from idp.saml.nameid import FORMAT_URIS
+from idp.saml.metadata import idp_metadata_xml
 from idp.settings import Settings
+from idp.sps.source import SpSource
+from idp.sps.vocabulary import FORMAT_URIS
+
+log = logging.getLogger(__name__)
 
 BINDINGS = (BINDING_HTTP_REDIRECT, BINDING_HTTP_POST)
 
@@ -76,3 +90,59 @@ def build_server(settings: Settings, metadata_files: list[Path], keys: KeyringSt
     server = Server(config=config)
     backend.install(server.sec, config.xmlsec_binary)
     return server
+
+
+@dataclass(frozen=True)
+class Loaded:
+    version: str
+    server: Server
+    metadata: bytes
+    redirect_key: rsa.RSAPrivateKey
+    """The active signing key, for query signatures (Redirect binding) that pysaml2 does not make for us."""
+
+    def issuer(self) -> saml.Issuer:
+        """The Issuer of everything we send: our entityID, in the entity format."""
+        return saml.Issuer(text=self.server.config.entityid, format=saml.NAMEID_FORMAT_ENTITY)
+
+
+class SamlServer:
+    def __init__(self, settings: Settings, sps: SpSource) -> None:
+        self._settings = settings
+        self._sps = sps
+        self._lock = threading.Lock()
+        self._loaded: Loaded | None = None
+        self._keyring = Keyring.for_settings(settings)
+        self.current()  # a missing key stops the process, not a sign-in
+
+    def current(self) -> Loaded:
+        # A key rollover step in any process (console or CLI) changes the keyring's version just as
+        # `idp sp add` changes the registry's: every worker rebuilds on its next request.
+        version = f"{self._sps.version()}/{self._keyring.version()}"
+        loaded = self._loaded
+        if loaded is not None and loaded.version == version:
+            return loaded
+        with self._lock:
+            loaded = self._loaded
+            if loaded is None or loaded.version != version:
+                keys = self._keyring.state()
+                server = build_server(self._settings, self._sps.metadata_files(), keys)
+                metadata = idp_metadata_xml(server.config, sign_with=server.sec)
+                loaded = Loaded(version, server, metadata, load_signing_key(keys.active.key_file))
+                self._loaded = loaded
+                log.info("SAML server loaded (SP registry and keyring version %s)", version)
+        return loaded
+
+    def metadata_xml(self) -> bytes:
+        """Our signed IdP metadata."""
+        return self.current().metadata
+
+    def encryption_certificates(self, sp_entity_id: str) -> list[str]:
+        """Base64 certificates from the SP's KeyDescriptors with use="encryption" or no use at all."""
+        try:
+            return [cert for _, cert in self.current().server.metadata.certs(sp_entity_id, "spsso", "encryption")]
+        except KeyError:
+            return []
+
+    def can_encrypt(self, sp_entity_id: str) -> bool:
+        """Whether the SP's metadata holds a certificate we can encrypt assertions to."""
+        return bool(self.encryption_certificates(sp_entity_id))

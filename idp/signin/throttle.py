@@ -10,9 +10,10 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from idp.audit import AuditTrail
+from idp.codes import SignInReason
 from idp.settings import LoginSettings
 
-COUNTED_REASONS = ("invalid_credentials",)
+COUNTED_REASONS: tuple[SignInReason, ...] = ("invalid_credentials",)
 
 
 class LoginThrottle:

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 from lxml import etree
 
-from idp.saml.nameid import FORMAT_URIS
 from idp.sps.certs import certificate_body, load_pasted_certificate
 from idp.sps.errors import MetadataError
 from idp.sps.validate import DS, HTTP_POST, MD, MDUI, SAML2_PROTOCOL, XML_LANG
+from idp.sps.vocabulary import FORMAT_URIS
 
 MAX_NAME_LENGTH = 200
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from idp.saml.attributes import CATALOGUE
+from idp.person import Person
 from idp.settings import NameIdFormatName, SpDefaults
+from idp.sps.vocabulary import CATALOGUE
 
 _ROLE_ARN = re.compile(r"^acs:ram::\d+:role/[\w.@+=,-]+$")
 _PROVIDER_ARN = re.compile(r"^acs:ram::\d+:saml-provider/[\w.-]+$")
@@ -70,7 +72,7 @@ class SpPolicy(BaseModel):
     """When set, the NameID is the part of that value before any "@", then "@" and this domain: an Alibaba
     Cloud RAM user's logon name is <name>@<account default domain>."""
     attributes: list[str] = Field(default_factory=lambda: ["mail", "displayName", "givenName", "sn", "groups"])
-    """Keys from idp.saml.attributes.CATALOGUE released to this SP."""
+    """Keys from idp.sps.vocabulary.CATALOGUE released to this SP."""
     attribute_name_format: Literal["uri", "basic"] = "uri"
     """uri: released under their urn:oid names (NameFormat uri); basic: under their friendly names
     (NameFormat basic), which many SaaS consoles expect."""
@@ -136,3 +138,14 @@ class SpPolicy(BaseModel):
     @classmethod
     def from_defaults(cls, defaults: SpDefaults) -> SpPolicy:
         return cls(**defaults.model_dump())
+
+
+def matching_roles(person: Person, roles: Sequence[RoleMapping]) -> list[RoleMapping]:
+    """The role mappings whose group the person is in (nested membership counts), each role once."""
+    seen: set[str] = set()
+    out = []
+    for mapping in roles:
+        if mapping.value not in seen and person.in_any_group([mapping.group]):
+            seen.add(mapping.value)
+            out.append(mapping)
+    return out

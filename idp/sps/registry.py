@@ -12,6 +12,7 @@ import logging
 import os
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -36,6 +37,11 @@ log = logging.getLogger(__name__)
 
 METADATA_SUFFIX = ".xml"
 POLICY_CACHE_SECONDS = 5.0
+POLICY_STAMP = ".policies-changed"
+"""Replaced whenever a policy is saved; its name does not end in .xml, so it is never read as metadata."""
+
+# Named out here because inside SpRegistry, past its ``list`` method, ``list`` means that method.
+_MetadataFiles = list[tuple[Path, SpMetadataInfo]]
 
 
 @dataclass(frozen=True)
@@ -59,13 +65,21 @@ class SpRegistry:
     """Implements ``idp.sps.source.SpSource`` for the SAML layer, plus the admin operations."""
 
     def __init__(
-        self, metadata_dir: Path, db: Database, defaults: SpDefaults, *, allow_http_loopback: bool = True
+        self,
+        metadata_dir: Path,
+        db: Database,
+        defaults: SpDefaults,
+        *,
+        allow_http_loopback: bool = True,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        """``clock`` times the policy cache (see ``policy_for``); tests pass one they can move."""
         self._dir = Path(metadata_dir)
         self._db = db
         self._defaults = defaults
         self._allow_http_loopback = allow_http_loopback
-        self._policies: dict[str, tuple[float, SpPolicy]] = {}
+        self._clock = clock
+        self._policies: dict[str, tuple[float, tuple[int, int] | None, SpPolicy]] = {}
         self._valid_until: tuple[str, dict[str, datetime]] = ("", {})
 
     # -- SpSource --------------------------------------------------------------------------------------
@@ -74,15 +88,18 @@ class SpRegistry:
         return [path for path, _ in self._scan()]
 
     def policy_for(self, entity_id: str) -> SpPolicy:
-        """Read from the database at most every POLICY_CACHE_SECONDS per SP and process: every SAML request
-        needs the policy, and a change made by `idp sp` in another process reaches every worker that soon."""
-        now = time.monotonic()
+        """The SP's policy as stored now. Every SAML request needs it, so each process keeps a copy, for at
+        most POLICY_CACHE_SECONDS and only while the change stamp in the metadata directory is the one it
+        was read under: a change saved through this class, in any process or node that shares the
+        directory, applies to the very next request (a sign-in waiting at the password page included)."""
+        now = self._clock()
+        stamp = self._policy_stamp()
         cached = self._policies.get(entity_id)
-        if cached is not None and now - cached[0] < POLICY_CACHE_SECONDS:
-            return cached[1]
+        if cached is not None and cached[1] == stamp and now - cached[0] < POLICY_CACHE_SECONDS:
+            return cached[2]
         stored = self._stored_policy(entity_id)
         policy = stored if stored is not None else SpPolicy.from_defaults(self._defaults)
-        self._policies[entity_id] = (now, policy)
+        self._policies[entity_id] = (now, stamp, policy)
         return policy
 
     def metadata_expired(self, entity_id: str, now: datetime | None = None) -> datetime | None:
@@ -152,7 +169,7 @@ class SpRegistry:
                 raise RegistryStorageError(f"cannot delete {path}: {exc.strerror}") from None
         with self._db.session() as s:
             s.execute(delete(SpPolicyRecord).where(SpPolicyRecord.entity_id == entity_id))
-        self._policies.pop(entity_id, None)
+        self._policies_changed(entity_id)
 
     def list(self) -> list[SpEntry]:
         return sorted((self._entry(path, info) for path, info in self._scan()), key=lambda e: e.entity_id)
@@ -173,7 +190,7 @@ class SpRegistry:
 
     # -- internals -------------------------------------------------------------------------------------
 
-    def _scan(self) -> list[tuple[Path, SpMetadataInfo]]:
+    def _scan(self) -> _MetadataFiles:
         """Every usable metadata file with its parsed content, one file per entityID."""
         found: dict[str, tuple[Path, SpMetadataInfo]] = {}
         for path, info in self._read_all():
@@ -189,7 +206,7 @@ class SpRegistry:
             log.warning("skipping %s: entityID %r is also in %s", drop, info.entity_id, keep)
         return sorted(found.values())
 
-    def _read_all(self) -> list[tuple[Path, SpMetadataInfo]]:
+    def _read_all(self) -> _MetadataFiles:
         """Every metadata file that parses, duplicates included (add and remove must see them all)."""
         try:
             paths = sorted(p for p in self._dir.iterdir() if p.suffix == METADATA_SUFFIX and p.is_file())
@@ -234,9 +251,9 @@ class SpRegistry:
             ) from None
 
     def _save_policy(self, entity_id: str, policy: SpPolicy) -> None:
-        self._policies.pop(entity_id, None)
         with self._db.session() as s:
             s.merge(SpPolicyRecord(entity_id=entity_id, policy=policy.model_dump(mode="json")))
+        self._policies_changed(entity_id)
 
     def _restore_policy(self, entity_id: str, previous: SpPolicy | None) -> None:
         if previous is not None:
@@ -244,7 +261,21 @@ class SpRegistry:
             return
         with self._db.session() as s:
             s.execute(delete(SpPolicyRecord).where(SpPolicyRecord.entity_id == entity_id))
+        self._policies_changed(entity_id)
+
+    def _policy_stamp(self) -> tuple[int, int] | None:
+        """(inode, mtime) of the change stamp: one stat, cheap enough for every request."""
+        try:
+            st = os.stat(self._dir / POLICY_STAMP)
+        except FileNotFoundError:
+            return None
+        return st.st_ino, st.st_mtime_ns
+
+    def _policies_changed(self, entity_id: str) -> None:
+        """After the database holds the change: a new stamp file (a new inode, whatever the clock's
+        resolution) tells every process's policy_for to read again."""
         self._policies.pop(entity_id, None)
+        self._write_atomically(self._dir / POLICY_STAMP, f"{entity_id}\n".encode())
 
     def _write_atomically(self, target: Path, data: bytes) -> None:
         # Readers (other workers) see the old file or the new one, never half of one; the temporary name

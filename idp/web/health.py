@@ -32,7 +32,7 @@ def readyz() -> tuple[Response, int]:
     except Exception as exc:  # readiness must report any failure, whatever its type
         checks["database"] = f"error: {type(exc).__name__}"
     try:
-        svc.saml.metadata_xml()
+        svc.saml_server.metadata_xml()
         checks["signing_key"] = "ok"
     except Exception as exc:
         checks["signing_key"] = f"error: {type(exc).__name__}"

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, redirect, render_template, request, url_for
+from flask import Blueprint, redirect, render_template, request, url_for
+from werkzeug.wrappers import Response as HttpResponse
 
-from idp.signin import SignInRefused
-from idp.web.i18n import LANGUAGE_COOKIE, LANGUAGES, translate
+from idp.signin.context import Credentials
+from idp.web.i18n import LANGUAGE_COOKIE, LANGUAGES
 from idp.web.services import services
-from idp.web.sso import answer, client_ip, drop_request, error_page, load_request
-from idp.web.sso_session import current_sso, end_sso, start_sso
+from idp.web.signin_flow import client_ip, error_page, login_form, parked_request, sign_in
+from idp.web.sso_session import current_sso, end_sso
 
 bp = Blueprint("login", __name__)
 
@@ -17,32 +18,21 @@ MAX_PASSWORD = 512
 
 
 @bp.route("/login", methods=["GET", "POST"])
-def login() -> Response | str:
+def login() -> HttpResponse:
     key = request.values.get("k", "")
-    req = load_request(key) if key else None
+    req = parked_request(key) if key else None
     if key and req is None:
         return error_page("error.login_expired", 400)
-    sp_name = req.sp_name if req else None
     after = local_path(request.values.get("next"))
     if request.method == "GET":
         if req is None and after and current_sso() is not None:
             return redirect(after, code=303)
-        return _form(sp_name, key, after=after)
-
-    username = request.form.get("username", "")[:MAX_USERNAME]
-    password = request.form.get("password", "")[:MAX_PASSWORD]
-    svc = services()
-    try:
-        person = svc.signin.authenticate(username, password, ip=client_ip(), sp=req.sp_entity_id if req else None)
-    except SignInRefused as exc:
-        status = 429 if exc.reason == "throttled" else 401
-        return _form(sp_name, key, after=after, username=username, error=translate(exc.reason), status=status)
-    sso = start_sso(person, svc.settings.server.session_lifetime)
-    if req is None:
-        svc.signin.audit_login_without_sp(person, ip=client_ip())
-        return redirect(after or url_for("login.home"), code=303)
-    drop_request(key)
-    return answer(req, sso, reused=False)
+        return login_form(req, key, after=after)
+    credentials = Credentials(
+        username=request.form.get("username", "")[:MAX_USERNAME],
+        password=request.form.get("password", "")[:MAX_PASSWORD],
+    )
+    return sign_in(req, credentials=credentials, parked_as=key or None, after=after)
 
 
 def local_path(target: str | None) -> str | None:
@@ -53,23 +43,8 @@ def local_path(target: str | None) -> str | None:
     return target
 
 
-def _form(
-    sp_name: str | None,
-    key: str,
-    *,
-    after: str | None = None,
-    username: str = "",
-    error: str | None = None,
-    status: int = 200,
-) -> Response:
-    body = render_template("login.html", sp=sp_name, key=key, after=after, username=username, error=error)
-    resp = Response(body, status=status)
-    resp.headers["Cache-Control"] = "no-store"
-    return resp
-
-
 @bp.get("/")
-def home() -> Response | str:
+def home() -> HttpResponse | str:
     sso = current_sso()
     if sso is None:
         return redirect(url_for("login.login"))
@@ -86,7 +61,7 @@ def logout() -> str:
 
 
 @bp.get("/lang")
-def language() -> Response:
+def language() -> HttpResponse:
     """The language switch on every page: remembered in a cookie for a year, then back where it was."""
     resp = redirect(local_path(request.args.get("next")) or url_for("login.home"), code=303)
     chosen = request.args.get("to")

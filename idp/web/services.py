@@ -6,11 +6,14 @@ from dataclasses import dataclass
 
 from flask import current_app
 
+from idp.access import AccessDecision
 from idp.audit import AuditTrail
 from idp.directory.client import Directory
-from idp.saml.idp import SamlIdp
+from idp.saml.requests import SamlRequests
+from idp.saml.responses import SamlResponses
+from idp.saml.server import SamlServer
 from idp.settings import Settings
-from idp.signin import SignInPipeline
+from idp.signin.pipeline import SignIn
 from idp.sps.registry import SpRegistry
 from idp.store.db import Database
 from idp.web.pending import PendingPosts
@@ -22,11 +25,15 @@ class Services:
     db: Database
     audit: AuditTrail
     registry: SpRegistry
-    saml: SamlIdp
+    saml_server: SamlServer
+    saml_requests: SamlRequests
+    saml_responses: SamlResponses
+    access: AccessDecision
     directory: Directory
-    signin: SignInPipeline
+    signin: SignIn
     pending: PendingPosts
 
 
 def services() -> Services:
-    return current_app.extensions["idp"]
+    services: Services = current_app.extensions["idp"]
+    return services

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import secrets
 import time
 import uuid
 from dataclasses import dataclass, field
 
 from flask import current_app, session
 
-from idp.directory.person import Person
+from idp.person import Person
+from idp.signin.context import SsoSession as SignInSession
 
 _KEY = "sso"
 
@@ -21,6 +21,9 @@ class SsoSession:
     authn_instant: float
     expires_at: float
     sp_entity_ids: list[str] = field(default_factory=list)
+
+    def for_signin(self) -> SignInSession:
+        return SignInSession(self.person, self.session_index, self.authn_instant)
 
 
 def _person_to_dict(p: Person) -> dict:
@@ -71,14 +74,13 @@ def current_sso() -> SsoSession | None:
     )
 
 
-def start_sso(person: Person, lifetime: int) -> SsoSession:
-    """A new SSO session under a new session id: an id seen before the password was typed (fixation) is
-    never the one that carries the signed-in state."""
+def start_sso(started: SignInSession, lifetime: int) -> SsoSession:
+    """Keep the SSO session the password check started, under a new session id: an id seen before the
+    password was typed (fixation) is never the one that carries the signed-in state."""
     current_app.session_interface.regenerate(session)  # type: ignore[attr-defined]
-    now = time.time()
-    sso = SsoSession(person, "_" + secrets.token_hex(16), now, now + lifetime)
+    sso = SsoSession(started.person, started.session_index, started.authn_instant, started.authn_instant + lifetime)
     session[_KEY] = {
-        "person": _person_to_dict(person),
+        "person": _person_to_dict(sso.person),
         "session_index": sso.session_index,
         "authn_instant": sso.authn_instant,
         "expires_at": sso.expires_at,

@@ -55,6 +55,10 @@ class AdAdmin:
             assert self.conn.result["result"] == 0, self.conn.result
         return dn
 
+    def remove_member(self, group_dn: str, member_dn: str) -> None:
+        self.conn.modify(group_dn, {"member": [(ldap3.MODIFY_DELETE, [member_dn])]})
+        assert self.conn.result["result"] == 0, self.conn.result
+
     def count_bad_passwords(self, user_dn: str) -> None:
         """AD counts wrong passwords only under a lockout policy: give the user one with a high threshold."""
         name = user_dn.split(",", 1)[0].removeprefix("CN=")

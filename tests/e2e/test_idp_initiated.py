@@ -79,8 +79,10 @@ def test_unknown_and_disabled_sps_are_refused(idp_server):
 
     off = register_sp(idp_server, "off", SpPolicy(idp_initiated=True, enabled=False))
     page = browser.get(init_url(idp_server.base_url, off.entity_id))
-    assert page.status == 403 and reason(page) == "sp_disabled"
-    assert idp_server.audit_rows(event="idp_initiated", sp_entity_id=off.entity_id)[0]["reason"] == "sp_disabled"
+    # Switched off is the access decision's refusal, the first step of every sign-in: no password is asked.
+    assert page.status == 403 and reason(page) == "sp_disabled" and not page.is_login
+    [row] = idp_server.audit_rows(event="signin", sp_entity_id=off.entity_id)
+    assert row["result"] == "failure" and row["reason"] == "sp_disabled"
 
 
 def test_idp_initiated_runs_the_group_check(idp_server):

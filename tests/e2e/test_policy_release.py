@@ -10,8 +10,8 @@ from lxml import etree
 from onelogin.saml2.constants import OneLogin_Saml2_Constants as C
 
 from idp.demo.samba_dc import DEMO_USERS
-from idp.saml.attributes import ROLE_ATTRIBUTE, ROLE_SESSION_NAME_ATTRIBUTE
 from idp.sps.policy import RoleMapping, SpPolicy
+from idp.sps.vocabulary import ROLE_ATTRIBUTE, ROLE_SESSION_NAME_ATTRIBUTE
 from tests.e2e.browser import Browser
 from tests.e2e.saml_sp import IndependentSp, LoginResult, register_sp
 

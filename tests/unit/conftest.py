@@ -2,69 +2,16 @@
 
 from __future__ import annotations
 
-import base64
-import copy
 import uuid
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from lxml import etree
-from onelogin.saml2.auth import OneLogin_Saml2_Auth
-from onelogin.saml2.authn_request import OneLogin_Saml2_Authn_Request
-from onelogin.saml2.idp_metadata_parser import OneLogin_Saml2_IdPMetadataParser
-from onelogin.saml2.response import OneLogin_Saml2_Response
-from onelogin.saml2.settings import OneLogin_Saml2_Settings
-from onelogin.saml2.utils import OneLogin_Saml2_Utils
 
-from idp.directory.person import Person
-from idp.saml.idp import PostForm, SamlIdp
-from idp.saml.keys import init_keys
+from idp.keys.material import init_keys
+from idp.person import Person
 from idp.settings import Settings
 from idp.sps.policy import SpPolicy
-
-IDP_BASE = "https://idp.example.test"
-SP_ENTITY = "https://mail.example.test/saml/metadata"
-SP_ACS = "https://mail.example.test/saml/acs"
-SP_SLO = "https://mail.example.test/saml/slo"
-RSA_SHA256 = "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256"
-RSA_SHA1 = "http://www.w3.org/2000/09/xmldsig#rsa-sha1"
-SHA256 = "http://www.w3.org/2001/04/xmlenc#sha256"
-SHA1 = "http://www.w3.org/2000/09/xmldsig#sha1"
-DSIG = "http://www.w3.org/2000/09/xmldsig#"
-ACS_REQUEST_DATA = {"https": "on", "http_host": "mail.example.test", "script_name": "/saml/acs", "get_data": {}}
-
-
-@dataclass
-class Registry:
-    """A tiny SpSource: metadata files in a directory, policies in a dict, a version that changes on every edit."""
-
-    directory: Path
-    policies: dict[str, SpPolicy] = field(default_factory=dict)
-    _version: int = 0
-
-    def add(
-        self, name: str, metadata_xml: str | bytes, policy: SpPolicy | None = None, entity_id: str = SP_ENTITY
-    ) -> None:
-        data = metadata_xml.encode() if isinstance(metadata_xml, str) else metadata_xml
-        (self.directory / f"{name}.xml").write_bytes(data)
-        if policy is not None:
-            self.policies[entity_id] = policy
-        self._version += 1
-
-    def metadata_files(self) -> list[Path]:
-        return sorted(self.directory.glob("*.xml"))
-
-    def policy_for(self, entity_id: str) -> SpPolicy:
-        return self.policies.get(entity_id, SpPolicy())
-
-    def metadata_expired(self, entity_id: str) -> None:
-        return None
-
-    def version(self) -> str:
-        return str(self._version)
+from tests.unit.saml_world import IDP_BASE, Registry, SamlLayer, World, sp_metadata
 
 
 @pytest.fixture(scope="session")
@@ -102,44 +49,6 @@ def settings(idp_files: Path, tmp_path: Path) -> Settings:
     )
 
 
-def sp_settings(
-    sp_pem: tuple[str, str],
-    *,
-    sign_requests: bool = False,
-    idp: dict[str, Any] | None = None,
-    sig_alg: str = "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256",
-) -> dict[str, Any]:
-    key, cert = sp_pem
-    return {
-        "strict": True,
-        "sp": {
-            "entityId": SP_ENTITY,
-            "assertionConsumerService": {"url": SP_ACS, "binding": "urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST"},
-            "singleLogoutService": {"url": SP_SLO, "binding": "urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect"},
-            "NameIDFormat": "urn:oasis:names:tc:SAML:1.1:nameid-format:unspecified",
-            "x509cert": cert,
-            "privateKey": key,
-        },
-        "idp": idp or {"entityId": "placeholder", "singleSignOnService": {"url": IDP_BASE + "/saml/sso"}},
-        "security": {
-            "authnRequestsSigned": sign_requests,
-            "logoutRequestSigned": sign_requests,
-            "wantAssertionsSigned": True,
-            "wantMessagesSigned": True,
-            "signatureAlgorithm": sig_alg,
-            "digestAlgorithm": "http://www.w3.org/2001/04/xmlenc#sha256",
-            "rejectDeprecatedAlgorithm": True,
-            "wantNameId": True,
-        },
-    }
-
-
-def sp_metadata(sp_pem: tuple[str, str], *, sign_requests: bool = False) -> str:
-    s = OneLogin_Saml2_Settings(sp_settings(sp_pem, sign_requests=sign_requests), sp_validation_only=True)
-    metadata = s.get_sp_metadata()
-    return metadata.decode() if isinstance(metadata, bytes) else metadata
-
-
 @pytest.fixture
 def registry(tmp_path: Path) -> Registry:
     d = tmp_path / "metadata"
@@ -147,80 +56,10 @@ def registry(tmp_path: Path) -> Registry:
     return Registry(d)
 
 
-@dataclass
-class World:
-    idp: SamlIdp
-    registry: Registry
-    sp_pem: tuple[str, str]
-
-    def sp(
-        self,
-        *,
-        sign_requests: bool = False,
-        sig_alg: str = "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256",
-        acs_url: str = SP_ACS,
-        nameid_format: str | None = None,
-    ) -> OneLogin_Saml2_Settings:
-        """python3-saml configured from our metadata, as a real SP would be."""
-        idp_data = OneLogin_Saml2_IdPMetadataParser.parse(self.idp.metadata_xml().decode())
-        merged = OneLogin_Saml2_IdPMetadataParser.merge_settings(
-            sp_settings(self.sp_pem, sign_requests=sign_requests, sig_alg=sig_alg), idp_data
-        )
-        merged = copy.deepcopy(merged)
-        # Our metadata says WantAuthnRequestsSigned="false" and the parser copies that over the SP's choice.
-        merged["security"].update(authnRequestsSigned=sign_requests, logoutRequestSigned=sign_requests)
-        merged["sp"]["assertionConsumerService"]["url"] = acs_url
-        if nameid_format is not None:
-            merged["sp"]["NameIDFormat"] = nameid_format
-        return OneLogin_Saml2_Settings(merged)
-
-
-# ---- the SP's side, done by python3-saml -----------------------------------------------------------
-
-
-def redirect_request(settings: OneLogin_Saml2_Settings, relay_state: str = "/inbox") -> tuple[str, str, str]:
-    """(SAMLRequest, RelayState, raw query string) as a browser brings them to /saml/sso."""
-    url = OneLogin_Saml2_Auth(dict(ACS_REQUEST_DATA, post_data={}), settings).login(return_to=relay_state)
-    query = urlsplit(url).query
-    params = {k: v[0] for k, v in parse_qs(query).items()}
-    return params["SAMLRequest"], params["RelayState"], query
-
-
-def post_request(
-    settings: OneLogin_Saml2_Settings, *, sign: bool, sign_algorithm: str = RSA_SHA256, digest_algorithm: str = SHA256
-) -> tuple[str, str]:
-    """(SAMLRequest, request ID) for the HTTP-POST binding, enveloped-signed by python3-saml when asked."""
-    request = OneLogin_Saml2_Authn_Request(settings)
-    xml = request.get_xml()
-    if sign:
-        sp = settings.get_sp_data()
-        xml = OneLogin_Saml2_Utils.add_sign(
-            xml, sp["privateKey"], sp["x509cert"], sign_algorithm=sign_algorithm, digest_algorithm=digest_algorithm
-        )
-    data = xml if isinstance(xml, bytes) else xml.encode()
-    return base64.b64encode(data).decode(), request.get_id()
-
-
-def validated_response(settings: OneLogin_Saml2_Settings, form: PostForm, request_id: str) -> OneLogin_Saml2_Response:
-    """python3-saml's strict validation (signed assertion and message, SHA-256 only) must pass."""
-    response = OneLogin_Saml2_Response(settings, form.fields["SAMLResponse"])
-    request_data = dict(ACS_REQUEST_DATA, post_data=form.fields)
-    assert response.is_valid(request_data, request_id=request_id), response.get_error()
-    return response
-
-
-def response_tree(form: PostForm) -> etree._Element:
-    return etree.fromstring(base64.b64decode(form.fields["SAMLResponse"]))
-
-
-def algorithms_used(tree: etree._Element) -> set[str]:
-    return set(tree.xpath("//ds:SignatureMethod/@Algorithm | //ds:DigestMethod/@Algorithm", namespaces={"ds": DSIG}))
-
-
 @pytest.fixture
 def world(settings: Settings, registry: Registry, sp_pem: tuple[str, str]) -> World:
     registry.add("mail", sp_metadata(sp_pem), SpPolicy(attributes=["mail", "displayName", "groups"]))
-    return World(SamlIdp(settings, registry), registry, sp_pem)
+    return World(SamlLayer(settings, registry), registry, sp_pem)
 
 
 @pytest.fixture

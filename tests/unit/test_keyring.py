@@ -1,5 +1,5 @@
 """The signing-key rollover: the keyring's steps and refusals, what our metadata publishes and what signs at each
-step (checked by python3-saml), two SamlIdp objects standing in for two workers, and `idp keys rotate`."""
+step (checked by python3-saml), two SAML layers standing in for two workers, and `idp keys rotate`."""
 
 from __future__ import annotations
 
@@ -21,8 +21,7 @@ from onelogin.saml2.utils import OneLogin_Saml2_Utils
 
 from idp.audit import AuditTrail
 from idp.cli import cli
-from idp.saml.idp import RedirectTo, SamlIdp
-from idp.saml.keyring import (
+from idp.keys.keyring import (
     Keyring,
     KeyringError,
     NextKeyExists,
@@ -31,13 +30,15 @@ from idp.saml.keyring import (
     PreviousKeyNotRetired,
     RolloverStepRefused,
 )
-from idp.saml.keys import init_keys, load_key_info, new_key_and_certificate
+from idp.keys.material import init_keys, load_key_info, new_key_and_certificate
+from idp.saml.messages import RedirectTo
 from idp.settings import Settings, load_settings
 from idp.sps.policy import SpPolicy
 from idp.store.db import Database
-from tests.unit.conftest import (
+from tests.unit.saml_world import (
     IDP_BASE,
     Registry,
+    SamlLayer,
     post_request,
     redirect_request,
     sp_metadata,
@@ -233,7 +234,7 @@ def _sp(sp_pem: tuple[str, str], idp_metadata: bytes) -> OneLogin_Saml2_Settings
     return OneLogin_Saml2_Settings(copy.deepcopy(merged))
 
 
-def _sign_in(idp: SamlIdp, sp: OneLogin_Saml2_Settings, alice) -> None:
+def _sign_in(idp: SamlLayer, sp: OneLogin_Saml2_Settings, alice) -> None:
     saml_request, request_id = post_request(sp, sign=False)
     req = idp.parse_authn_request("post", saml_request, None)
     form = idp.authn_response(req, alice, session_index="s-1", authn_instant=datetime.now(UTC))
@@ -244,7 +245,7 @@ def test_metadata_and_signatures_follow_every_step_in_every_worker(
     rolled_settings: Settings, registry: Registry, sp_pem: tuple[str, str], alice, keyring: Keyring, certs: Path
 ) -> None:
     registry.add("mail", sp_metadata(sp_pem), SpPolicy(attributes=["mail"]))
-    worker_a, worker_b = SamlIdp(rolled_settings, registry), SamlIdp(rolled_settings, registry)
+    worker_a, worker_b = SamlLayer(rolled_settings, registry), SamlLayer(rolled_settings, registry)
     old_metadata = worker_a.metadata_xml()
     assert _signing_certs(old_metadata) == [_pem_body(certs / "idp.crt")]
     stale_sp = _sp(sp_pem, old_metadata)
@@ -279,7 +280,7 @@ def test_redirect_binding_logout_response_is_signed_with_the_active_key(
     rolled_settings: Settings, registry: Registry, sp_pem: tuple[str, str], keyring: Keyring
 ) -> None:
     registry.add("mail", sp_metadata(sp_pem))
-    idp = SamlIdp(rolled_settings, registry)
+    idp = SamlLayer(rolled_settings, registry)
     keyring.add_next("idp.example.test")
     keyring.switch()
     keyring.retire()  # the original key file is gone: signing must not need it

@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from idp.cli import cli
-from idp.saml.keys import KeysError, KeysExist, init_keys, load_key_info, load_signing_key
+from idp.keys.material import KeysError, KeysExist, init_keys, load_key_info, load_signing_key
 
 
 def _paths(tmp_path: Path) -> tuple[Path, Path, Path]:

@@ -1,4 +1,4 @@
-"""Single sign-on: python3-saml sends AuthnRequests, SamlIdp answers, python3-saml validates strictly."""
+"""Single sign-on: python3-saml sends AuthnRequests, our SAML layer answers, python3-saml validates strictly."""
 
 from __future__ import annotations
 
@@ -10,11 +10,12 @@ from urllib.parse import quote_plus
 import pytest
 from onelogin.saml2.constants import OneLogin_Saml2_Constants as C
 
-from idp.directory.person import Person
-from idp.saml.idp import SamlRequestError
+from idp.access import AccessDecision
+from idp.person import Person
+from idp.saml.errors import SamlRequestError
 from idp.saml.nameid import persistent_id
 from idp.sps.policy import SpPolicy
-from tests.unit.conftest import (
+from tests.unit.saml_world import (
     RSA_SHA1,
     RSA_SHA256,
     SHA1,
@@ -171,12 +172,14 @@ def test_acs_url_not_in_metadata_is_refused(world: World) -> None:
     assert err.value.reason == "acs_not_in_metadata"
 
 
-def test_disabled_sp_is_refused(world: World) -> None:
+def test_a_disabled_sp_is_refused_by_the_access_decision_before_anyone_signs_in(world: World) -> None:
+    """The request itself is fine (its SP is registered); whether anyone may use the SP is the access decision's,
+    asked with no person yet (before the login page) and again once the person is known."""
     world.registry.policies[SP_ENTITY] = SpPolicy(enabled=False)
     saml_request, _ = post_request(world.sp(), sign=False)
-    with pytest.raises(SamlRequestError) as err:
-        world.idp.parse_authn_request("post", saml_request, None)
-    assert err.value.reason == "sp_disabled"
+    req = world.idp.parse_authn_request("post", saml_request, None)
+    access = AccessDecision(world.registry, world.idp.sp_can_encrypt)
+    assert [r.reason for r in access.refusals(None, req.sp_entity_id)] == ["sp_disabled"]
 
 
 BILLION_LAUGHS = b"""<?xml version="1.0"?>
@@ -260,7 +263,7 @@ def test_nameid_format_follows_request_then_policy(
         C.NAMEID_EMAIL_ADDRESS: "alice@example.test",
         C.NAMEID_UNSPECIFIED: "alice",
         C.NAMEID_PERSISTENT: persistent_id(
-            bytes.fromhex(world.idp._settings.idp.persistent_id_secret_file.read_text()), alice, SP_ENTITY
+            bytes.fromhex(world.idp.settings.idp.persistent_id_secret_file.read_text()), alice, SP_ENTITY
         ),
     }.get(expected_format)
     if expected_value is not None:

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from idp.saml.idp import SamlIdp, SamlRequestError
+from idp.saml.errors import SamlRequestError
 from idp.settings import Settings
 from idp.sps.registry import SpRegistry, metadata_filename
 from idp.store.db import Database
-from tests.unit.conftest import SP_ENTITY, World, post_request, sp_metadata
+from tests.unit.saml_world import SP_ENTITY, SamlLayer, World, post_request, sp_metadata
 
 
 def _stamp(moment: datetime) -> str:
@@ -28,7 +28,7 @@ def test_an_sp_whose_metadata_expired_is_refused_with_that_reason(
     try:
         registry = SpRegistry(tmp_path / "metadata", db, settings.sp_defaults)
         registry.add(sp_metadata(sp_pem).encode())
-        idp = SamlIdp(settings, registry)
+        idp = SamlLayer(settings, registry)
         world = World(idp, None, sp_pem)  # type: ignore[arg-type]
         saml_request, _ = post_request(world.sp(), sign=False)
         assert idp.parse_authn_request("post", saml_request, None).sp_entity_id == SP_ENTITY

@@ -18,9 +18,10 @@ from idp.sps.errors import (
     UnknownSpError,
 )
 from idp.sps.policy import SpPolicy
-from idp.sps.registry import SpRegistry
+from idp.sps.registry import POLICY_CACHE_SECONDS, POLICY_STAMP, SpRegistry
 from idp.store.db import Database
 from idp.store.models import SpPolicyRecord
+from tests.support import FakeClock
 from tests.unit.sp_fixtures import DATA, sp_metadata
 
 ENTITY = "https://sp.example.test/saml/metadata"
@@ -103,6 +104,27 @@ def test_policy_is_persisted_and_returned(registry: SpRegistry, tmp_path: Path, 
     other_worker = SpRegistry(tmp_path / "metadata", db, SpDefaults())
     assert other_worker.policy_for(ENTITY) == policy
     assert other_worker.get(ENTITY).policy == policy
+
+
+def test_a_policy_saved_elsewhere_applies_at_once_and_a_bare_database_change_after_the_cache_time(
+    registry: SpRegistry, tmp_path: Path, db: Database
+) -> None:
+    registry.add(sp_metadata(ENTITY), policy=SpPolicy(allowed_groups=["Sales"]))
+    clock = FakeClock()
+    worker = SpRegistry(tmp_path / "metadata", db, DEFAULTS, clock=clock)
+    assert worker.policy_for(ENTITY).allowed_groups == ["Sales"]
+    assert worker.policy_for(ENTITY).allowed_groups == ["Sales"]  # cached: no query per SAML request
+
+    registry.set_policy(ENTITY, SpPolicy(allowed_groups=["Finance"]))  # an admin, in another process
+    assert worker.policy_for(ENTITY).allowed_groups == ["Finance"]  # the change stamp moved: no wait
+
+    # Written to the database behind the registry's back (no stamp): the copy lives out its cache time.
+    with db.session() as s:
+        s.merge(SpPolicyRecord(entity_id=ENTITY, policy=SpPolicy(allowed_groups=["HR"]).model_dump(mode="json")))
+    clock.advance(POLICY_CACHE_SECONDS - 0.1)
+    assert worker.policy_for(ENTITY).allowed_groups == ["Finance"]
+    clock.advance(0.1)
+    assert worker.policy_for(ENTITY).allowed_groups == ["HR"]
 
 
 def test_replace_without_policy_keeps_the_stored_one(registry: SpRegistry) -> None:
@@ -192,7 +214,7 @@ def test_a_failed_write_leaves_no_policy_behind(registry: SpRegistry, tmp_path: 
     with pytest.raises(RegistryStorageError, match="cannot write"):
         registry.add(sp_metadata(ENTITY), policy=SpPolicy(allowed_groups=["Finance"]))
     assert registry.policy_for(ENTITY) == SpPolicy.from_defaults(DEFAULTS)
-    assert [p.name for p in (tmp_path / "metadata").iterdir() if p.is_file()] == []
+    assert [p.name for p in (tmp_path / "metadata").iterdir() if p.is_file() and p.name != POLICY_STAMP] == []
 
 
 def test_a_stored_policy_that_no_longer_fits_fails_closed(registry: SpRegistry, db: Database) -> None:

@@ -1,0 +1,364 @@
+"""What SPs send us: decode, screen, verify and parse AuthnRequests and LogoutRequests, and choose where to
+answer. Everything here either returns a request we will answer or raises SamlRequestError.
+
+The SP must be registered and its metadata current: without metadata there is no certificate to check a
+signature with and no ACS to answer at. Whether the person may use the SP is not decided here but by the
+access decision (idp.access), when the person is known.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Literal
+
+from saml2 import BINDING_HTTP_POST, BINDING_HTTP_REDIRECT, VERSION, samlp
+from saml2.cert import CertificateError
+from saml2.s_utils import UnsupportedBinding
+from saml2.server import Server
+from saml2.sigver import SigverError
+from saml2.validate import NotValid, valid_instance
+
+from idp.saml import bindings
+from idp.saml.errors import SamlRequestError
+from idp.saml.messages import AuthnRequestInfo, LogoutRequestInfo
+from idp.saml.server import SamlServer, slo_url, sso_url
+from idp.settings import Settings
+from idp.sps.source import SpSource
+
+log = logging.getLogger(__name__)
+
+_BINDING_URIS = {"redirect": BINDING_HTTP_REDIRECT, "post": BINDING_HTTP_POST}
+
+
+class SamlRequests:
+    def __init__(self, settings: Settings, server: SamlServer, sps: SpSource) -> None:
+        self._settings = settings
+        self._server = server
+        self._sps = sps
+
+    def parse_authn_request(
+        self,
+        binding: Literal["redirect", "post"],
+        saml_request: str,
+        relay_state: str | None,
+        *,
+        query_string: str | None = None,
+    ) -> AuthnRequestInfo:
+        """Decode, screen, authenticate and resolve an AuthnRequest; raise SamlRequestError to refuse it.
+
+        For the Redirect binding pass the raw query string exactly as received (Flask:
+        ``request.query_string.decode("ascii")``): the signature covers its original encoding.
+        """
+        server, message, sp = self._read(
+            binding,
+            saml_request,
+            relay_state,
+            query_string,
+            samlp.authn_request_from_string,
+            "AuthnRequest",
+            sso_url(self._settings),
+        )
+        acs_url = _pick_acs(server, sp, message)
+        requested = message.name_id_policy.format if message.name_id_policy is not None else None
+        return AuthnRequestInfo(
+            request_id=message.id,
+            sp_entity_id=sp,
+            sp_name=_display_name(server, sp),
+            acs_url=acs_url,
+            acs_binding=BINDING_HTTP_POST,
+            force_authn=_true(message.force_authn),
+            is_passive=_true(message.is_passive),
+            nameid_format=requested or None,
+            relay_state=relay_state,
+        )
+
+    def unsolicited_request(self, sp_entity_id: str, relay_state: str | None) -> AuthnRequestInfo:
+        """What an IdP-initiated sign-in answers as if the SP had asked. Refuses (SamlRequestError) an SP that
+        is unknown, or whose policy does not allow IdP-initiated sign-in."""
+        self._check_registered(self._server.current().server, sp_entity_id)
+        policy = self._sps.policy_for(sp_entity_id)
+        if not policy.idp_initiated:
+            raise SamlRequestError(
+                "idp_initiated_not_allowed",
+                "This service does not accept sign-ins started from the sign-in service.",
+                sp_entity_id,
+            )
+        return self.plain_request(sp_entity_id, policy.default_relay_state if relay_state is None else relay_state)
+
+    def plain_request(self, sp_entity_id: str, relay_state: str | None = None) -> AuthnRequestInfo:
+        """The request an SP sends without asking for anything: no request ID, the SP's default HTTP-POST
+        ACS, no NameIDPolicy (its policy's NameID format applies). For IdP-initiated sign-in and the
+        console's preview of what the SP receives."""
+        server = self._server.current().server
+        self._check_registered(server, sp_entity_id)
+        bindings.check_relay_state(relay_state, self._settings.idp.max_relay_state)
+        return AuthnRequestInfo(
+            request_id=None,
+            sp_entity_id=sp_entity_id,
+            sp_name=_display_name(server, sp_entity_id),
+            acs_url=_default_post_acs(server, sp_entity_id),
+            acs_binding=BINDING_HTTP_POST,
+            force_authn=False,
+            is_passive=False,
+            nameid_format=None,
+            relay_state=relay_state,
+        )
+
+    def parse_logout_request(
+        self,
+        binding: Literal["redirect", "post"],
+        saml_request: str,
+        relay_state: str | None,
+        *,
+        query_string: str | None = None,
+    ) -> LogoutRequestInfo:
+        """Decode, screen and authenticate an SP's LogoutRequest; raise SamlRequestError to refuse it."""
+        server, message, sp = self._read(
+            binding,
+            saml_request,
+            relay_state,
+            query_string,
+            samlp.logout_request_from_string,
+            "LogoutRequest",
+            slo_url(self._settings),
+        )
+        if message.name_id is None or not message.name_id.text:
+            raise SamlRequestError("malformed", "The LogoutRequest names no user (NameID).", sp)
+        response_binding, location = _pick_slo(server, sp, _BINDING_URIS[binding])
+        return LogoutRequestInfo(
+            request_id=message.id,
+            sp_entity_id=sp,
+            name_id=message.name_id.text.strip(),
+            session_indexes=tuple(s.text.strip() for s in message.session_index if s.text),
+            relay_state=relay_state,
+            binding=response_binding,
+            response_location=location,
+        )
+
+    # ---- internals ------------------------------------------------------------------------------
+
+    def _read(
+        self,
+        binding: str,
+        saml_request: str,
+        relay_state: str | None,
+        query_string: str | None,
+        factory: Any,
+        what: str,
+        our_endpoint: str,
+    ) -> tuple[Server, Any, str]:
+        """(pysaml2 server, parsed message, sender's entityID) of a request that passed every check: decoded
+        within the limits, safe XML, the right kind of message, from a registered SP, signed as that SP
+        must sign, meant for ``our_endpoint``."""
+        server = self._server.current().server
+        xml, signed = self._decode(binding, saml_request, relay_state, query_string)
+        message = _parse(factory, xml, what)
+        sp = _issuer_of(message)
+        self._check_registered(server, sp)
+        self._check_signature(server, binding, message, xml, signed, sp)
+        _check_envelope(message, our_endpoint, sp)
+        return server, message, sp
+
+    def _decode(
+        self, binding: str, saml_request: str, relay_state: str | None, query_string: str | None
+    ) -> tuple[bytes, bindings.SignedQuery | None]:
+        limits = self._settings.idp
+        bindings.check_relay_state(relay_state, limits.max_relay_state)
+        signed = None
+        if binding == "redirect":
+            if query_string is not None:
+                signed = bindings.signed_query(query_string)
+                if signed is not None and (signed.message != saml_request or signed.relay_state != relay_state):
+                    raise SamlRequestError(
+                        "malformed", "The signed query string does not match the request parameters."
+                    )
+            xml = bindings.decode_redirect(saml_request, limits.max_request_bytes)
+        elif binding == "post":
+            xml = bindings.decode_post(saml_request, limits.max_request_bytes)
+        else:
+            raise SamlRequestError("unsupported_binding", f"The {binding} binding is not supported here.")
+        bindings.check_xml_is_safe(xml)
+        return xml, signed
+
+    def _check_registered(self, server: Server, sp: str) -> None:
+        # Before the lookup: pysaml2 drops an expired entity when it loads, which would read as "not registered".
+        if (expired := self._sps.metadata_expired(sp)) is not None:
+            raise SamlRequestError(
+                "sp_metadata_expired",
+                f"The registration of this service expired on {expired:%Y-%m-%d %H:%M} UTC (the validUntil of its "
+                "metadata); an administrator must renew its metadata.",
+                sp,
+            )
+        try:
+            descriptors = server.metadata[sp].get("spsso_descriptor")
+        except KeyError:
+            descriptors = None
+        if not descriptors:
+            raise SamlRequestError("unknown_sp", "This service is not registered with the sign-in service.", sp)
+
+    def _signature_required(self, server: Server, sp: str) -> bool:
+        metadata_says = any(
+            str(d.get("authn_requests_signed", "")).lower() in ("true", "1")
+            for d in server.metadata[sp]["spsso_descriptor"]
+        )
+        return self._sps.policy_for(sp).require_signed_requests or metadata_says
+
+    def _check_signature(
+        self,
+        server: Server,
+        binding: str,
+        message: Any,
+        xml: bytes,
+        signed: bindings.SignedQuery | None,
+        sp: str,
+    ) -> None:
+        """Verify the signature when present; refuse when one is required and absent."""
+        required = self._signature_required(server, sp)
+        certs = [cert for _, cert in server.metadata.certs(sp, "spsso", "signing")]
+        if binding == "redirect":
+            # An XML signature inside a Redirect-binding message is not part of that binding; only the query counts.
+            if signed is None:
+                if required:
+                    raise SamlRequestError(
+                        "unsigned_request", "This service must sign its requests, and this one is not signed.", sp
+                    )
+                return
+            bindings.verify_query_signature(signed, certs, required=required, sp_entity_id=sp)
+            return
+        if message.signature is None:
+            if required:
+                raise SamlRequestError(
+                    "unsigned_request", "This service must sign its requests, and this one is not signed.", sp
+                )
+            return
+        info = message.signature.signed_info
+        bindings.check_enveloped_algorithms(
+            info.signature_method.algorithm if info.signature_method is not None else "",
+            [r.digest_method.algorithm for r in info.reference if r.digest_method is not None],
+            required=required,
+            sp_entity_id=sp,
+        )
+        check = getattr(server.sec, f"correctly_signed_{_msgtype(message)}")
+        try:
+            check(xml.decode("utf-8"), must=True)
+        except (SigverError, CertificateError, TypeError) as exc:
+            log.info("signature check failed for %s: %s", sp, exc)
+            raise SamlRequestError(
+                "bad_signature", "The request's signature does not match the SP's certificate.", sp
+            ) from None
+
+
+def _check_envelope(message: Any, our_endpoint: str, sp: str) -> None:
+    try:
+        valid_instance(message)
+    except NotValid as exc:
+        raise SamlRequestError("malformed", f"The SAML message is not valid: {exc}", sp) from None
+    if message.version != VERSION:
+        raise SamlRequestError("malformed", f"SAML version {message.version} is not supported.", sp)
+    if message.destination and message.destination != our_endpoint:
+        raise SamlRequestError("malformed", f"The request was meant for {message.destination}, not for us.", sp)
+    if not message.id:
+        raise SamlRequestError("malformed", "The request has no ID.", sp)
+
+
+def _parse(factory: Any, xml: bytes, what: str) -> Any:
+    try:
+        message = factory(xml)
+    except Exception as exc:  # pysaml2 raises a zoo of types for bad input; all mean the same thing here
+        log.info("unparseable %s: %s", what, exc)
+        message = None
+    if message is None:
+        raise SamlRequestError("malformed", f"The SAML message is not a {what}.")
+    return message
+
+
+def _issuer_of(message: Any) -> str:
+    if message.issuer is None or not (message.issuer.text or "").strip():
+        raise SamlRequestError("malformed", "The SAML message does not say which service sent it (no Issuer).")
+    return str(message.issuer.text).strip()
+
+
+def _msgtype(message: Any) -> str:
+    return "authn_request" if isinstance(message, samlp.AuthnRequest) else "logout_request"
+
+
+def _true(value: Any) -> bool:
+    return str(value).lower() in ("true", "1")
+
+
+def _display_name(server: Server, sp: str) -> str:
+    """mdui:DisplayName, else the Organization's display name or name, in any language: pysaml2's own
+    lookup only matches xml:lang "en" exactly, and SPs write "en-US", "zh-CN" or nothing."""
+    try:
+        names = server.metadata.mdui_uiinfo_display_name(sp)
+    except (KeyError, AttributeError, IndexError, TypeError):
+        names = None
+    for name in [names] if isinstance(names, str) else names or ():
+        text = name.get("text") if isinstance(name, dict) else getattr(name, "text", name)
+        if isinstance(text, str) and text:
+            return text
+    try:
+        organization = server.metadata[sp].get("organization") or {}
+    except KeyError:
+        return sp
+    for key in ("organization_display_name", "organization_name"):
+        for item in organization.get(key) or ():
+            if item.get("text"):
+                return str(item["text"])
+    return sp
+
+
+def _pick_acs(server: Server, sp: str, message: Any) -> str:
+    """The ACS to answer at, always one from the SP's metadata; we answer with HTTP-POST only."""
+    endpoints = server.metadata.assertion_consumer_service(sp)
+    wanted_binding = message.protocol_binding
+    if wanted_binding and wanted_binding != BINDING_HTTP_POST:
+        raise SamlRequestError(
+            "unsupported_binding", "This service asked for a response binding other than HTTP-POST.", sp
+        )
+    if message.assertion_consumer_service_url:
+        matches = [e for e in endpoints if e.get("location") == message.assertion_consumer_service_url]
+        if not matches:
+            raise SamlRequestError(
+                "acs_not_in_metadata", "The return address in the request is not in this service's metadata.", sp
+            )
+        matches = [e for e in matches if e.get("binding") == BINDING_HTTP_POST]
+        if not matches:
+            raise SamlRequestError("unsupported_binding", "That return address does not accept HTTP-POST.", sp)
+        return str(matches[0]["location"])
+    if message.assertion_consumer_service_index is not None:
+        matches = [e for e in endpoints if str(e.get("index")) == str(message.assertion_consumer_service_index)]
+        if not matches:
+            raise SamlRequestError(
+                "acs_not_in_metadata", "The return address index in the request is not in this service's metadata.", sp
+            )
+        if matches[0].get("binding") != BINDING_HTTP_POST:
+            raise SamlRequestError("unsupported_binding", "That return address does not accept HTTP-POST.", sp)
+        return str(matches[0]["location"])
+    return _default_post_acs(server, sp)
+
+
+def _default_post_acs(server: Server, sp: str) -> str:
+    """The SP's default HTTP-POST ACS: the one marked isDefault, else the lowest index."""
+    posts = [e for e in server.metadata.assertion_consumer_service(sp) if e.get("binding") == BINDING_HTTP_POST]
+    if not posts:
+        raise SamlRequestError(
+            "unsupported_binding", "This service has no HTTP-POST return address in its metadata.", sp
+        )
+    defaults = [e for e in posts if _true(e.get("is_default"))]
+    chosen = defaults[0] if defaults else min(posts, key=lambda e: int(e.get("index") or 0))
+    return str(chosen["location"])
+
+
+def _pick_slo(server: Server, sp: str, request_binding: str) -> tuple[str, str]:
+    """(binding, location): the request's own binding when the SP has it, else any it has."""
+    for binding in (request_binding, BINDING_HTTP_REDIRECT, BINDING_HTTP_POST):
+        try:
+            found = server.metadata.single_logout_service(sp, binding, "spsso")
+        except UnsupportedBinding:  # pysaml2 raises, rather than answering "none", for a binding the SP lacks
+            continue
+        endpoints = found.get(binding) if isinstance(found, dict) else found
+        if endpoints:
+            e = endpoints[0]
+            return binding, str(e.get("response_location") or e["location"])
+    raise SamlRequestError("unsupported_binding", "This service has no single-logout address in its metadata.", sp)

@@ -1,0 +1,263 @@
+"""What we send SPs: the signed Response with the person's assertion, SAML error responses, and
+LogoutResponses. Built from pysaml2's public element classes and signed with the in-process backend
+(backend.py); no private pysaml2 call, so an upgrade cannot change our output behind our back.
+
+Signatures are RSA-SHA256 with SHA-256 digests, always (pysaml2 would default to SHA-1: DESIGN.md §6).
+An encrypted assertion is signed first, then encrypted to the SP, then the response around it is signed.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+from lxml import etree
+from saml2 import BINDING_HTTP_POST, VERSION, class_name, saml, samlp
+from saml2.s_utils import error_status_factory, sid, success_status_factory
+from saml2.sigver import pre_signature_part, signed_instance_factory
+from saml2.time_util import instant
+
+from idp.person import Person
+from idp.saml import bindings
+from idp.saml.algorithms import DIGEST_ALGORITHM, SIGNATURE_ALGORITHM
+from idp.saml.attributes import attribute_statement
+from idp.saml.encrypt import NoEncryptionCertificate, encrypt_assertion
+from idp.saml.messages import AuthnRequestInfo, LogoutRequestInfo, NameId, NameIdPolicyError, PostForm, RedirectTo
+from idp.saml.nameid import NoNameIdValue, UnsupportedNameIdFormat, choose_format, name_id_value
+from idp.saml.server import Loaded, SamlServer
+from idp.settings import Settings
+from idp.sps.policy import SpPolicy
+from idp.sps.release import ReleasedAttribute
+from idp.sps.vocabulary import FORMAT_URIS
+
+log = logging.getLogger(__name__)
+
+PASSWORD_PROTECTED_TRANSPORT = "urn:oasis:names:tc:SAML:2.0:ac:classes:PasswordProtectedTransport"  # noqa: S105
+# Our own output only; entities and the network stay off all the same.
+_PARSER = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=False, remove_blank_text=False)
+ErrorStatus = Literal["NoPassive", "AuthnFailed", "RequestDenied", "InvalidNameIDPolicy"]
+_STATUS_CODES: dict[ErrorStatus, str] = {
+    "NoPassive": samlp.STATUS_NO_PASSIVE,
+    "AuthnFailed": samlp.STATUS_AUTHN_FAILED,
+    "RequestDenied": samlp.STATUS_REQUEST_DENIED,
+    "InvalidNameIDPolicy": samlp.STATUS_INVALID_NAMEID_POLICY,
+}
+
+
+class SamlResponses:
+    def __init__(self, settings: Settings, server: SamlServer, persistent_id_secret: bytes) -> None:
+        self._settings = settings
+        self._server = server
+        self._secret = persistent_id_secret
+
+    def name_id(self, req: AuthnRequestInfo, policy: SpPolicy, person: Person) -> NameId:
+        """The NameID for this SP and person; raise NameIdPolicyError when none can be issued.
+
+        The request's NameIDPolicy wins when we support its format, else the policy's format applies. A
+        transient NameID is new on every call, so the sign-in computes it once and keeps it."""
+        try:
+            fmt = choose_format(req.nameid_format, policy.nameid_format)
+            value = name_id_value(
+                fmt,
+                person,
+                req.sp_entity_id,
+                self._secret,
+                attribute=policy.nameid_attribute,
+                domain=policy.nameid_domain,
+            )
+        except (UnsupportedNameIdFormat, NoNameIdValue) as exc:
+            raise NameIdPolicyError(str(exc)) from None
+        return NameId(FORMAT_URIS[fmt], value)
+
+    def authn_response(
+        self,
+        req: AuthnRequestInfo,
+        policy: SpPolicy,
+        name_id: NameId,
+        released: Sequence[ReleasedAttribute],
+        *,
+        session_index: str,
+        authn_instant: datetime,
+    ) -> PostForm:
+        """The Response carrying the person's assertion, as a form to the SP's ACS.
+
+        Follows the SP's policy: signatures, lifetime, encryption. An unsolicited response (IdP-initiated)
+        carries no InResponseTo. Raises NoEncryptionCertificate when the policy asks for encryption and the
+        SP has none (the access decision refuses that case before anything is built)."""
+        loaded = self._server.current()
+        assertion = self._assertion(loaded, req, policy, name_id, released, session_index, authn_instant)
+        response = _status_message(samlp.Response, loaded, req.request_id, req.acs_url, assertion=assertion)
+        if policy.encrypt_assertion:
+            xml = self._encrypted(loaded, req, policy, response, assertion)
+        else:
+            xml = self._signed(loaded, policy, response, assertion)
+        return _post_form(req.acs_url, "SAMLResponse", xml, req.relay_state)
+
+    def error_response(self, req: AuthnRequestInfo, status: ErrorStatus, message: str | None = None) -> PostForm:
+        """A signed Response with a Responder status and the given second-level code; no assertion."""
+        loaded = self._server.current()
+        response = _status_message(
+            samlp.Response,
+            loaded,
+            req.request_id,
+            req.acs_url,
+            status=error_status_factory((_STATUS_CODES[status], message)),
+        )
+        return _post_form(req.acs_url, "SAMLResponse", _sign_whole(loaded, response), req.relay_state)
+
+    def logout_response(self, req: LogoutRequestInfo) -> PostForm | RedirectTo:
+        """A Success LogoutResponse: enveloped-signed for POST, query-signed for Redirect (both RSA-SHA256)."""
+        loaded = self._server.current()
+        response = _status_message(samlp.LogoutResponse, loaded, req.request_id, req.response_location)
+        if req.binding == BINDING_HTTP_POST:
+            return _post_form(req.response_location, "SAMLResponse", _sign_whole(loaded, response), req.relay_state)
+        xml = str(response).encode("utf-8")
+        return RedirectTo(
+            bindings.redirect_url(req.response_location, "SAMLResponse", xml, req.relay_state, loaded.redirect_key)
+        )
+
+    # ---- internals ------------------------------------------------------------------------------
+
+    def _assertion(
+        self,
+        loaded: Loaded,
+        req: AuthnRequestInfo,
+        policy: SpPolicy,
+        name_id: NameId,
+        released: Sequence[ReleasedAttribute],
+        session_index: str,
+        authn_instant: datetime,
+    ) -> saml.Assertion:
+        now = datetime.now(UTC)
+        lifetime = policy.assertion_lifetime or self._settings.idp.assertion_lifetime
+        # NotBefore a little in the past: an SP whose clock runs behind ours would otherwise reject it.
+        not_before = _instant(now - timedelta(seconds=self._settings.idp.clock_skew))
+        not_on_or_after = _instant(now + timedelta(seconds=lifetime))
+        qualifiers: dict[str, str] = {}
+        if name_id.format in (saml.NAMEID_FORMAT_PERSISTENT, saml.NAMEID_FORMAT_TRANSIENT):
+            qualifiers = {"name_qualifier": self._settings.entity_id, "sp_name_qualifier": req.sp_entity_id}
+        attributes = attribute_statement(released)
+        return saml.Assertion(
+            id=sid(),
+            version=VERSION,
+            issue_instant=instant(),
+            issuer=loaded.issuer(),
+            subject=saml.Subject(
+                name_id=saml.NameID(format=name_id.format, text=name_id.value, **qualifiers),
+                subject_confirmation=[
+                    saml.SubjectConfirmation(
+                        method=saml.SCM_BEARER,
+                        subject_confirmation_data=saml.SubjectConfirmationData(
+                            in_response_to=req.request_id, recipient=req.acs_url, not_on_or_after=not_on_or_after
+                        ),
+                    )
+                ],
+            ),
+            conditions=saml.Conditions(
+                not_before=not_before,
+                not_on_or_after=not_on_or_after,
+                audience_restriction=[saml.AudienceRestriction(audience=[saml.Audience(text=req.sp_entity_id)])],
+            ),
+            authn_statement=[
+                saml.AuthnStatement(
+                    authn_instant=_instant(authn_instant),
+                    session_index=session_index,
+                    authn_context=saml.AuthnContext(
+                        authn_context_class_ref=saml.AuthnContextClassRef(text=PASSWORD_PROTECTED_TRANSPORT)
+                    ),
+                )
+            ],
+            attribute_statement=[attributes] if attributes is not None else [],
+        )
+
+    @staticmethod
+    def _signed(loaded: Loaded, policy: SpPolicy, response: samlp.Response, assertion: saml.Assertion) -> str:
+        """The assertion's signature first, then the response's around it (the backend reuses the tree)."""
+        to_sign = []
+        if policy.sign_assertion:
+            assertion.signature = _signature_template(loaded, assertion.id, 2)
+            to_sign.append((class_name(assertion), assertion.id))
+        if policy.sign_response:
+            response.signature = _signature_template(loaded, response.id)
+            to_sign.append((class_name(response), response.id))
+        return str(signed_instance_factory(response, loaded.server.sec, to_sign))
+
+    def _encrypted(
+        self,
+        loaded: Loaded,
+        req: AuthnRequestInfo,
+        policy: SpPolicy,
+        response: samlp.Response,
+        assertion: saml.Assertion,
+    ) -> str:
+        """Sign the assertion inside the response, encrypt it there to the SP, then sign the response."""
+        certificates = self._server.encryption_certificates(req.sp_entity_id)
+        if not certificates:
+            raise NoEncryptionCertificate(
+                f"{req.sp_entity_id} must receive encrypted assertions but its metadata has no encryption certificate"
+            )
+        if policy.sign_response:
+            response.signature = _signature_template(loaded, response.id)
+        if policy.sign_assertion:
+            assertion.signature = _signature_template(loaded, assertion.id, 2)
+            xml = loaded.server.sec.sign_statement(str(response), class_name(assertion), node_id=assertion.id)
+        else:
+            xml = str(response)
+        tree = etree.fromstring(xml.encode("utf-8"), _PARSER)
+        element = tree.find(f"{{{saml.NAMESPACE}}}Assertion")
+        assert element is not None  # we built the response around it a moment ago
+        # Any certificate the SP lists is one whose key it holds; take the first.
+        encrypt_assertion(element, certificates[0])
+        xml = etree.tostring(tree, xml_declaration=True, encoding="UTF-8").decode("utf-8")
+        if policy.sign_response:
+            xml = loaded.server.sec.sign_statement(xml, class_name(response), node_id=response.id)
+        return str(xml)
+
+
+def _status_message(
+    kind: type[samlp.StatusResponseType],
+    loaded: Loaded,
+    in_response_to: str | None,
+    destination: str,
+    *,
+    status: samlp.Status | None = None,
+    **content: object,
+) -> Any:
+    """A Response or LogoutResponse from us, Success unless ``status`` says otherwise."""
+    return kind(
+        id=sid(),
+        version=VERSION,
+        issue_instant=instant(),
+        issuer=loaded.issuer(),
+        in_response_to=in_response_to,
+        destination=destination,
+        status=status or success_status_factory(),
+        **content,
+    )
+
+
+def _signature_template(loaded: Loaded, node_id: str, identifier: int = 1) -> object:
+    """An empty <ds:Signature> (RSA-SHA256, SHA-256) for the backend to fill in; ``identifier`` numbers its Id
+    so an assertion's signature and its response's differ."""
+    return pre_signature_part(
+        node_id, loaded.server.sec.my_cert, identifier, sign_alg=SIGNATURE_ALGORITHM, digest_alg=DIGEST_ALGORITHM
+    )
+
+
+def _sign_whole(loaded: Loaded, message: samlp.StatusResponseType) -> str:
+    message.signature = _signature_template(loaded, message.id)
+    return str(signed_instance_factory(message, loaded.server.sec, [(class_name(message), message.id)]))
+
+
+def _instant(moment: datetime) -> str:
+    return str(instant(time_stamp=int(moment.timestamp())))
+
+
+def _post_form(action: str, param: str, xml: str, relay_state: str | None) -> PostForm:
+    fields = {param: base64.b64encode(xml.encode("utf-8")).decode("ascii")}
+    if relay_state is not None:
+        fields["RelayState"] = relay_state
+    return PostForm(action, fields)

@@ -1,0 +1,100 @@
+"""What one sign-in carries from step to step, and how it can end.
+
+A front end (SAML SSO, IdP-initiated, the login form, later OIDC) fills a SignInContext with what it knows
+and runs the pipeline; each step reads what earlier steps left and adds its own part. A step that ends the
+sign-in returns an Outcome; the front end turns the Outcome into HTTP.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from idp.codes import SignInReason
+from idp.person import Person
+from idp.saml.messages import AuthnRequestInfo, NameId, PostForm
+from idp.sps.release import ReleasedAttribute
+
+
+@dataclass(frozen=True)
+class Credentials:
+    username: str
+    password: str = field(repr=False)
+    """Passed to AD's bind and nowhere else: not logged, not stored, not shown in a repr."""
+
+
+@dataclass(frozen=True)
+class SsoSession:
+    """The part of the person's single sign-on session the sign-in needs (the web layer stores it)."""
+
+    person: Person
+    session_index: str
+    authn_instant: float
+    """Epoch seconds of the password check that started the session."""
+
+
+@dataclass
+class SignInContext:
+    ip: str | None
+    request: AuthnRequestInfo | None = None
+    """What the SP asked; None for a sign-in at the IdP's own login page with no SP waiting."""
+    credentials: Credentials | None = None
+    """What was typed on the login form in this round, if anything."""
+    session: SsoSession | None = None
+    """The SSO session the browser came with, or the one the password check has just started."""
+    attempted_username: str | None = None
+    """The account a password was tried for, in canonical form, before AD said who it is (the throttle
+    counts failures by it)."""
+    person: Person | None = None
+    signed_in_now: bool = False
+    """The password was checked in this run: the front end stores ``session`` as the new SSO session."""
+    name_id: NameId | None = None
+    name_id_problem: str | None = None
+    """Why no NameID can be issued (for the audit trail and the console's preview)."""
+    released: tuple[ReleasedAttribute, ...] = ()
+
+    @property
+    def sp(self) -> str | None:
+        return self.request.sp_entity_id if self.request is not None else None
+
+    @property
+    def username(self) -> str | None:
+        """Who the audit row names: the person once known, else the account a password was tried for."""
+        if self.person is not None:
+            return self.person.username
+        if self.attempted_username is not None:
+            return self.attempted_username
+        return self.session.person.username if self.session is not None else None
+
+
+@dataclass(frozen=True)
+class Answer:
+    """Send the browser to the SP with this form: a response with an assertion, or a SAML error status
+    (then ``refused`` says why, for the audit trail)."""
+
+    form: PostForm
+    sp_name: str
+    refused: SignInReason | None = None
+    detail: str | None = None
+
+
+@dataclass(frozen=True)
+class Refused:
+    """Stop with a page that tells the person ``reason`` in their language; ``detail`` is for the admin."""
+
+    reason: SignInReason
+    status: int
+    sp_name: str | None = None
+    detail: str | None = None
+
+
+@dataclass(frozen=True)
+class NeedsPassword:
+    """Nobody is signed in (or the SP wants a fresh password): show the login form, then run again."""
+
+
+@dataclass(frozen=True)
+class SignedIn:
+    """The person signed in at the IdP itself; no SP is waiting."""
+
+
+Outcome = Answer | Refused | NeedsPassword | SignedIn

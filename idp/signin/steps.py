@@ -1,0 +1,235 @@
+"""The steps of a sign-in, each one small and named after what it decides (DESIGN.md §2).
+
+A step's ``process`` reads the context, adds its part, and returns None to go on or an Outcome to end the
+sign-in there. A step that has nothing to do for this sign-in (no SP asked, the person already known)
+returns None at once. Steps never call each other and never look back: the order lives in one list
+(idp.signin.pipeline.build_steps).
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from datetime import UTC, datetime
+from typing import Protocol
+
+from idp import metrics
+from idp.access import AccessDecision
+from idp.directory.client import Directory, normalize_username
+from idp.directory.errors import DirectoryError, InvalidCredentials, ServiceAccountRejected
+from idp.provisioning.jit import JitProvisioner, JitRefused
+from idp.saml.messages import NameIdPolicyError
+from idp.saml.responses import SamlResponses
+from idp.settings import LdapSettings
+from idp.signin.context import Answer, NeedsPassword, Outcome, Refused, SignInContext, SsoSession
+from idp.signin.throttle import LoginThrottle
+from idp.sps.release import release
+from idp.sps.source import SpSource
+
+log = logging.getLogger(__name__)
+
+
+class Step(Protocol):
+    previews: bool
+    """True for the steps that decide what an SP receives: the console's preview runs exactly those."""
+
+    def process(self, ctx: SignInContext) -> Outcome | None: ...
+
+
+class CheckSp:
+    """[sp] The SP may be signed in to at all (enabled, metadata current): refused before anyone types a
+    password. The same access decision runs again once the person is known (DecideAccess)."""
+
+    previews = False
+
+    def __init__(self, access: AccessDecision) -> None:
+        self._access = access
+
+    def process(self, ctx: SignInContext) -> Outcome | None:
+        if ctx.request is None:
+            return None
+        refusals = self._access.refusals(None, ctx.request.sp_entity_id)
+        if refusals:
+            return Refused(refusals[0].reason, 403, ctx.request.sp_name, refusals[0].detail)
+        return None
+
+
+class ReuseSsoSession:
+    """[sso session] A person already signed in is not asked again, unless the SP wants a fresh password
+    (ForceAuthn); an SP that may not show a login page (IsPassive) gets NoPassive instead."""
+
+    previews = False
+
+    def __init__(self, responses: SamlResponses) -> None:
+        self._responses = responses
+
+    def process(self, ctx: SignInContext) -> Outcome | None:
+        if ctx.credentials is not None:
+            return None  # the form was just filled in: Authenticate decides
+        req = ctx.request
+        if ctx.session is not None and not (req is not None and req.force_authn):
+            ctx.person = ctx.session.person
+            return None
+        if req is not None and req.is_passive:
+            form = self._responses.error_response(req, "NoPassive")
+            return Answer(form, req.sp_name, refused="no_passive")
+        return NeedsPassword()
+
+
+class Authenticate:
+    """[authenticate] The password against AD: never an empty one (an empty password is an anonymous bind
+    that a directory may answer with success), never past the throttle (so nobody can use us to lock an AD
+    account), and with AD's own refusal (disabled, expired, locked, ...) as the reason."""
+
+    previews = False
+
+    def __init__(self, directory: Directory, throttle: LoginThrottle, ldap: LdapSettings) -> None:
+        self._directory = directory
+        self._throttle = throttle
+        self._ldap = ldap
+
+    def process(self, ctx: SignInContext) -> Outcome | None:
+        if ctx.person is not None:
+            return None
+        if ctx.credentials is None:
+            return NeedsPassword()
+        sp_name = ctx.request.sp_name if ctx.request else None
+        username = canonical_username(ctx.credentials.username, self._ldap)
+        # The name the refusal is recorded under: the throttle counts by it.
+        ctx.attempted_username = username or None
+        if not username:
+            return Refused("missing_username", 401, sp_name)
+        if not ctx.credentials.password.strip():
+            return Refused("empty_password", 401, sp_name)
+        if self._throttle.blocked(username, ctx.ip):
+            return Refused("throttled", 429, sp_name)
+        started = time.perf_counter()
+        try:
+            person = self._directory.authenticate(username, ctx.credentials.password)
+        except DirectoryError as exc:
+            if isinstance(exc, ServiceAccountRejected):
+                log.error("the LDAP service account was refused by AD; check [ldap] bind_dn / bind_password")
+            return Refused(exc.reason, 401, sp_name, exc.detail or None)
+        finally:
+            metrics.LDAP_AUTH_SECONDS.observe(time.perf_counter() - started)
+        ctx.person = person
+        ctx.session = SsoSession(person, "_" + secrets.token_hex(16), time.time())
+        ctx.signed_in_now = True
+        return None
+
+
+class DecideAccess:
+    """[access] The one access decision (idp.access), on the SP's policy as it is now."""
+
+    previews = False
+
+    def __init__(self, access: AccessDecision) -> None:
+        self._access = access
+
+    def process(self, ctx: SignInContext) -> Outcome | None:
+        if ctx.request is None or ctx.person is None:
+            return None
+        refusals = self._access.refusals(ctx.person, ctx.request.sp_entity_id)
+        if not refusals:
+            return None
+        if refusals[0].reason == "sp_cannot_encrypt":
+            log.error("%s must get encrypted assertions, but its metadata has no certificate", ctx.request.sp_entity_id)
+        return Refused(refusals[0].reason, 403, ctx.request.sp_name, refusals[0].detail)
+
+
+class Provision:
+    """[provision] The person's mailbox exists and matches AD (JIT), for the SPs that trigger it. A failure
+    under ``on_failure = "allow"`` is queued and the sign-in goes on; under "deny" it stops here."""
+
+    previews = False
+
+    def __init__(self, provisioner: JitProvisioner | None) -> None:
+        self._provisioner = provisioner
+
+    def process(self, ctx: SignInContext) -> Outcome | None:
+        req, person = ctx.request, ctx.person
+        if self._provisioner is None or req is None or person is None:
+            return None
+        if not self._provisioner.applies_to(req.sp_entity_id):
+            return None
+        try:
+            self._provisioner.provision(person, sp=req.sp_entity_id, ip=ctx.ip)
+        except JitRefused as exc:
+            return Refused("provisioning_failed", 403, req.sp_name, str(exc))
+        return None
+
+
+class IssueNameId:
+    """[release] The NameID, computed once (a transient one is new at every call). A person the format has
+    no value for (no mail for emailAddress) gets a SAML InvalidNameIDPolicy response, so the SP can show its
+    own message."""
+
+    previews = True
+
+    def __init__(self, responses: SamlResponses, sps: SpSource) -> None:
+        self._responses = responses
+        self._sps = sps
+
+    def process(self, ctx: SignInContext) -> Outcome | None:
+        req, person = ctx.request, ctx.person
+        if req is None or person is None:
+            return None
+        try:
+            ctx.name_id = self._responses.name_id(req, self._sps.policy_for(req.sp_entity_id), person)
+        except NameIdPolicyError as exc:
+            ctx.name_id_problem = str(exc)
+            form = self._responses.error_response(
+                req, "InvalidNameIDPolicy", "No identifier of the requested format is available."
+            )
+            return Answer(form, req.sp_name, refused="no_nameid", detail=str(exc))
+        return None
+
+
+class ReleaseAttributes:
+    """[release] The attributes the SP's policy releases about the person, under the names it asks for."""
+
+    previews = True
+
+    def __init__(self, sps: SpSource) -> None:
+        self._sps = sps
+
+    def process(self, ctx: SignInContext) -> Outcome | None:
+        if ctx.request is not None and ctx.person is not None:
+            ctx.released = release(self._sps.policy_for(ctx.request.sp_entity_id), ctx.person)
+        return None
+
+
+class Respond:
+    """[response] The signed (and, when the policy says so, encrypted) response to the SP's ACS URL."""
+
+    previews = False
+
+    def __init__(self, responses: SamlResponses, sps: SpSource) -> None:
+        self._responses = responses
+        self._sps = sps
+
+    def process(self, ctx: SignInContext) -> Outcome | None:
+        req = ctx.request
+        if req is None or ctx.session is None or ctx.name_id is None:
+            return None
+        form = self._responses.authn_response(
+            req,
+            self._sps.policy_for(req.sp_entity_id),
+            ctx.name_id,
+            ctx.released,
+            session_index=ctx.session.session_index,
+            authn_instant=datetime.fromtimestamp(ctx.session.authn_instant, UTC),
+        )
+        return Answer(form, req.sp_name)
+
+
+def canonical_username(typed: str, ldap: LdapSettings) -> str:
+    """One name per account for the audit trail and the throttle: "CORP\\Alice", "alice@<realm>" and "alice"
+    are the same person. (A mail address that differs from the UPN still counts apart; the per-address
+    limit covers that.)"""
+    try:
+        name = normalize_username(typed, ldap)
+    except InvalidCredentials:
+        return typed.strip()[:256]
+    return name.removesuffix("@" + ldap.realm.casefold()) if ldap.realm else name

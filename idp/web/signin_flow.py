@@ -1,0 +1,140 @@
+"""Runs the sign-in pipeline for this browser and turns its outcome into HTTP: the one place where the
+SSO endpoint, IdP-initiated sign-in and the login form meet the pipeline.
+
+The request a login page waits on is parked in the session as the SP's request only (entityID, ACS,
+RelayState, ...), never with the SP's policy: the pipeline reads the policy when it runs again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import secrets
+
+from flask import Response, redirect, render_template, request, session, url_for
+from flask_wtf.csrf import generate_csrf
+from werkzeug.wrappers import Response as HttpResponse
+
+from idp.saml.messages import AuthnRequestInfo, PostForm
+from idp.signin.context import Answer, Credentials, NeedsPassword, Refused, SignedIn, SignInContext
+from idp.web.i18n import translate
+from idp.web.services import services
+from idp.web.sso_session import current_sso, remember_sp, start_sso
+
+_REQUESTS_KEY = "authn_requests"
+_MAX_OPEN_REQUESTS = 10
+
+
+def client_ip() -> str | None:
+    return request.remote_addr
+
+
+def sign_in(
+    req: AuthnRequestInfo | None,
+    *,
+    credentials: Credentials | None = None,
+    parked_as: str | None = None,
+    after: str | None = None,
+) -> HttpResponse:
+    """Run the pipeline for ``req`` (None: no SP is waiting) and answer the browser.
+
+    ``parked_as`` is the key the request waited under while the login form was shown; ``after`` is where a
+    sign-in with no SP goes next."""
+    sso = current_sso()
+    ctx = SignInContext(
+        ip=client_ip(),
+        request=req,
+        credentials=credentials,
+        session=sso.for_signin() if sso is not None else None,
+    )
+    outcome = services().signin.run(ctx)
+    if ctx.signed_in_now and ctx.session is not None:
+        start_sso(ctx.session, services().settings.server.session_lifetime)
+        if parked_as is not None:
+            drop_request(parked_as)
+    if isinstance(outcome, Answer):
+        if outcome.refused is None and req is not None:
+            remember_sp(req.sp_entity_id)
+        return post_form(outcome.form, outcome.sp_name)
+    if isinstance(outcome, Refused):
+        if outcome.status in (401, 429):  # the password was not accepted: the form again, with why
+            message = translate(outcome.reason, sp=outcome.sp_name or translate("this.service"))
+            typed = credentials.username if credentials is not None else ""
+            return login_form(req, parked_as or "", after=after, username=typed, error=message, status=outcome.status)
+        return error_page(outcome.reason, outcome.status, sp=outcome.sp_name)
+    if isinstance(outcome, NeedsPassword):
+        if req is None:
+            return redirect(url_for("login.login", next=after) if after else url_for("login.login"), code=303)
+        return redirect(url_for("login.login", k=parked_as or park_request(req)), code=303)
+    assert isinstance(outcome, SignedIn)
+    return redirect(after or url_for("login.home"), code=303)
+
+
+def login_form(
+    req: AuthnRequestInfo | None,
+    key: str,
+    *,
+    after: str | None = None,
+    username: str = "",
+    error: str | None = None,
+    status: int = 200,
+) -> HttpResponse:
+    body = render_template(
+        "login.html", sp=req.sp_name if req else None, key=key, after=after, username=username, error=error
+    )
+    resp = Response(body, status=status)
+    resp.headers["Cache-Control"] = "no-store"
+    return resp
+
+
+def post_form(form: PostForm, sp_name: str) -> HttpResponse:
+    """The auto-POST page. The nonce lets exactly our one script run; form-action pins the ACS origin."""
+    nonce = secrets.token_urlsafe(16)
+    body = render_template("post_form.html", form=form, sp=sp_name, nonce=nonce)
+    resp = Response(body)
+    resp.headers["Content-Security-Policy"] = (
+        f"default-src 'none'; style-src 'self'; script-src 'nonce-{nonce}'; form-action {_origin(form.action)}"
+    )
+    resp.headers["Cache-Control"] = "no-store"
+    return resp
+
+
+def _origin(url: str) -> str:
+    scheme, _, rest = url.partition("://")
+    return f"{scheme}://{rest.split('/', 1)[0]}"
+
+
+def error_page(reason: str, status: int, *, sp: str | None = None, detail: str | None = None) -> HttpResponse:
+    message = translate(reason, sp=sp or translate("this.service"))
+    return Response(render_template("error.html", message=message, reason=reason, detail=detail), status=status)
+
+
+# --- AuthnRequests waiting for the person to type their password -------------------------------------------
+
+
+def park_request(req: AuthnRequestInfo) -> str:
+    key = secrets.token_urlsafe(12)
+    waiting = dict(session.get(_REQUESTS_KEY, {}))
+    while len(waiting) >= _MAX_OPEN_REQUESTS:  # one browser, many tabs: keep the newest few
+        waiting.pop(next(iter(waiting)))
+    waiting[key] = dataclasses.asdict(req)
+    session[_REQUESTS_KEY] = waiting
+    # The login page this request waits on needs a CSRF secret in the session: making it now puts it in
+    # this request's session write, so showing the page does not write the session file a second time.
+    generate_csrf()
+    return key
+
+
+def parked_request(key: str) -> AuthnRequestInfo | None:
+    data = session.get(_REQUESTS_KEY, {}).get(key)
+    if not isinstance(data, dict):
+        return None
+    try:
+        return AuthnRequestInfo(**data)
+    except TypeError:  # parked by an older version with other fields: start again
+        return None
+
+
+def drop_request(key: str) -> None:
+    waiting = dict(session.get(_REQUESTS_KEY, {}))
+    waiting.pop(key, None)
+    session[_REQUESTS_KEY] = waiting
