@@ -63,12 +63,17 @@ def apps() -> HttpResponse | str:
 
 
 def tiles_for(person: Person) -> list[Tile]:
-    """The SPs this person can start from here: open to IdP-initiated sign-in, and the access decision
-    lets the person in (the same decision a sign-in takes)."""
-    access = services().access
-    tiles = [
-        Tile(entry.entity_id, entry.policy.display_name or entry.name, entry.policy.preset in MAILBOX_PRESETS)
-        for entry in services().registry.list()
-        if entry.policy.idp_initiated and not access.refusals(person, entry.entity_id)
-    ]
+    """The SPs this person can start from here: the ones /saml/init would start (open to IdP-initiated
+    sign-in, with an ACS to answer at) and whose access decision lets the person in, both asked of the same
+    code a click on the tile runs."""
+    svc = services()
+    tiles = []
+    for entry in svc.registry.list():
+        try:
+            svc.saml_requests.unsolicited_request(entry.entity_id, None)
+        except SamlRequestError:
+            continue
+        if not svc.access.refusals(person, entry.entity_id):
+            name = entry.policy.display_name or entry.name
+            tiles.append(Tile(entry.entity_id, name, entry.policy.preset in MAILBOX_PRESETS))
     return sorted(tiles, key=lambda t: (not t.mailbox, t.name.casefold(), t.entity_id))

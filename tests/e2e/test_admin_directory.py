@@ -11,9 +11,10 @@ from pathlib import Path
 import pytest
 
 from idp.demo.samba_dc import DEMO_USERS
+from idp.sps.policy import SpPolicy
 from tests.e2e.browser import Browser, Page, admin_browser
 from tests.e2e.harness import ARTIFACTS, IdpServer, base_config, free_port, prepare_idp, serve_idp
-from tests.e2e.saml_sp import IndependentSp, write_metadata
+from tests.e2e.saml_sp import IndependentSp, register_sp, write_metadata
 
 pytestmark = pytest.mark.ad
 
@@ -182,6 +183,21 @@ def test_preview_warns_when_the_sp_would_refuse_the_person(idp_server, tmp_path)
     assert "Engineering" in page.text_of("release-refused")
     page = admin.submit(page, "lookup-form", {"username": "bob", "sp": sp.entity_id})
     assert page.doc().get_element_by_id("release-refused", None) is None
+
+
+def test_preview_and_sign_in_agree_on_a_switched_off_sp(idp_server, tmp_path):
+    """Both ask the one access decision: the preview names the refusal the sign-in then gives."""
+    sp = register_sp(idp_server, "switchedoff", SpPolicy(enabled=False))
+    admin = admin_browser(idp_server.base_url)
+    page = admin.get(idp_server.base_url + "/admin/directory")
+    page = admin.submit(page, "lookup-form", {"username": "alice", "sp": sp.entity_id})
+    assert page.status == 200 and "switched off" in page.text_of("release-disabled")
+    assert page.doc().get_element_by_id("release-refused", None) is None  # alice is in no group it lacks
+
+    employee = Browser()
+    refused = employee.get(sp.redirect_login_url())
+    assert refused.status == 403 and not refused.is_login
+    assert refused.doc().get_element_by_id("error").get("data-reason") == "sp_disabled"
 
 
 def test_lookup_of_nobody_and_bad_input(idp_server):

@@ -44,6 +44,14 @@ class Release:
     """Why the access decision would refuse the sign-in; empty when it would let the person in."""
 
     @property
+    def disabled(self) -> bool:
+        return "sp_disabled" in self.refusals
+
+    @property
+    def metadata_expired(self) -> bool:
+        return "sp_metadata_expired" in self.refusals
+
+    @property
     def allowed(self) -> bool:
         """False when the SP's allowed_groups leave this person out."""
         return "not_in_allowed_group" not in self.refusals
