@@ -275,7 +275,11 @@ class SpRegistry:
         """After the database holds the change: a new stamp file (a new inode, whatever the clock's
         resolution) tells every process's policy_for to read again."""
         self._policies.pop(entity_id, None)
-        self._write_atomically(self._dir / POLICY_STAMP, f"{entity_id}\n".encode())
+        try:
+            self._write_atomically(self._dir / POLICY_STAMP, f"{entity_id}\n".encode())
+        except RegistryStorageError as exc:
+            # The change is saved; other processes see it when their copy expires instead of at once.
+            log.warning("policy of %s saved, but the change stamp could not be written: %s", entity_id, exc)
 
     def _write_atomically(self, target: Path, data: bytes) -> None:
         # Readers (other workers) see the old file or the new one, never half of one; the temporary name

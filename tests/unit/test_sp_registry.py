@@ -230,3 +230,15 @@ def test_the_metadata_directory_being_a_file_is_reported(tmp_path: Path, db: Dat
     (tmp_path / "not-a-dir").write_text("")
     with pytest.raises(RegistryStorageError, match="metadata directory"):
         SpRegistry(tmp_path / "not-a-dir", db, DEFAULTS).metadata_files()
+
+
+def test_a_policy_is_saved_even_when_the_change_stamp_cannot_be_written(
+    registry: SpRegistry, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    registry.add(sp_metadata(ENTITY))
+    (tmp_path / "metadata" / POLICY_STAMP).mkdir()  # the atomic rename onto it fails, even for root
+    with caplog.at_level(logging.WARNING, logger="idp.sps.registry"):
+        registry.set_policy(ENTITY, SpPolicy(allowed_groups=["HR"]))
+    assert registry.current_policy(ENTITY).allowed_groups == ["HR"]
+    assert registry.policy_for(ENTITY).allowed_groups == ["HR"]
+    assert "change stamp could not be written" in caplog.text
