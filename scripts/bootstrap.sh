@@ -86,19 +86,21 @@ start_test_services() {
     redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no \
       --dir /var/lib/redis --logfile /var/log/redis/idp-tests.log
   fi
-  if ! pg_isready -h 127.0.0.1 -q 2>/dev/null; then
-    echo "==> starting PostgreSQL"
-    local version
-    version=$(ls /etc/postgresql | sort -V | tail -n 1)
+  local version port
+  version=$(ls /etc/postgresql | sort -V | tail -n 1)
+  # The cluster's own port: 5432, unless another server held that port when the package created the cluster.
+  port=$(pg_conftool -s "$version" main show port 2>/dev/null || echo 5432)
+  if ! pg_isready -h 127.0.0.1 -p "$port" -q 2>/dev/null; then
+    echo "==> starting PostgreSQL $version on port $port"
     pg_ctlcluster --skip-systemctl-redirect "$version" main start
-    for _ in $(seq 1 30); do pg_isready -h 127.0.0.1 -q && break; sleep 1; done
+    for _ in $(seq 1 30); do pg_isready -h 127.0.0.1 -p "$port" -q && break; sleep 1; done
   fi
   # A role and database of our own, with a password, so the same URL works with peer, md5 or trust auth.
   # From / because the postgres user may not enter the checkout (under /root, say).
-  as_postgres psql -qtAc "SELECT 1 FROM pg_roles WHERE rolname='idp_test'" | grep -q 1 ||
-    as_postgres psql -qc "CREATE ROLE idp_test LOGIN PASSWORD 'idp_test'"
-  as_postgres psql -qtAc "SELECT 1 FROM pg_database WHERE datname='idp_test'" | grep -q 1 ||
-    as_postgres createdb -O idp_test idp_test
-  export IDP_TEST_POSTGRES_URL="postgresql+psycopg://idp_test:idp_test@127.0.0.1:5432/idp_test"
+  as_postgres psql -p "$port" -qtAc "SELECT 1 FROM pg_roles WHERE rolname='idp_test'" | grep -q 1 ||
+    as_postgres psql -p "$port" -qc "CREATE ROLE idp_test LOGIN PASSWORD 'idp_test'"
+  as_postgres psql -p "$port" -qtAc "SELECT 1 FROM pg_database WHERE datname='idp_test'" | grep -q 1 ||
+    as_postgres createdb -p "$port" -O idp_test idp_test
+  export IDP_TEST_POSTGRES_URL="postgresql+psycopg://idp_test:idp_test@127.0.0.1:$port/idp_test"
   export IDP_TEST_REDIS_URL="redis://127.0.0.1:6379/15"
 }
