@@ -93,14 +93,12 @@ def _measure(
         _check_samples(requests_, [rate.sample], f"pysaml2 {name}", problems)
         signing[name] = rate
 
-    with _phase("signed AuthnRequests for the load steps, built in advance"):
-        requests_.prebuild()
     sso_steps: list[StepResult] = []
     for n in levels:
         with _phase(f"SSO-session responses, {n} client(s)"):
             step = run_step(
                 "sso_session",
-                lambda i: SsoSessionClient(requests_, SIGN_IN_USERS[i % len(SIGN_IN_USERS)], i),
+                lambda i: SsoSessionClient(requests_, SIGN_IN_USERS[i % len(SIGN_IN_USERS)]),
                 n,
                 seconds=seconds,
                 max_ops_per_client=_MAX_OPS_PER_CLIENT,

@@ -24,11 +24,11 @@ from tests.e2e.saml_sp import IndependentSp
 # Normal accounts only: the refusal-state users would measure AD saying no, not a sign-in.
 SIGN_IN_USERS: tuple[DemoUser, ...] = tuple(u for u in DEMO_USERS if u.username in ("alice", "bob", "carol"))
 _TIMEOUT = 30
-PREBUILT_REQUESTS = 64
-"""Signed AuthnRequests built before the timed steps and cycled through by every client. python3-saml
-builds and signs one in about 2 ms: inside the loop that was the load generator competing with the IdP
-for the same two cores. (The IdP does not refuse a request ID it has seen before; if it ever does, build
-one per call again.)"""
+PREBUILT_PER_CLIENT = 256
+"""Signed AuthnRequests each client builds while it sets up, before the start signal. python3-saml builds
+and signs one in about 2 ms: inside the loop that is the load generator competing with the IdP for the same
+two cores. The IdP answers each request ID once (and only within [idp] request_lifetime of its
+IssueInstant), so none is reused: a client that runs through its batch builds one per call from then on."""
 
 
 class FlowError(RuntimeError):
@@ -57,24 +57,15 @@ class AuthnRequests:
         self._sp = sp
         self._settings = OneLogin_Saml2_Settings(sp.settings_dict(), sp_validation_only=False)
 
-        self._prebuilt: list[SignedRequest] = []
-
     def signed_redirect(self) -> SignedRequest:
         auth = OneLogin_Saml2_Auth(_request_data(self._sp.acs_url), self._settings)
         url = auth.login(return_to="/inbox")
         return SignedRequest(url, auth.get_last_request_id())
 
-    def prebuild(self, count: int = PREBUILT_REQUESTS) -> None:
-        """Build the shared pool now, in the parent, so forked clients inherit it instead of signing."""
-        while len(self._prebuilt) < count:
-            self._prebuilt.append(self.signed_redirect())
-
-    def cycle(self, start: int) -> Iterator[SignedRequest]:
-        """The prebuilt requests round and round, each client from its own starting point."""
-        if not self._prebuilt:
-            self.prebuild()
-        n = len(self._prebuilt)
-        return itertools.cycle(self._prebuilt[start % n :] + self._prebuilt[: start % n])
+    def fresh(self, count: int = PREBUILT_PER_CLIENT) -> Iterator[SignedRequest]:
+        """count requests built now, then a new one per call: never the same request twice."""
+        ready = [self.signed_redirect() for _ in range(count)]
+        return itertools.chain(ready, iter(self.signed_redirect, None))
 
     def validate(self, sample: ResponseSample) -> str:
         """Process the response as the SP's ACS would (signatures, SHA-256, audience, InResponseTo, times);
@@ -92,8 +83,8 @@ class SsoSessionClient:
     """A browser that signed in once and then visits the SP again and again: the IdP answers from the SSO
     session with a freshly signed response, no password and no LDAP."""
 
-    def __init__(self, requests_: AuthnRequests, user: DemoUser, index: int = 0) -> None:
-        self._requests = requests_.cycle(index * 7)
+    def __init__(self, requests_: AuthnRequests, user: DemoUser) -> None:
+        self._requests = requests_.fresh()
         self._http = httpx.Client()
         sample = full_login(self._http, requests_.signed_redirect(), user)
         requests_.validate(sample)
@@ -111,7 +102,7 @@ class PasswordLoginClient:
     response. The TCP connection is kept across sign-ins, as a browser keeps it across tabs."""
 
     def __init__(self, requests_: AuthnRequests, first_user: int) -> None:
-        self._requests = requests_.cycle(first_user * 7)
+        self._requests = requests_.fresh()
         self._next_user = first_user
         self._http = httpx.Client()
 

@@ -24,6 +24,7 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from defusedxml import DefusedXmlException
+from lxml import etree
 
 from idp.saml.algorithms import (
     LEGACY_DIGESTS,
@@ -35,6 +36,20 @@ from idp.saml.algorithms import (
 from idp.saml.errors import SamlRequestError
 
 _SIGNED_QUERY_PARAMS = ("SAMLRequest", "SAMLResponse", "RelayState", "SigAlg", "Signature")
+_DSIG = "{http://www.w3.org/2000/09/xmldsig#}"
+_SIGNATURE_CHILDREN = {f"{_DSIG}SignedInfo", f"{_DSIG}SignatureValue", f"{_DSIG}KeyInfo"}
+_TRANSFORMS = {
+    "http://www.w3.org/2000/09/xmldsig#enveloped-signature",
+    "http://www.w3.org/2001/10/xml-exc-c14n#",
+    "http://www.w3.org/2001/10/xml-exc-c14n#WithComments",
+    "http://www.w3.org/TR/2001/REC-xml-c14n-20010315",
+    "http://www.w3.org/TR/2001/REC-xml-c14n-20010315#WithComments",
+    "http://www.w3.org/2006/12/xml-c14n11",
+    "http://www.w3.org/2006/12/xml-c14n11#WithComments",
+}
+"""Transforms an enveloped signature over a SAML message needs; XPath or XSLT ones could hide content."""
+# Only for input check_xml_is_safe already screened; entities and the network stay off all the same.
+_PARSER = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=False)
 
 
 def max_encoded_length(max_bytes: int) -> int:
@@ -87,6 +102,53 @@ def check_xml_is_safe(xml: bytes) -> None:
         ) from None
     except defusedxml.ElementTree.ParseError:
         raise SamlRequestError("malformed", "The SAML message is not well-formed XML.") from None
+
+
+def has_enveloped_signature(xml: bytes, sp_entity_id: str) -> bool:
+    """False when the document carries no XML signature; True when it carries exactly the one shape a signed
+    HTTP-POST request may have; SamlRequestError for anything else.
+
+    The signature checker verifies one signature and pysaml2 reads the whole document. They only agree on
+    what was signed when there is a single <ds:Signature>, directly inside the root, whose single Reference
+    points at the root's ID and that ID names no other element. Every other shape (a genuine signed request
+    tucked into <Extensions> under a forged one, a second signature, a Reference to a child or a sibling, a
+    duplicated ID) is how signature wrapping passes a forged message off as a signed one.
+    """
+    try:
+        root = etree.fromstring(xml, _PARSER)
+    except etree.XMLSyntaxError:
+        raise SamlRequestError("malformed", "The SAML message is not well-formed XML.", sp_entity_id) from None
+    signatures = list(root.iter(f"{_DSIG}Signature"))
+    if not signatures:
+        return False
+
+    def refuse(why: str) -> SamlRequestError:
+        return SamlRequestError(
+            "bad_signature",
+            f"The request's signature is not one signature over the whole request: {why}.",
+            sp_entity_id,
+        )
+
+    if len(signatures) != 1:
+        raise refuse(f"it carries {len(signatures)} signatures")
+    signature = signatures[0]
+    if signature.getparent() is not root:
+        raise refuse("the signature is not directly inside the request")
+    if any(child.tag not in _SIGNATURE_CHILDREN for child in signature.iterchildren(etree.Element)):
+        raise refuse("the signature carries content other than SignedInfo, SignatureValue and KeyInfo")
+    root_id = root.get("ID")
+    if not root_id:
+        raise refuse("the request has no ID to sign")
+    same_id = [el for el in root.iter(etree.Element) if root_id in (el.get("ID"), el.get("Id"), el.get("id"))]
+    if len(same_id) != 1:
+        raise refuse("another element carries the request's ID")
+    references = list(signature.iter(f"{_DSIG}Reference"))
+    if len(references) != 1 or references[0].get("URI") != f"#{root_id}":
+        raise refuse("it must reference the request's own ID, and nothing else")
+    transforms = [t.get("Algorithm") for t in references[0].iter(f"{_DSIG}Transform")]
+    if any(t not in _TRANSFORMS for t in transforms):
+        raise refuse("it uses a transform other than enveloped-signature and canonicalisation")
+    return True
 
 
 @dataclass(frozen=True)

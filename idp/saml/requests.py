@@ -2,13 +2,15 @@
 answer. Everything here either returns a request we will answer or raises SamlRequestError.
 
 The SP must be registered and its metadata current: without metadata there is no certificate to check a
-signature with and no ACS to answer at. Whether the person may use the SP is not decided here but by the
-access decision (idp.access), when the person is known.
+signature with and no ACS to answer at. A request is answered once, and only while it is fresh: its
+IssueInstant within [idp] request_lifetime (and clock_skew), its ID not seen before. Whether the person may
+use the SP is not decided here but by the access decision (idp.access), when the person is known.
 """
 
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from saml2 import BINDING_HTTP_POST, BINDING_HTTP_REDIRECT, VERSION, samlp
@@ -16,7 +18,7 @@ from saml2.cert import CertificateError
 from saml2.s_utils import UnsupportedBinding
 from saml2.server import Server
 from saml2.sigver import SigverError
-from saml2.validate import NotValid, valid_instance
+from saml2.validate import NotValid, OutsideCardinality, valid_instance
 
 from idp.saml import bindings
 from idp.saml.errors import SamlRequestError
@@ -24,6 +26,7 @@ from idp.saml.messages import AuthnRequestInfo, LogoutRequestInfo
 from idp.saml.server import SamlServer, slo_url, sso_url
 from idp.settings import Settings
 from idp.sps.source import SpSource
+from idp.store.seen import MAX_ID_LENGTH, SeenRequests
 
 log = logging.getLogger(__name__)
 
@@ -31,10 +34,11 @@ _BINDING_URIS = {"redirect": BINDING_HTTP_REDIRECT, "post": BINDING_HTTP_POST}
 
 
 class SamlRequests:
-    def __init__(self, settings: Settings, server: SamlServer, sps: SpSource) -> None:
+    def __init__(self, settings: Settings, server: SamlServer, sps: SpSource, seen: SeenRequests) -> None:
         self._settings = settings
         self._server = server
         self._sps = sps
+        self._seen = seen
 
     def parse_authn_request(
         self,
@@ -74,7 +78,8 @@ class SamlRequests:
 
     def unsolicited_request(self, sp_entity_id: str, relay_state: str | None) -> AuthnRequestInfo:
         """What an IdP-initiated sign-in answers as if the SP had asked. Refuses (SamlRequestError) an SP that
-        is unknown, or whose policy does not allow IdP-initiated sign-in."""
+        is unknown, or whose policy does not allow IdP-initiated sign-in, or a RelayState its policy does not
+        name: whoever builds the link must not choose where the SP takes the person."""
         self._check_registered(self._server.current().server, sp_entity_id)
         policy = self._sps.policy_for(sp_entity_id)
         if not policy.idp_initiated:
@@ -83,7 +88,16 @@ class SamlRequests:
                 "This service does not accept sign-ins started from the sign-in service.",
                 sp_entity_id,
             )
-        return self.plain_request(sp_entity_id, policy.default_relay_state if relay_state is None else relay_state)
+        if relay_state is None:
+            return self.plain_request(sp_entity_id, policy.default_relay_state)
+        chosen = next((v for v in (policy.default_relay_state, *policy.relay_state_allowed) if v == relay_state), None)
+        if chosen is None:
+            raise SamlRequestError(
+                "relay_state_not_allowed",
+                "The RelayState asked for is neither this service's default nor one its policy allows.",
+                sp_entity_id,
+            )
+        return self.plain_request(sp_entity_id, chosen)
 
     def plain_request(self, sp_entity_id: str, relay_state: str | None = None) -> AuthnRequestInfo:
         """The request an SP sends without asking for anything: no request ID, the SP's default HTTP-POST
@@ -149,14 +163,22 @@ class SamlRequests:
     ) -> tuple[Server, Any, str]:
         """(pysaml2 server, parsed message, sender's entityID) of a request that passed every check: decoded
         within the limits, safe XML, the right kind of message, from a registered SP, signed as that SP
-        must sign, meant for ``our_endpoint``."""
+        must sign, meant for ``our_endpoint``, fresh, and never answered before."""
         server = self._server.current().server
-        xml, signed = self._decode(binding, saml_request, relay_state, query_string)
+        xml, signed_query = self._decode(binding, saml_request, relay_state, query_string)
         message = _parse(factory, xml, what)
         sp = _issuer_of(message)
         self._check_registered(server, sp)
-        self._check_signature(server, binding, message, xml, signed, sp)
-        _check_envelope(message, our_endpoint, sp)
+        signed = self._check_signature(server, binding, message, xml, signed_query, sp)
+        now = datetime.now(UTC)
+        self._check_envelope(message, our_endpoint, sp, signed=signed, now=now)
+        # Last, so that only a request that passed every check (its signature above all) uses up its ID.
+        limits = self._settings.idp
+        keep = timedelta(seconds=limits.request_lifetime + 2 * limits.clock_skew)
+        if not self._seen.first_use(sp, message.id, now=now, keep_until=now + keep):
+            raise SamlRequestError(
+                "replayed_request", f"The request {message.id} was already answered; a request is answered once.", sp
+            )
         return server, message, sp
 
     def _decode(
@@ -211,8 +233,8 @@ class SamlRequests:
         xml: bytes,
         signed: bindings.SignedQuery | None,
         sp: str,
-    ) -> None:
-        """Verify the signature when present; refuse when one is required and absent."""
+    ) -> bool:
+        """Verify the signature when present (True); refuse when one is required and absent."""
         required = self._signature_required(server, sp)
         certs = [cert for _, cert in server.metadata.certs(sp, "spsso", "signing")]
         if binding == "redirect":
@@ -222,15 +244,17 @@ class SamlRequests:
                     raise SamlRequestError(
                         "unsigned_request", "This service must sign its requests, and this one is not signed.", sp
                     )
-                return
+                return False
             bindings.verify_query_signature(signed, certs, required=required, sp_entity_id=sp)
-            return
-        if message.signature is None:
+            return True
+        if not bindings.has_enveloped_signature(xml, sp):
             if required:
                 raise SamlRequestError(
                     "unsigned_request", "This service must sign its requests, and this one is not signed.", sp
                 )
-            return
+            return False
+        if message.signature is None or message.signature.signed_info is None:
+            raise SamlRequestError("bad_signature", "The request's signature has no SignedInfo.", sp)
         info = message.signature.signed_info
         bindings.check_enveloped_algorithms(
             info.signature_method.algorithm if info.signature_method is not None else "",
@@ -246,19 +270,47 @@ class SamlRequests:
             raise SamlRequestError(
                 "bad_signature", "The request's signature does not match the SP's certificate.", sp
             ) from None
+        return True
+
+    def _check_envelope(self, message: Any, our_endpoint: str, sp: str, *, signed: bool, now: datetime) -> None:
+        try:
+            valid_instance(message)
+        # A required attribute that is empty raises MustValueError, a ValueError; too many or too few children
+        # OutsideCardinality: the same verdict as NotValid.
+        except (NotValid, OutsideCardinality, ValueError) as exc:
+            raise SamlRequestError("malformed", f"The SAML message is not valid: {exc}", sp) from None
+        if message.version != VERSION:
+            raise SamlRequestError("malformed", f"SAML version {message.version} is not supported.", sp)
+        if not message.id:
+            raise SamlRequestError("malformed", "The request has no ID.", sp)
+        if len(message.id) > MAX_ID_LENGTH:
+            raise SamlRequestError("malformed", f"The request's ID is longer than {MAX_ID_LENGTH} characters.", sp)
+        # A signed request without Destination could be taken from another IdP the SP signs for and replayed here.
+        if signed and not message.destination:
+            raise SamlRequestError("wrong_destination", "The request is signed but does not name its Destination.", sp)
+        if message.destination and message.destination != our_endpoint:
+            raise SamlRequestError(
+                "wrong_destination", f"The request was meant for {message.destination}, not for us.", sp
+            )
+        issued = _instant(message.issue_instant, sp)
+        skew = timedelta(seconds=self._settings.idp.clock_skew)
+        if issued > now + skew:
+            raise SamlRequestError(
+                "request_not_yet_valid", f"The request was issued at {issued:%Y-%m-%d %H:%M:%S} UTC, in the future.", sp
+            )
+        if issued < now - skew - timedelta(seconds=self._settings.idp.request_lifetime):
+            raise SamlRequestError(
+                "request_expired", f"The request was issued at {issued:%Y-%m-%d %H:%M:%S} UTC and is too old.", sp
+            )
 
 
-def _check_envelope(message: Any, our_endpoint: str, sp: str) -> None:
+def _instant(value: Any, sp: str) -> datetime:
+    """A SAML dateTime; one without a zone is UTC, as SAML core §1.3.3 requires every time to be."""
     try:
-        valid_instance(message)
-    except NotValid as exc:
-        raise SamlRequestError("malformed", f"The SAML message is not valid: {exc}", sp) from None
-    if message.version != VERSION:
-        raise SamlRequestError("malformed", f"SAML version {message.version} is not supported.", sp)
-    if message.destination and message.destination != our_endpoint:
-        raise SamlRequestError("malformed", f"The request was meant for {message.destination}, not for us.", sp)
-    if not message.id:
-        raise SamlRequestError("malformed", "The request has no ID.", sp)
+        at = datetime.fromisoformat(str(value).strip())
+        return at.astimezone(UTC) if at.tzinfo is not None else at.replace(tzinfo=UTC)
+    except (ValueError, OverflowError):  # OverflowError: year 1 or 9999 moved across a zone offset
+        raise SamlRequestError("malformed", f"The request's IssueInstant {value!r} is not a time.", sp) from None
 
 
 def _parse(factory: Any, xml: bytes, what: str) -> Any:

@@ -37,7 +37,11 @@ def tiles(page: Page) -> list[tuple[str, str]]:
 
 @pytest.fixture(scope="module")
 def launchable(idp_server):
-    return register_sp(idp_server, "launch", SpPolicy(idp_initiated=True, default_relay_state="/welcome"))
+    return register_sp(
+        idp_server,
+        "launch",
+        SpPolicy(idp_initiated=True, default_relay_state="/welcome", relay_state_allowed=["/inbox?x=1"]),
+    )
 
 
 def test_unsolicited_response_after_login_goes_to_the_default_acs(idp_server, launchable):
@@ -55,9 +59,16 @@ def test_unsolicited_response_after_login_goes_to_the_default_acs(idp_server, la
     rows = idp_server.audit_rows(event="signin", sp_entity_id=launchable.entity_id, result="success")
     assert rows[0]["username"] == "alice" and rows[0]["detail"] == "idp_initiated"
 
-    # With the session open, a second start answers at once, and a RelayState given in the URL wins.
+    # With the session open, a second start answers at once, and a RelayState the policy allows is used.
     page = browser.get(init_url(idp_server.base_url, launchable.entity_id, "/inbox?x=1"))
     assert launchable.consume(*browser.saml_post(page), unsolicited=True).relay_state == "/inbox?x=1"
+
+    # Any other RelayState in the link is refused with a page and an audit row: the link's author does not
+    # choose where the SP takes the person.
+    page = browser.get(init_url(idp_server.base_url, launchable.entity_id, "https://evil.example/phish"))
+    assert page.status == 400 and reason(page) == "relay_state_not_allowed"
+    refused = idp_server.audit_rows(event="idp_initiated", sp_entity_id=launchable.entity_id, result="refused")
+    assert refused[0]["reason"] == "relay_state_not_allowed" and refused[0]["username"] == "alice"
 
 
 def test_sp_without_idp_initiated_is_refused(idp_server):

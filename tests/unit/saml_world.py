@@ -29,6 +29,8 @@ from idp.settings import Settings
 from idp.sps.policy import SpPolicy
 from idp.sps.release import release
 from idp.sps.source import SpSource
+from idp.store.db import Database
+from idp.store.seen import SeenRequests
 
 IDP_BASE = "https://idp.example.test"
 SP_ENTITY = "https://mail.example.test/saml/metadata"
@@ -118,7 +120,7 @@ class SamlLayer:
     def __init__(self, settings: Settings, sps: SpSource) -> None:
         self.settings = settings
         self.server = SamlServer(settings, sps)
-        self.requests = SamlRequests(settings, self.server, sps)
+        self.requests = SamlRequests(settings, self.server, sps, SeenRequests(Database(settings.database_url)))
         self.responses = SamlResponses(
             settings, self.server, read_persistent_secret(settings.idp.persistent_id_secret_file)
         )

@@ -208,6 +208,14 @@ def test_unsolicited_response_goes_to_the_default_acs_without_in_response_to(wor
     response = OneLogin_Saml2_Response(world.sp(), form.fields["SAMLResponse"])
     assert response.is_valid(dict(ACS_REQUEST_DATA, post_data=form.fields), request_id=None), response.get_error()
     assert form.fields["RelayState"] == "/start"
+    # Whoever builds the /saml/init link does not choose the landing page: only the policy's values count.
+    with pytest.raises(SamlRequestError) as err:
+        world.idp.unsolicited_request(SP_ENTITY, "/other")
+    assert err.value.reason == "relay_state_not_allowed"
+    assert world.idp.unsolicited_request(SP_ENTITY, "/start").relay_state == "/start"
+    world.registry.policies[SP_ENTITY] = SpPolicy(
+        idp_initiated=True, default_relay_state="/start", relay_state_allowed=["/other"]
+    )
     assert world.idp.unsolicited_request(SP_ENTITY, "/other").relay_state == "/other"
 
 

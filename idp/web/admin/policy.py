@@ -112,6 +112,9 @@ def _raw_policy(form: MultiDict) -> dict[str, Any]:
         "allowed_groups": [line.strip() for line in form.get("allowed_groups", "").splitlines() if line.strip()],
         "assertion_lifetime": form.get("assertion_lifetime", "").strip() or None,
         "default_relay_state": form.get("default_relay_state", "").strip() or None,
+        "relay_state_allowed": [
+            line.strip() for line in form.get("relay_state_allowed", "").splitlines() if line.strip()
+        ],
         **{flag: form.get(flag) == "on" for flag in _FLAGS},
     }
 
