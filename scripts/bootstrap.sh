@@ -55,10 +55,14 @@ make_venv() {
     echo "==> creating $VENV"
     /usr/bin/python3 -m venv --system-site-packages "$VENV"
   fi
-  local stamp="$VENV/.installed-$(sha1sum "$ROOT/pyproject.toml" | cut -c1-12)-$1"
+  # Every install takes the exact versions of constraints.txt (the ones the tests and pip-audit last passed
+  # with); a change to it or to pyproject.toml installs again.
+  local stamp="$VENV/.installed-$(cat "$ROOT/pyproject.toml" "$ROOT/constraints.txt" | sha1sum | cut -c1-12)-$1"
   if [ ! -f "$stamp" ]; then
-    echo "==> pip install -e .[$1]"
-    "$VENV/bin/pip" install -q --disable-pip-version-check -e "$ROOT[$1]"
+    echo "==> pip install -c constraints.txt -e .[$1]"
+    # pip first: the one a venv starts with may be older than the pinned one, and it is itself audited.
+    "$VENV/bin/pip" install -q --disable-pip-version-check -c "$ROOT/constraints.txt" pip
+    "$VENV/bin/pip" install -q --disable-pip-version-check -c "$ROOT/constraints.txt" -e "$ROOT[$1]"
     touch "$stamp"
   fi
 }

@@ -62,9 +62,21 @@ def sp() -> None:
 @click.option("--sign", type=click.Choice(list(SIGN_CHOICES)), help="What the IdP signs.")
 @click.option("--group", "groups", multiple=True, metavar="GROUP", help="AD group allowed to use the SP (repeat).")
 @click.option(
+    "--allow-relay-state",
+    "relay_states",
+    multiple=True,
+    metavar="VALUE",
+    help="RelayState an IdP-initiated link may ask for, besides the default (repeat).",
+)
+@click.option(
     "--pin-cert",
     type=click.Path(dir_okay=False),
     help="PEM certificate: accept metadata from the URL only when signed with its key.",
+)
+@click.option(
+    "--allow-http",
+    is_flag=True,
+    help="For testing: accept plain http and this machine's loopback addresses for this URL (kept for refreshes).",
 )
 @click.pass_context
 def add(
@@ -76,7 +88,9 @@ def add(
     require_signed_requests: bool | None,
     sign: str | None,
     groups: tuple[str, ...],
+    relay_states: tuple[str, ...],
     pin_cert: str | None,
+    allow_http: bool,
 ) -> None:
     """Register an SP from its metadata FILE or URL.
 
@@ -95,9 +109,13 @@ def add(
         overrides["sign_response"], overrides["sign_assertion"] = SIGN_CHOICES[sign]
     if groups:
         overrides["allowed_groups"] = list(groups)
+    if relay_states:
+        overrides["relay_state_allowed"] = list(relay_states)
     is_url = source.startswith(("http://", "https://"))
     if pin_cert and not is_url:
         raise click.UsageError("--pin-cert only applies to a metadata URL")
+    if allow_http and not is_url:
+        raise click.UsageError("--allow-http only applies to a metadata URL")
     with _service(settings) as service:
         try:
             try:
@@ -108,7 +126,12 @@ def add(
                 raise
             if xml is None:
                 entry = service.add_from_url(
-                    source, actor=cli_actor(), pinned_cert=pinned, policy_overrides=overrides, replace=replace
+                    source,
+                    actor=cli_actor(),
+                    pinned_cert=pinned,
+                    allow_http=allow_http,
+                    policy_overrides=overrides,
+                    replace=replace,
                 )
             else:
                 entry = service.add(xml, actor=cli_actor(), policy_overrides=overrides, replace=replace, source=source)

@@ -35,6 +35,8 @@ class UrlSource:
     entity_id: str
     url: str
     pinned_cert: str | None
+    allow_http: bool
+    """Plain http and loopback addresses allowed for this URL, by an admin's explicit choice."""
     last_fetched_at: datetime | None
     last_success_at: datetime | None
     last_changed_at: datetime | None
@@ -67,10 +69,11 @@ def retry_after_failure(now: datetime, failures: int, *, settings: MetadataSetti
     return now + timedelta(seconds=min(wait, settings.refresh_max_interval))
 
 
-def download(url: str, pinned_cert: str | None, *, settings: MetadataSettings) -> bytes:
-    """The document at ``url`` (fetch.py's limits: https or loopback http, size, total time), and with a
-    pinned certificate only if its enveloped signature verifies with it. Raises FetchError/MetadataError."""
-    xml = fetch_metadata(url, timeout=settings.fetch_timeout, max_bytes=MAX_METADATA_BYTES)
+def download(url: str, pinned_cert: str | None, *, allow_http: bool = False, settings: MetadataSettings) -> bytes:
+    """The document at ``url`` (fetch.py's limits: https to public addresses unless ``allow_http``, size,
+    total time), and with a pinned certificate only if its enveloped signature verifies with it. Raises
+    FetchError/MetadataError."""
+    xml = fetch_metadata(url, allow_http=allow_http, timeout=settings.fetch_timeout, max_bytes=MAX_METADATA_BYTES)
     if pinned_cert:
         verify_pinned_signature(xml, pinned_certificate(pinned_cert))
     return xml
@@ -100,7 +103,16 @@ class UrlSources:
             q = select(SpMetadataUrlRow.entity_id).where(SpMetadataUrlRow.next_refresh_at <= now)
             return list(s.scalars(q.order_by(SpMetadataUrlRow.next_refresh_at)))
 
-    def registered(self, entity_id: str, url: str, pinned_cert: str | None, now: datetime, next_at: datetime) -> None:
+    def registered(
+        self,
+        entity_id: str,
+        url: str,
+        pinned_cert: str | None,
+        now: datetime,
+        next_at: datetime,
+        *,
+        allow_http: bool = False,
+    ) -> None:
         """The SP was (re-)registered from ``url`` at ``now``."""
         with self._db.session() as s:
             s.merge(
@@ -108,6 +120,7 @@ class UrlSources:
                     entity_id=entity_id,
                     url=url,
                     pinned_cert=pinned_cert,
+                    allow_http=allow_http,
                     last_fetched_at=now,
                     last_success_at=now,
                     last_changed_at=now,
@@ -158,6 +171,7 @@ def _source(row: SpMetadataUrlRow) -> UrlSource:
         entity_id=row.entity_id,
         url=row.url,
         pinned_cert=row.pinned_cert,
+        allow_http=bool(row.allow_http),
         last_fetched_at=_utc(row.last_fetched_at),
         last_success_at=_utc(row.last_success_at),
         last_changed_at=_utc(row.last_changed_at),

@@ -109,14 +109,22 @@ class SpService:
         return Preview(info, None, registered=self._registry.get(info.entity_id) is not None, xml=xml)
 
     def preview_url(
-        self, url: str, pinned_cert: str | None = None, *, actor: str | None = None, ip: str | None = None
+        self,
+        url: str,
+        pinned_cert: str | None = None,
+        *,
+        allow_http: bool = False,
+        actor: str | None = None,
+        ip: str | None = None,
     ) -> Preview:
-        """Download (and with ``pinned_cert`` verify) the metadata at ``url`` and preview it."""
+        """Download (and with ``pinned_cert`` verify) the metadata at ``url`` and preview it. ``allow_http``:
+        the admin accepts plain http and loopback addresses for this URL."""
+        source = _url_note(url, allow_http)
         try:
-            xml = download(url, pinned_cert or None, settings=self._settings.metadata)
+            xml = download(url, pinned_cert or None, allow_http=allow_http, settings=self._settings.metadata)
         except SpRegistryError as exc:
-            return self._failed_preview(exc, actor=actor, ip=ip, source=redacted(url))
-        return self.preview(xml, actor=actor, ip=ip, source=redacted(url))
+            return self._failed_preview(exc, actor=actor, ip=ip, source=source)
+        return self.preview(xml, actor=actor, ip=ip, source=source)
 
     def preview_manual(
         self,
@@ -204,6 +212,7 @@ class SpService:
         actor: str,
         ip: str | None = None,
         pinned_cert: str | None = None,
+        allow_http: bool = False,
         xml: bytes | None = None,
         policy: SpPolicy | None = None,
         policy_overrides: Mapping[str, Any] | None = None,
@@ -211,9 +220,10 @@ class SpService:
         now: datetime | None = None,
     ) -> SpEntry:
         """Register an SP from its metadata URL and keep it refreshed from there. ``xml`` is the document a
-        preview already downloaded (kept server-side): it is checked again, not downloaded again."""
+        preview already downloaded (kept server-side): it is checked again, not downloaded again.
+        ``allow_http`` is stored with the URL and holds for every refresh."""
         now = now or datetime.now(UTC)
-        note = redacted(url)
+        note = _url_note(url, allow_http)
         try:
             pinned = pinned_certificate(pinned_cert) if pinned_cert and pinned_cert.strip() else None
             # Stored as PEM whatever was pasted, so the refresh reads one format.
@@ -221,7 +231,7 @@ class SpService:
             if pinned:
                 note += f" (signed by {pinned.subject.rfc4514_string()})"
             if xml is None:
-                xml = download(url, pem, settings=self._settings.metadata)
+                xml = download(url, pem, allow_http=allow_http, settings=self._settings.metadata)
             elif pinned:
                 verify_pinned_signature(xml, pinned)
         except SpRegistryError as exc:
@@ -238,7 +248,7 @@ class SpService:
             keep_url=True,
         )
         info = entry.metadata
-        self._sources.registered(entry.entity_id, url, pem, now, self._next(now, info))
+        self._sources.registered(entry.entity_id, url, pem, now, self._next(now, info), allow_http=allow_http)
         return entry
 
     def register_manual(
@@ -274,7 +284,9 @@ class SpService:
         current = self._registry.get(entity_id)
         before = _snapshot(current) if current else None
         try:
-            xml = download(source.url, source.pinned_cert, settings=self._settings.metadata)
+            xml = download(
+                source.url, source.pinned_cert, allow_http=source.allow_http, settings=self._settings.metadata
+            )
             info = validate_sp_metadata(xml, allow_http_loopback=self._settings.metadata.allow_http_loopback, now=now)
             if info.entity_id != entity_id:
                 raise EntityMismatchError(
@@ -291,7 +303,7 @@ class SpService:
                     sp=entity_id,
                     before=before,
                     after=_snapshot(entry),
-                    note=redacted(source.url),
+                    note=_url_note(source.url, source.allow_http),
                 )
         except SpRegistryError as exc:
             return self._refresh_failed(source, current, before, exc, actor=actor, now=now)
@@ -448,3 +460,8 @@ def _snapshot(entry: SpEntry) -> dict[str, Any]:
         "valid_until": entry.valid_until,
         "policy": entry.policy.model_dump(mode="json"),
     }
+
+
+def _url_note(url: str, allow_http: bool) -> str:
+    """The URL as the audit trail keeps it, with the admin's exception when one was made."""
+    return f"{redacted(url)} (plain http and loopback allowed)" if allow_http else redacted(url)

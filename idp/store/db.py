@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,8 +18,8 @@ from idp.store.models import Base
 
 class Database:
     def __init__(self, url: str) -> None:
-        if url.startswith("sqlite:///"):
-            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
+            _private_file(Path(url.removeprefix("sqlite:///").partition("?")[0]))
         sqlite = url.startswith("sqlite")
         # A ping before every checkout guards against a PostgreSQL server that dropped the connection; a
         # SQLite file cannot drop one, and the ping was a query per audit row.
@@ -49,6 +50,13 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def _private_file(path: Path) -> None:
+    """Create the SQLite file readable by its owner only, before SQLite would create it with the umask's
+    0644: it holds the audit trail and every SP's policy. SQLite gives its -wal and -shm files the same mode."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
 
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]

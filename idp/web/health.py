@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import hmac
 import os
 
-from flask import Blueprint, Response, jsonify
+from flask import Blueprint, Response, abort, jsonify, request
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest, multiprocess
 from sqlalchemy import text
 
@@ -42,6 +43,14 @@ def readyz() -> tuple[Response, int]:
 
 @bp.get("/metrics")
 def metrics() -> Response:
+    """Prometheus text, for a scraper that sends ``Authorization: Bearer <server.metrics_token>``. Without a
+    configured token the page does not exist: the counters say who signs in to which SP, and when."""
+    expected = services().settings.server.metrics_secret()
+    if not expected:
+        abort(404)
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), expected.encode()):
+        abort(403)
     if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)

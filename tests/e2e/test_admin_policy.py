@@ -116,8 +116,9 @@ def test_admin_restricts_to_a_group_and_changes_attributes_and_the_sp_gets_exact
         ),
         ({"assertion_lifetime": "5"}, "assertion_lifetime", "30"),
         ({"assertion_lifetime": "7200"}, "assertion_lifetime", "3600"),
+        ({"sign_response": [], "sign_assertion": []}, "sign_response", "cannot both be off"),
     ],
-    ids=["unknown-attribute", "bad-arn", "lifetime-too-short", "lifetime-too-long"],
+    ids=["unknown-attribute", "bad-arn", "lifetime-too-short", "lifetime-too-long", "unsigned"],
 )
 def test_bad_input_is_shown_next_to_its_field_and_nothing_changes(idp_server, fresh_sp, changes, field, words):
     admin = admin_browser(idp_server.base_url)

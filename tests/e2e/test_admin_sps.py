@@ -168,12 +168,16 @@ def test_metadata_urls_that_serve_junk_or_time_out_are_refused(idp_server) -> No
         "/slow": Route(sp_metadata("https://slow.admin-sps.test/saml"), delay=15),
     }
     with http_server(routes) as base:
-        junk = admin.submit(list_page(admin, idp_server), "sp-url", {"url": f"{base}/html"})
+        plain = admin.submit(list_page(admin, idp_server), "sp-url", {"url": f"{base}/html"})
+        assert plain.status == 400 and plain.text_of("problem-code") == "fetch_refused_url"
+        assert "must use https" in (plain.text_of("problem-reason") or "")
+
+        junk = admin.submit(list_page(admin, idp_server), "sp-url", {"url": f"{base}/html", "allow_http": "on"})
         assert junk.status == 400 and "HTML page" in (junk.text_of("problem-reason") or "")
         assert junk.text_of("problem-code") == "fetch_not_xml"
         assert last_admin_row(idp_server, "sp_added")["reason"] == "fetch_not_xml"
 
-        slow = admin.submit(list_page(admin, idp_server), "sp-url", {"url": f"{base}/slow"})
+        slow = admin.submit(list_page(admin, idp_server), "sp-url", {"url": f"{base}/slow", "allow_http": "on"})
         assert slow.status == 400 and "time limit" in (slow.text_of("problem-reason") or "")
         assert slow.text_of("problem-code") == "fetch_timeout"
         assert last_admin_row(idp_server, "sp_added")["reason"] == "fetch_timeout"

@@ -56,11 +56,12 @@ def test_refresh_follows_the_url_and_keeps_the_last_good_copy(idp_server) -> Non
     with http_server(routes) as base:
         url = f"{base}/md?token=t0ps3cret"
         admin = admin_browser(idp_server.base_url)
-        preview = admin.submit(list_page(admin, idp_server), "sp-url", {"url": url})
+        preview = admin.submit(list_page(admin, idp_server), "sp-url", {"url": url, "allow_http": "on"})
         assert preview.status == 200, preview.html[:800]
         assert "t0ps3cret" not in preview.html  # the token stays on the server
         listed = admin.submit(preview, "sp-save")
         assert sp.entity_id in listed.html and "t0ps3cret" not in listed.html
+        assert "plain http allowed" in listed.html  # the exception the admin made stays in sight
         assert sp.consume(*Browser().saml_post(sign_in(Browser(), sp))).nameid
 
         new = moved(sp, "/acs-v2")
@@ -92,11 +93,15 @@ def test_a_pinned_certificate_is_enforced_by_the_console(idp_server) -> None:
     admin = admin_browser(idp_server.base_url)
     with http_server(routes) as base:
         refused = admin.submit(
-            list_page(admin, idp_server), "sp-url", {"url": f"{base}/unsigned", "pinned_cert": signer.cert_pem}
+            list_page(admin, idp_server),
+            "sp-url",
+            {"url": f"{base}/unsigned", "pinned_cert": signer.cert_pem, "allow_http": "on"},
         )
         assert refused.status == 400 and refused.text_of("problem-code") == "bad_metadata_signature"
         preview = admin.submit(
-            list_page(admin, idp_server), "sp-url", {"url": f"{base}/signed", "pinned_cert": signer.cert_pem}
+            list_page(admin, idp_server),
+            "sp-url",
+            {"url": f"{base}/signed", "pinned_cert": signer.cert_pem, "allow_http": "on"},
         )
         assert preview.status == 200 and "pinned certificate" in (preview.text_of("preview-url") or "")
         admin.submit(preview, "sp-save")
@@ -120,7 +125,7 @@ def test_the_served_idp_refreshes_on_its_own(samba_dc, tmp_path: Path) -> None:
         assert b'cacheDuration="PT1S"' in short_cache
         routes = {"/md": Route(short_cache)}
         with http_server(routes) as base:
-            server.idp("sp", "add", f"{base}/md")
+            server.idp("sp", "add", f"{base}/md", "--allow-http")
             new = moved(sp, "/acs-auto")
             routes["/md"] = Route(new.metadata_xml())
             eventually(

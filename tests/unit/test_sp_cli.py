@@ -102,9 +102,12 @@ def test_policy_options_are_stored(idp, config: Path, tmp_path: Path) -> None:
         "--sign", "assertion",
         "--group", "Mail Users",
         "--group", "CN=Finance,OU=Groups,DC=corp,DC=example,DC=test",
+        "--allow-relay-state", "/inbox",
+        "--allow-relay-state", "https://mail.example.test/calendar",
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     policy = stored_policy(config, ENTITY)
+    assert policy.relay_state_allowed == ["/inbox", "https://mail.example.test/calendar"]
     assert policy.nameid_format == "transient"
     assert policy.attributes == ["mail", "groups"]
     assert policy.require_signed_requests is True
@@ -177,12 +180,14 @@ def test_add_from_url(idp, config: Path) -> None:
     with http_server(
         {"/Shibboleth.sso/Metadata?token=s3cr3t": Route(xml), "/junk": Route(b"nope", content_type="text/plain")}
     ) as base:
-        result = idp("add", f"{base}/Shibboleth.sso/Metadata?token=s3cr3t")
+        result = idp("add", f"{base}/Shibboleth.sso/Metadata?token=s3cr3t", "--allow-http")
         assert result.exit_code == 0, result.output
         assert "https://mail.example.test/shibboleth" in result.output
-        assert_clean_failure(idp("add", f"{base}/junk"), "not XML")
-    refused, added = audit_rows(config, "sp_added")
+        assert_clean_failure(idp("add", f"{base}/junk", "--allow-http"), "not XML")
+        assert_clean_failure(idp("add", f"{base}/Shibboleth.sso/Metadata?token=s3cr3t"), "must use https")
+    plain, refused, added = audit_rows(config, "sp_added")
     assert (refused.result, refused.reason) == ("refused", "fetch_not_xml")
+    assert (plain.result, plain.reason) == ("refused", "fetch_refused_url")
     assert added.result == "success" and added.detail and "/Shibboleth.sso/Metadata" in added.detail
     assert "s3cr3t" not in added.detail  # a token in the query string stays out of the audit trail
 
@@ -223,7 +228,7 @@ def test_bad_config_is_a_clean_error(tmp_path: Path) -> None:
 def test_refresh_a_url_sp_and_report_a_broken_url(idp, config: Path, tmp_path: Path) -> None:
     routes = {"/md": Route(sp_metadata(ENTITY, acs="https://webmail.example.test/acs"))}
     with http_server(routes) as base:
-        assert idp("add", f"{base}/md").exit_code == 0
+        assert idp("add", f"{base}/md", "--allow-http").exit_code == 0
         routes["/md"] = Route(sp_metadata(ENTITY, acs="https://webmail.example.test/acs-new"))
         refreshed = idp("refresh", ENTITY)
         assert refreshed.exit_code == 0, refreshed.output
@@ -251,6 +256,6 @@ def test_pinned_certificate_from_the_command_line(idp, tmp_path: Path) -> None:
     signed = OneLogin_Saml2_Metadata.sign_metadata(xml.decode(), key, cert)
     routes = {"/unsigned": Route(xml), "/signed": Route(signed.encode() if isinstance(signed, str) else signed)}
     with http_server(routes) as base:
-        assert_clean_failure(idp("add", f"{base}/unsigned", "--pin-cert", str(pem)), "not signed")
-        assert idp("add", f"{base}/signed", "--pin-cert", str(pem)).exit_code == 0
+        assert_clean_failure(idp("add", f"{base}/unsigned", "--allow-http", "--pin-cert", str(pem)), "not signed")
+        assert idp("add", f"{base}/signed", "--allow-http", "--pin-cert", str(pem)).exit_code == 0
     assert idp("add", metadata_file(tmp_path, xml), "--pin-cert", str(pem)).exit_code == 2  # a file has no URL

@@ -88,7 +88,7 @@ def test_the_background_round_runs_in_one_process_at_a_time(tmp_path: Path) -> N
         entity = "https://sp.example.test/saml/metadata"
         routes = {"/md": Route(sp_metadata(entity))}
         with http_server(routes) as base:
-            service.add_from_url(f"{base}/md", actor="anna")
+            service.add_from_url(f"{base}/md", allow_http=True, actor="anna")
             due = service.url_sources()[entity].next_refresh_at
             routes["/md"] = Route(sp_metadata(entity, acs="https://sp.example.test/changed"))
             clock = FakeClock(start=due - timedelta(seconds=1))
@@ -116,7 +116,7 @@ def test_a_process_that_died_during_a_round_holds_the_others_off_until_its_lease
         service = SpService(settings, db, registry, AuditTrail(db))
         entity = "https://sp.example.test/saml/metadata"
         with http_server({"/md": Route(sp_metadata(entity))}) as base:
-            service.add_from_url(f"{base}/md", actor="anna")
+            service.add_from_url(f"{base}/md", allow_http=True, actor="anna")
             clock = FakeClock(start=service.url_sources()[entity].next_refresh_at)
             refresher = MetadataRefresher(settings, db, registry, AuditTrail(db), now=clock.now)
             assert Lease(db, LEASE_NAME, ttl_seconds=LEASE_SECONDS, now=clock.now).try_acquire()  # and then died

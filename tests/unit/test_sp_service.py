@@ -170,16 +170,18 @@ def test_a_url_that_times_out_or_serves_junk(settings: Settings, db: Database) -
         "/text": Route(b"user not found", content_type="text/plain"),
     }
     with http_server(routes) as base:
-        slow = service.preview_url(f"{base}/slow?token=s3cr3t", actor="anna")
-        html = service.preview_url(f"{base}/html", actor="anna")
+        slow = service.preview_url(f"{base}/slow?token=s3cr3t", allow_http=True, actor="anna")
+        html = service.preview_url(f"{base}/html", allow_http=True, actor="anna")
         with pytest.raises(SpRegistryError, match="not XML"):
-            service.add_from_url(f"{base}/text", actor="anna")
+            service.add_from_url(f"{base}/text", allow_http=True, actor="anna")
     assert slow.error is not None and slow.error.reason == "fetch_timeout"
     assert "time limit" in str(slow.error) and "s3cr3t" not in str(slow.error)
     assert html.error is not None and "HTML page" in str(html.error)
     reasons = [(r.result, r.reason) for r in rows(db, "sp_added")]
     assert reasons == [("refused", "fetch_not_xml"), ("refused", "fetch_not_xml"), ("refused", "fetch_timeout")]
     assert all("s3cr3t" not in (r.detail or "") for r in rows(db, "sp_added"))
+    # What the server sent is a stranger's text: it is described, never shown or kept.
+    assert all("user not found" not in (r.detail or "") for r in rows(db, "sp_added"))
 
 
 # -- pinned certificate --------------------------------------------------------------------------------------
@@ -199,12 +201,14 @@ def test_pinned_certificate_accepts_only_metadata_it_signed(
     }
     pinned = signer[1]
     with http_server(routes) as base:
-        assert service.preview_url(f"{base}/unsigned", pinned).error.problem.startswith("the metadata is not signed")
-        assert "does not verify" in str(service.preview_url(f"{base}/other", pinned).error)
-        assert "does not verify" in str(service.preview_url(f"{base}/tampered", pinned).error)
+        assert service.preview_url(f"{base}/unsigned", pinned, allow_http=True).error.problem.startswith(
+            "the metadata is not signed"
+        )
+        assert "does not verify" in str(service.preview_url(f"{base}/other", pinned, allow_http=True).error)
+        assert "does not verify" in str(service.preview_url(f"{base}/tampered", pinned, allow_http=True).error)
         with pytest.raises(MetadataError, match="not signed"):
-            service.add_from_url(f"{base}/unsigned", pinned_cert=pinned, actor="anna")
-        entry = service.add_from_url(f"{base}/signed", pinned_cert=pinned, actor="anna")
+            service.add_from_url(f"{base}/unsigned", allow_http=True, pinned_cert=pinned, actor="anna")
+        entry = service.add_from_url(f"{base}/signed", allow_http=True, pinned_cert=pinned, actor="anna")
     assert entry.acs_urls == (ACS,)
     source = service.url_sources()[ENTITY]
     assert source.pinned_cert and "BEGIN CERTIFICATE" in source.pinned_cert
@@ -231,7 +235,7 @@ def test_refresh_picks_up_a_changed_document_and_keeps_the_last_good_copy(servic
     md = "/md?key=abc"
     routes = {md: Route(sp_metadata(ENTITY, acs=ACS))}
     with http_server(routes) as base:
-        service.add_from_url(f"{base}{md}", actor="anna")
+        service.add_from_url(f"{base}{md}", allow_http=True, actor="anna")
         same = service.refresh(ENTITY, actor="cli:ops")
         assert same.error is None and not same.changed
 
@@ -260,7 +264,7 @@ def test_expired_metadata_that_cannot_be_refreshed_is_reported_and_refused(servi
     soon = datetime.now(UTC) + timedelta(minutes=5)
     routes = {"/md": Route(sp_metadata(ENTITY, acs=ACS, valid_until=soon.strftime("%Y-%m-%dT%H:%M:%SZ")))}
     with http_server(routes) as base:
-        service.add_from_url(f"{base}/md", actor="anna")
+        service.add_from_url(f"{base}/md", allow_http=True, actor="anna")
         routes["/md"] = Route(b"", status=404)
         later = soon + timedelta(minutes=1)
         result = service.refresh(ENTITY, actor="scheduler", now=later)
@@ -274,7 +278,7 @@ def test_expired_metadata_that_cannot_be_refreshed_is_reported_and_refused(servi
 def test_a_url_that_starts_serving_another_sp_is_refused(service: SpService) -> None:
     routes = {"/md": Route(sp_metadata(ENTITY, acs=ACS))}
     with http_server(routes) as base:
-        service.add_from_url(f"{base}/md", actor="anna")
+        service.add_from_url(f"{base}/md", allow_http=True, actor="anna")
         routes["/md"] = Route(sp_metadata("https://other.example.test/sp", acs=ACS))
         result = service.refresh(ENTITY, actor="scheduler")
     assert result.error is not None and result.error.reason == "entity_id_changed"
@@ -284,7 +288,7 @@ def test_a_url_that_starts_serving_another_sp_is_refused(service: SpService) -> 
 def test_refresh_only_for_url_sps_and_a_file_replaces_the_url(service: SpService) -> None:
     routes = {"/md": Route(sp_metadata(ENTITY, acs=ACS))}
     with http_server(routes) as base:
-        service.add_from_url(f"{base}/md", actor="anna")
+        service.add_from_url(f"{base}/md", allow_http=True, actor="anna")
     service.add(sp_metadata(ENTITY, acs=ACS + "/file"), actor="anna", replace=True, source="sp.xml")
     assert ENTITY not in service.url_sources()  # else the next refresh would undo the admin's file
     with pytest.raises(NotFromUrlError):
@@ -295,7 +299,7 @@ def test_refresh_due_takes_only_what_is_due(service: SpService) -> None:
     routes = {"/md": Route(sp_metadata(ENTITY, acs=ACS))}
     with http_server(routes) as base:
         now = datetime.now(UTC)
-        service.add_from_url(f"{base}/md", actor="anna", now=now)
+        service.add_from_url(f"{base}/md", allow_http=True, actor="anna", now=now)
         next_at = service.url_sources()[ENTITY].next_refresh_at
         assert service.refresh_due(actor="scheduler", now=next_at - timedelta(seconds=1)) == []
         [result] = service.refresh_due(actor="scheduler", now=next_at)

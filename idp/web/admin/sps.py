@@ -76,8 +76,9 @@ def sps_upload() -> tuple[str, int] | str:
 def sps_url() -> tuple[str, int] | str:
     url = request.form.get("url", "").strip()
     pinned = request.form.get("pinned_cert", "").strip() or None
-    preview = _service().preview_url(url, pinned, **_who())
-    return _show(preview, {"kind": "url", "url": url, "pinned_cert": pinned})
+    allow_http = request.form.get("allow_http") == "on"
+    preview = _service().preview_url(url, pinned, allow_http=allow_http, **_who())
+    return _show(preview, {"kind": "url", "url": url, "pinned_cert": pinned, "allow_http": allow_http})
 
 
 @bp.post("/sps/manual")
@@ -105,7 +106,12 @@ def sps_save() -> Response | tuple[str, int]:
     try:
         if pending["kind"] == "url":
             entry = svc.add_from_url(
-                pending["url"], pinned_cert=pending["pinned_cert"], xml=pending["xml"], replace=replace, **_who()
+                pending["url"],
+                pinned_cert=pending["pinned_cert"],
+                allow_http=pending.get("allow_http", False),
+                xml=pending["xml"],
+                replace=replace,
+                **_who(),
             )
         else:
             entry = svc.add(pending["xml"], replace=replace, source=pending["source"], **_who())
@@ -183,6 +189,7 @@ def _show(preview: Preview, carry: dict) -> tuple[str, int] | str:
         certificates=certificates,
         url=redacted(carry["url"]) if carry.get("url") else None,
         pinned=bool(carry.get("pinned_cert")),
+        allow_http=bool(carry.get("allow_http")),
     )
 
 
