@@ -19,6 +19,7 @@ COMMANDS = {
     "ldap": "idp.commands.ldap:ldap",
     "sync": "idp.commands.sync:sync",
     "outbox": "idp.commands.outbox:outbox",
+    "sessions": "idp.commands.sessions:sessions",
 }
 
 

@@ -14,6 +14,7 @@ from idp.saml.responses import SamlResponses
 from idp.saml.server import SamlServer
 from idp.settings import Settings
 from idp.signin.pipeline import SignIn
+from idp.signin.sessions import SsoSessionIndex
 from idp.sps.registry import SpRegistry
 from idp.store.db import Database
 from idp.web.pending import PendingPosts
@@ -31,6 +32,7 @@ class Services:
     access: AccessDecision
     directory: Directory
     signin: SignIn
+    sessions: SsoSessionIndex
     pending: PendingPosts
 
 

@@ -1,15 +1,22 @@
-"""The person's SSO session, kept server-side by flask-session: who signed in, when, and to which SPs."""
+"""The person's SSO session, kept server-side by flask-session: who signed in, when, and to which SPs.
+
+Every change to it is also written to the shared index of live sessions (idp.signin.sessions), which the
+console and `idp sessions` list and revoke: at the start, a new SP, a recheck against AD, the end.
+"""
 
 from __future__ import annotations
 
 import time
 import uuid
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
-from flask import current_app, session
+from flask import current_app, request, session
 
 from idp.person import Person
 from idp.signin.context import SsoSession as SignInSession
+from idp.signin.sessions import LiveSession
+from idp.web.services import services
 
 _KEY = "sso"
 
@@ -20,10 +27,12 @@ class SsoSession:
     session_index: str
     authn_instant: float
     expires_at: float
+    checked_at: float
+    """When AD last said yes to the person (the password check, then RecheckPerson)."""
     sp_entity_ids: list[str] = field(default_factory=list)
 
     def for_signin(self) -> SignInSession:
-        return SignInSession(self.person, self.session_index, self.authn_instant)
+        return SignInSession(self.person, self.session_index, self.authn_instant, rechecked_at=self.checked_at)
 
 
 def _person_to_dict(p: Person) -> dict:
@@ -70,6 +79,8 @@ def current_sso() -> SsoSession | None:
         session_index=data["session_index"],
         authn_instant=data["authn_instant"],
         expires_at=data["expires_at"],
+        # Sessions kept before rechecks existed were last checked at their password.
+        checked_at=data.get("checked_at", data["authn_instant"]),
         sp_entity_ids=list(data.get("sps", [])),
     )
 
@@ -78,16 +89,35 @@ def start_sso(started: SignInSession, lifetime: int) -> SsoSession:
     """Keep the SSO session the password check started, under a new session id: an id seen before the
     password was typed (fixation) is never the one that carries the signed-in state."""
     current_app.session_interface.regenerate(session)  # type: ignore[attr-defined]
-    sso = SsoSession(started.person, started.session_index, started.authn_instant, started.authn_instant + lifetime)
+    sso = SsoSession(
+        started.person,
+        started.session_index,
+        started.authn_instant,
+        started.authn_instant + lifetime,
+        started.checked_at,
+    )
     session[_KEY] = {
         "person": _person_to_dict(sso.person),
         "session_index": sso.session_index,
         "authn_instant": sso.authn_instant,
         "expires_at": sso.expires_at,
+        "checked_at": sso.checked_at,
         "sps": [],
     }
     session.permanent = True
+    services().sessions.started(_live(session[_KEY]))
     return sso
+
+
+def refresh_sso(rechecked: SignInSession) -> None:
+    """Keep what a recheck against AD read: the person's groups as they are now, and when it was read."""
+    data = session.get(_KEY)
+    if data is None or data["session_index"] != rechecked.session_index:
+        return
+    data["person"] = _person_to_dict(rechecked.person)
+    data["checked_at"] = rechecked.checked_at
+    session.modified = True
+    services().sessions.save(_live(data))
 
 
 def remember_sp(entity_id: str) -> None:
@@ -95,9 +125,28 @@ def remember_sp(entity_id: str) -> None:
     if data is not None and entity_id not in data["sps"]:
         data["sps"] = [*data["sps"], entity_id]
         session.modified = True
+        services().sessions.save(_live(data))
 
 
 def end_sso() -> SsoSession | None:
     ended = current_sso()
     session.clear()
+    if ended is not None:
+        services().sessions.ended(ended.session_index)
     return ended
+
+
+def _live(data: dict) -> LiveSession:
+    return LiveSession(
+        session_index=data["session_index"],
+        username=data["person"]["username"],
+        started_at=_utc(data["authn_instant"]),
+        checked_at=_utc(data.get("checked_at", data["authn_instant"])),
+        expires_at=_utc(data["expires_at"]),
+        client_ip=request.remote_addr,
+        sps=tuple(data["sps"]),
+    )
+
+
+def _utc(epoch: float) -> datetime:
+    return datetime.fromtimestamp(epoch, UTC)

@@ -18,6 +18,7 @@ NAV = (
     ("admin.sps", "admin.nav.sps"),
     ("admin.keys", "admin.nav.keys"),
     ("admin.directory", "admin.nav.directory"),
+    ("admin.sessions", "admin.nav.sessions"),
     ("admin.activity", "admin.nav.activity"),
 )
 KEY_EXPIRY_WARNING = timedelta(days=60)

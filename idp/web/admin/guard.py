@@ -1,6 +1,7 @@
 """Who may use the console: someone signed in through the ordinary AD login who is a member (nested
 membership counts) of one of ``[admin] groups``. Membership is read again from AD every
-``recheck_seconds``, so removing someone from the group takes effect while they are still signed in."""
+``recheck_seconds``, so removing someone from the group takes effect while they are still signed in; a revoked
+SSO session (idp.signin.sessions) is turned away at its next page."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from idp.codes import AdminAccessReason
 from idp.directory.errors import DirectoryError
 from idp.web.i18n import translate
 from idp.web.services import services
-from idp.web.sso_session import current_sso
+from idp.web.sso_session import current_sso, end_sso
 
 _CHECKED_KEY = "admin_checked_at"
 
@@ -33,9 +34,13 @@ def current_admin() -> Admin:
 def require_admin() -> Response | tuple[str, int] | None:
     """None lets the request through; otherwise the login page, or a refusal that says why."""
     sso = current_sso()
+    svc = services()
+    if sso is not None and svc.sessions.revoked(sso.session_index):
+        # The console never runs the sign-in pipeline, so it drops a revoked session itself.
+        end_sso()
+        sso = None
     if sso is None:
         return redirect(url_for("login.login", next=request.full_path.rstrip("?")))
-    svc = services()
     settings = svc.settings.admin
     person = sso.person
     if not settings.groups:
