@@ -25,14 +25,18 @@ from idp.saml.responses import SamlResponses
 from idp.saml.server import SamlServer
 from idp.settings import Settings
 from idp.signin.pipeline import SignIn, build_steps
+from idp.signin.sessions import SsoSessionIndex
 from idp.signin.throttle import LoginThrottle
 from idp.sps.registry import SpRegistry
 from idp.sps.scheduler import start_refresher
+from idp.store.attempts import AttemptCounters
 from idp.store.db import Database
+from idp.store.seen import SeenRequests
 from idp.web import admin, health, launcher, login, sso
 from idp.web.i18n import current_language, translate, translate_code
 from idp.web.pending import PendingPosts
 from idp.web.services import Services
+from idp.web.session_store import SessionFileCache, SessionRedisCache
 from idp.web.sso_session import current_sso
 
 log = logging.getLogger(__name__)
@@ -41,7 +45,8 @@ log = logging.getLogger(__name__)
 def create_app(settings: Settings) -> Flask:
     app = Flask(__name__, template_folder="web/templates", static_folder="web/static")
     data_dir = settings.server.data_dir
-    data_dir.mkdir(parents=True, exist_ok=True)
+    # Sessions, the secret key and the SQLite database live here: nobody else on the machine may read them.
+    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
 
     cache = _session_cache(settings)
     app.config.update(
@@ -154,14 +159,17 @@ def build_services(settings: Settings, cache: FileSystemCache | RedisCache) -> S
     directory = Directory(settings.ldap)
     provisioning = settings.provisioning
     provisioner = JitProvisioner(provisioning, db, audit) if provisioning is not None and provisioning.jit else None
+    sessions = SsoSessionIndex(db, audit)
     steps = build_steps(
         access=access,
         responses=responses,
         sps=registry,
         directory=directory,
-        throttle=LoginThrottle(audit, settings.login),
+        throttle=LoginThrottle(audit, settings.login, AttemptCounters(db)),
         ldap=settings.ldap,
         provisioner=provisioner,
+        sessions=sessions,
+        login=settings.login,
     )
     return Services(
         settings=settings,
@@ -169,24 +177,25 @@ def build_services(settings: Settings, cache: FileSystemCache | RedisCache) -> S
         audit=audit,
         registry=registry,
         saml_server=saml_server,
-        saml_requests=SamlRequests(settings, saml_server, registry),
+        saml_requests=SamlRequests(settings, saml_server, registry, SeenRequests(db)),
         saml_responses=responses,
         access=access,
         directory=directory,
         signin=SignIn(steps, access, audit),
+        sessions=sessions,
         pending=PendingPosts(cache),
     )
 
 
-def _session_cache(settings: Settings) -> FileSystemCache | RedisCache:
+def _session_cache(settings: Settings) -> SessionFileCache | SessionRedisCache:
     if settings.server.session_backend == "redis":
         import redis
 
-        return RedisCache(host=redis.Redis.from_url(settings.server.redis_url), key_prefix="idp:")
+        return SessionRedisCache(host=redis.Redis.from_url(settings.server.redis_url), key_prefix="idp:")
     path = settings.server.data_dir / "sessions"
     path.mkdir(parents=True, exist_ok=True, mode=0o700)
     # threshold=0: never evict live sessions to make room; expired ones are removed by their timeout.
-    return FileSystemCache(str(path), threshold=0, default_timeout=settings.server.session_lifetime, mode=0o600)
+    return SessionFileCache(str(path), threshold=0, default_timeout=settings.server.session_lifetime, mode=0o600)
 
 
 def _secret_key(path: Path) -> bytes:

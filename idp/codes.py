@@ -45,6 +45,11 @@ RequestReason = Literal[
     "sp_metadata_expired",
     "missing_request",
     "idp_initiated_not_allowed",
+    "request_expired",
+    "request_not_yet_valid",
+    "replayed_request",
+    "wrong_destination",
+    "relay_state_not_allowed",
 ]
 """Why a SAML request is refused before anyone is asked to sign in (idp.saml.errors)."""
 
@@ -57,6 +62,8 @@ SignInReason = Literal[
     "provisioning_failed",
     "no_passive",
     "no_nameid",
+    "account_not_found",
+    "session_revoked",
 ]
 """Why a sign-in ends without the person getting in: every one has words for the person."""
 
@@ -162,6 +169,7 @@ AuditEvent = Literal[
     "key_rollover_add",
     "key_rollover_switch",
     "key_rollover_retire",
+    "session_revoked",
 ]
 """What an audit row is about. The column is 40 characters wide (idp.store.models)."""
 

@@ -19,6 +19,12 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 NameIdFormatName = Literal["emailAddress", "persistent", "transient", "unspecified"]
 
 
+UNSIGNED_POLICY = (
+    "sign_response and sign_assertion cannot both be off: anyone could then forge a response for this SP; "
+    "keep at least one signature"
+)
+
+
 class SettingsError(Exception):
     """The configuration cannot be used; the message names the key and what is wrong with it."""
 
@@ -45,6 +51,15 @@ class ServerSettings(_Section):
     trusted_proxy_count: int = Field(default=0, ge=0, le=5)
     """How many reverse proxies in front of us may set X-Forwarded-For/-Proto."""
     default_language: Literal["en", "zh-CN"] = "en"
+    metrics_token: str = ""
+    """Bearer token Prometheus sends to read /metrics; with neither this nor metrics_token_file, /metrics is
+    not served at all (its counters tell an outsider who signs in to what, and when)."""
+    metrics_token_file: Path | None = None
+
+    def metrics_secret(self) -> str:
+        if self.metrics_token or self.metrics_token_file is None:
+            return self.metrics_token
+        return self.metrics_token_file.read_text().strip()
 
     @field_validator("base_url")
     @classmethod
@@ -73,6 +88,9 @@ class IdpSettings(_Section):
     organization: str = "ad-sso-bridge"
     assertion_lifetime: int = Field(default=300, ge=30, le=3600)
     clock_skew: int = Field(default=60, ge=0, le=600)
+    request_lifetime: int = Field(default=300, ge=30, le=3600)
+    """Seconds after its IssueInstant (plus clock_skew) that an SP's request is still answered; each request ID
+    is answered once within that time."""
     max_request_bytes: int = Field(default=64 * 1024, ge=1024, le=1024 * 1024)
     """Largest SAMLRequest accepted, decoded (after inflate for the Redirect binding)."""
     max_relay_state: int = Field(default=1024, ge=80, le=8192)
@@ -140,7 +158,8 @@ class DatabaseSettings(_Section):
 class MetadataSettings(_Section):
     dir: Path = Path("metadata")
     allow_http_loopback: bool = True
-    """Accept http:// ACS URLs on 127.0.0.0/8 and localhost (for local testing only)."""
+    """Accept http:// ACS and logout URLs on 127.0.0.0/8 and localhost in SP metadata (local testing only).
+    Downloading metadata from a URL is governed per URL instead (see `idp sp add --allow-http`)."""
     refresh_max_interval: int = Field(default=24 * 3600, ge=60)
     """Longest wait (seconds) between two downloads of an SP's metadata URL, whatever its cacheDuration says."""
     refresh_min_interval: int = Field(default=600, ge=1)
@@ -160,15 +179,26 @@ class MetadataSettings(_Section):
 
 
 class LoginSettings(_Section):
-    """Throttling of wrong passwords, counted over the audit trail (shared by every worker and node)."""
+    """Throttling of wrong passwords, shared by every worker and node (through the database)."""
 
     failure_window: int = Field(default=300, ge=10, le=86400)
-    """Seconds over which failed attempts are counted."""
+    """Seconds without a wrong password after which the count is forgotten (at least AD's own lockout
+    observation window is used, so the count never resets before AD's does)."""
     max_failures_per_user: int = Field(default=5, ge=0)
-    """Wrong passwords for one username in the window before further tries are refused without asking AD
-    (0: no limit). Keep it below AD's own lockout threshold, so guessing never locks the AD account."""
+    """Wrong passwords for one account before further tries are refused without asking AD (0: no limit of
+    ours). The throttle always stops at least one below the lockout threshold AD applies to the person
+    (the domain's or a fine-grained policy's), whatever this says, so guessing never locks the AD account."""
+    unknown_lockout_threshold: int = Field(default=3, ge=0, le=999)
+    """The lockout threshold assumed for people whose fine-grained password policy (PSO) the service
+    account may not read (AD hides PSOs from non-admins by default; `idp ldap test` says when). Grant the
+    service account read access to the Password Settings Container to use the real one."""
     max_failures_per_ip: int = Field(default=30, ge=0)
     """Wrong passwords from one client address in the window (password spraying); 0: no limit."""
+    recheck_seconds: int = Field(default=60, ge=0, le=3600)
+    """How often a reused SSO session reads the person from AD again (enabled, not locked or expired, groups),
+    so that disabling someone or removing them from an SP's group takes effect within this time, not at
+    the end of the session. While no DC answers, a session checked within the last five recheck intervals
+    goes on (a DC restart must not sign everyone out); older ones are refused with directory_unavailable."""
 
 
 class AdminSettings(_Section):
@@ -188,6 +218,12 @@ class SpDefaults(_Section):
     sign_response: bool = True
     sign_assertion: bool = True
     require_signed_requests: bool = False
+
+    @model_validator(mode="after")
+    def _signed(self) -> SpDefaults:
+        if not (self.sign_response or self.sign_assertion):
+            raise ValueError(UNSIGNED_POLICY)
+        return self
 
 
 class _RetrySettings(BaseModel):
@@ -449,6 +485,7 @@ def _resolve_paths(settings: Settings, base: Path) -> Settings:
                 update={
                     "data_dir": fix(settings.server.data_dir),
                     "secret_key_file": fix(settings.server.secret_key_file),
+                    "metrics_token_file": fix(settings.server.metrics_token_file),
                 }
             ),
             "idp": settings.idp.model_copy(

@@ -3,9 +3,18 @@
 from __future__ import annotations
 
 import os
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
+import sqlalchemy
+
+from idp.store.db import Database
+
+POSTGRES_URL = os.environ.get("IDP_TEST_POSTGRES_URL", "postgresql+psycopg://idp_test:idp_test@127.0.0.1:5432/idp_test")
 
 
 def require(available: bool, what: str) -> None:
@@ -38,3 +47,41 @@ class FakeClock:
 
     def advance(self, seconds: float) -> None:
         self._elapsed += seconds
+
+
+def postgres_reachable() -> bool:
+    try:
+        engine = sqlalchemy.create_engine(POSTGRES_URL, connect_args={"connect_timeout": 3})
+        with engine.connect():
+            pass
+        engine.dispose()
+    except sqlalchemy.exc.OperationalError:
+        return False
+    return True
+
+
+@contextmanager
+def scratch_database(kind: str, tmp_path: Path, *, pg_options: str = "") -> Iterator[Database]:
+    """A new, empty product database: a SQLite file, or a schema of its own in the test PostgreSQL (other
+    tests drop and recreate the tables of the shared database), removed afterwards."""
+    if kind == "sqlite":
+        database = Database(f"sqlite:///{tmp_path / 'scratch.db'}")
+        try:
+            yield database
+        finally:
+            database.dispose()
+        return
+    require(postgres_reachable(), f"PostgreSQL is not reachable at {POSTGRES_URL}")
+    schema = f"scratch_{uuid.uuid4().hex[:12]}"
+    admin = sqlalchemy.create_engine(POSTGRES_URL)
+    with admin.begin() as conn:
+        conn.execute(sqlalchemy.text(f'CREATE SCHEMA "{schema}"'))
+    url = sqlalchemy.make_url(POSTGRES_URL).update_query_dict({"options": f"-csearch_path={schema} {pg_options}"})
+    database = Database(url.render_as_string(hide_password=False))
+    try:
+        yield database
+    finally:
+        database.dispose()
+        with admin.begin() as conn:
+            conn.execute(sqlalchemy.text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()

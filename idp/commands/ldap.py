@@ -8,7 +8,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from idp.cli import settings_from
-from idp.directory.check import STEPS, ControllerReport, DirectoryReport, UserReport, check_directory
+from idp.directory.check import STEPS, ControllerReport, DirectoryReport, LockoutReport, UserReport, check_directory
 
 
 @click.group()
@@ -22,12 +22,14 @@ def ldap() -> None:
 def test(ctx: click.Context, user: str | None) -> None:
     """Check every domain controller step by step; exit 0 when AD is usable, 1 when not."""
     settings = settings_from(ctx)
-    report = check_directory(settings.ldap, user)
+    report = check_directory(settings.ldap, user, login=settings.login)
     console = Console()
     console.print(_controllers_table(report))
     _print_failures(console, report)
     if report.user is not None:
         _print_user(console, report.user)
+    if report.lockout is not None:
+        _print_lockout(console, report.lockout)
     if report.ok:
         console.print("[green]Active Directory is usable.[/green]")
     else:
@@ -72,3 +74,13 @@ def _print_user(console: Console, user: UserReport) -> None:
         console.print(f"  DN:     {user.dn}", markup=False)
         console.print(f"  mail:   {user.mail or '(none)'}", markup=False)
         console.print(f"  groups: {', '.join(user.groups) or '(none)'}", markup=False)
+
+
+def _print_lockout(console: Console, lockout: LockoutReport) -> None:
+    threshold = str(lockout.domain_threshold) if lockout.domain_threshold else "never (0)"
+    console.print(
+        f"Account lockout: the domain locks after {threshold} wrong passwords, forgotten after "
+        f"{lockout.domain_window / 60:.0f} min; {lockout.visible_psos} fine-grained policies readable"
+    )
+    for warning in lockout.warnings:
+        console.print(f"[yellow]warning:[/yellow] {escape(warning)}")

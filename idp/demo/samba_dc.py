@@ -341,6 +341,7 @@ def _provision(dc: SambaDC) -> None:
     sam = dc.target_dir / "private" / "sam.ldb"
     _ldb("ldbadd", sam, _directory_ldif(time.time()))
     _ldb("ldbmodify", sam, _domain_policy_ldif())
+    _let_read_password_policies(sam, SERVICE_ACCOUNT.username)
     # Samba's password_hash module accepts only 0 or -1 for pwdLastSet, even with the relax control, so a
     # password set long ago is written to the domain partition directly, below the module stack.
     partition = dc.target_dir / "private" / "sam.ldb.d" / f"{BASE_DN.upper()}.ldb"
@@ -480,6 +481,21 @@ def _lock_out(dc: SambaDC, user: DemoUser) -> None:
             conn.bind()
         finally:
             conn.unbind()
+
+
+def _let_read_password_policies(sam: Path, username: str) -> None:
+    """AD hides fine-grained password policies from everyone but admins; the sign-in throttle wants their
+    lockout thresholds, so the demo does what the README asks an admin to do: let the service account read
+    the Password Settings Container (the ACE is inherited by every PSO in it)."""
+    found = subprocess.run(
+        ["ldbsearch", "-H", str(sam), f"(sAMAccountName={username})", "objectSid"],
+        capture_output=True, text=True, timeout=60, check=True,
+    ).stdout  # fmt: skip
+    sid = next(line.split(":", 1)[1].strip() for line in found.splitlines() if line.startswith("objectSid:"))
+    _run(
+        ["samba-tool", "dsacl", "set", "-H", str(sam), f"--objectdn={_PSO_DN}", f"--sddl=(A;CI;RPLCLORC;;;{sid})"],
+        "let the service account read password policies",
+    )
 
 
 def _ldb(tool: str, url: Path, ldif: str) -> None:

@@ -18,7 +18,7 @@ from ldap3.core.exceptions import LDAPException
 from idp.directory.client import Directory
 from idp.directory.errors import DirectoryError
 from idp.directory.pool import make_server, receive_timeout
-from idp.settings import LdapSettings
+from idp.settings import LdapSettings, LoginSettings
 
 STEPS = ("reachable", "tls", "service bind", "base DN")
 """The steps checked on every DC, in order; a failed step skips the ones after it."""
@@ -60,9 +60,21 @@ class UserReport:
 
 
 @dataclass(frozen=True)
+class LockoutReport:
+    """AD's lockout thresholds as the sign-in throttle sees them, and what an admin should change."""
+
+    domain_threshold: int
+    domain_window: float
+    visible_psos: int
+    """Fine-grained password policies the service account may read (AD hides them from non-admins)."""
+    warnings: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class DirectoryReport:
     controllers: tuple[ControllerReport, ...]
     user: UserReport | None
+    lockout: LockoutReport | None = None
 
     @property
     def ok(self) -> bool:
@@ -70,14 +82,45 @@ class DirectoryReport:
         return any(dc.ok for dc in self.controllers) and (self.user is None or self.user.error is None)
 
 
-def check_directory(settings: LdapSettings, user: str | None = None) -> DirectoryReport:
-    """Check every configured DC in turn, then (optionally) look the user up through the first good one."""
+def check_directory(
+    settings: LdapSettings, user: str | None = None, *, login: LoginSettings | None = None
+) -> DirectoryReport:
+    """Check every configured DC in turn, then (optionally) look the user up through the first good one;
+    with ``login``, also compare the throttle's limits with AD's lockout thresholds."""
     controllers = tuple(_check_controller(settings, url) for url in settings.urls)
     good = next((dc.url for dc in controllers if dc.ok), None)
     user_report = None
     if user is not None:
         user_report = _check_user(settings, good, user)
-    return DirectoryReport(controllers=controllers, user=user_report)
+    lockout = _check_lockout(settings, good, login) if login is not None and good is not None else None
+    return DirectoryReport(controllers=controllers, user=user_report, lockout=lockout)
+
+
+def _check_lockout(settings: LdapSettings, good_url: str, login: LoginSettings) -> LockoutReport | None:
+    directory = Directory(settings.model_copy(update={"urls": [good_url]}))
+    try:
+        domain = directory.lockout_policy()
+        visible = directory.count_password_policies()
+    except DirectoryError:
+        return None
+    finally:
+        directory.close()
+    warnings = []
+    if domain.threshold and login.max_failures_per_user >= domain.threshold:
+        warnings.append(
+            f"login.max_failures_per_user ({login.max_failures_per_user}) is at or above the domain's lockout "
+            f"threshold ({domain.threshold}): the sign-in throttle stops at {domain.threshold - 1} instead; "
+            "set it lower to make that visible in the configuration"
+        )
+    if visible == 0:
+        warnings.append(
+            "no fine-grained password policy (PSO) is readable by the service account: AD hides them from "
+            "non-admins, so for people a PSO applies to the throttle assumes a lockout after "
+            f"{login.unknown_lockout_threshold} wrong passwords (login.unknown_lockout_threshold). Grant the "
+            "service account read access to CN=Password Settings Container,CN=System,<domain> to use the real "
+            "thresholds (ignore this when the domain has no PSO)"
+        )
+    return LockoutReport(domain.threshold or 0, domain.observation_window, visible, tuple(warnings))
 
 
 def _check_controller(settings: LdapSettings, url: str) -> ControllerReport:

@@ -9,17 +9,20 @@ from __future__ import annotations
 import base64
 import logging
 import time
+import unicodedata
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import TracebackType
 
-from ldap3 import SIMPLE, SUBTREE, Connection
+from ldap3 import BASE, SIMPLE, SUBTREE, Connection
 from ldap3.utils.conv import escape_filter_chars
 
+from idp.directory.account import ACCOUNT_STATE_ATTRIBUTES, account_refusal
 from idp.directory.ad_codes import WRONG_USERNAME_OR_PASSWORD, bind_refusal
 from idp.directory.errors import DirectoryError, InvalidCredentials
 from idp.directory.groups import Group, GroupGraph
+from idp.directory.lockout import PSO_ATTRIBUTES, LockoutPolicies, LockoutPolicy, filetime_seconds
 from idp.directory.pool import ConnectionPool, DomainControllers, PoolStats
 from idp.person import Person
 from idp.settings import LdapSettings
@@ -35,7 +38,13 @@ _PERSON_ATTRIBUTES = (
     "sn",
     "objectGUID",
     "memberOf",
+    # What the throttle needs before a bind: AD's own count of wrong passwords, and which PSO applies.
+    "badPwdCount",
+    "badPasswordTime",
+    "msDS-ResultantPSO",
+    "msDS-User-Account-Control-Computed",
 )
+_UF_LOCKOUT = 0x10
 _MAX_USERNAME = 256
 _GROUP_PAGE = 1000  # AD's default MaxPageSize
 
@@ -46,7 +55,9 @@ def normalize_username(raw: str, settings: LdapSettings) -> str:
 
     Raises InvalidCredentials (with the same message as a wrong password) for a name that cannot be ours.
     """
-    name = raw.strip()
+    # Full-width letters, ligatures and invisible characters (a soft hyphen, a zero-width space) would
+    # otherwise make many spellings of one name: NFKC folds the first two, and format characters go.
+    name = "".join(c for c in unicodedata.normalize("NFKC", raw) if unicodedata.category(c) != "Cf").strip()
     if "\\" in name:
         domain, _, name = name.partition("\\")
         ours = {settings.domain.casefold(), settings.realm.casefold()} - {""}
@@ -69,6 +80,21 @@ class _Entry:
         return values[0].decode("utf-8") if values else None
 
 
+@dataclass(frozen=True)
+class Account:
+    """An account the service account found for a typed name: whose password is about to be tried."""
+
+    username: str
+    """sAMAccountName, as AD spells it."""
+    guid: uuid.UUID
+    bad_password_count: int
+    """AD's own count of wrong passwords (from any source: a PC, Outlook, us), as the answering DC has it."""
+    locked: bool
+    """AD has locked the account already: a bind is refused without counting, whatever the password."""
+    lockout: LockoutPolicy
+    entry: _Entry = field(repr=False, compare=False)
+
+
 class Directory:
     """Active Directory as the sign-in needs it. Thread-safe; keep one per process and close() it at exit."""
 
@@ -82,23 +108,77 @@ class Directory:
         self._binds = ConnectionPool(settings, controllers, bind_as_service=False)
         self._attributes = tuple(dict.fromkeys((*_PERSON_ATTRIBUTES, *settings.extra_attributes)))
         self._groups = GroupGraph(self._all_groups, ttl=settings.group_cache_seconds, clock=clock)
+        self._lockout = LockoutPolicies(
+            self._read_object, settings.base_dn, ttl=settings.group_cache_seconds, clock=clock
+        )
+        self._bind_seconds = 0.005
+        """A running average of bind times (see pretend_bind); AD answers a bind in a few milliseconds."""
 
     def authenticate(self, username: str, password: str) -> Person:
-        """The Person when the password is right; otherwise a DirectoryError subclass saying why not."""
+        """The Person when the password is right; otherwise a DirectoryError subclass saying why not.
+        (The sign-in takes the two halves apart, to count the attempt in between: resolve, check_password.)"""
+        if not password or not password.strip():
+            raise InvalidCredentials(WRONG_USERNAME_OR_PASSWORD)  # before any LDAP traffic
+        account = self.resolve(username)
+        if account is None:
+            self.pretend_bind()
+            raise InvalidCredentials(WRONG_USERNAME_OR_PASSWORD)
+        return self.check_password(account, password)
+
+    def resolve(self, username: str) -> Account | None:
+        """The account a typed name means, found with the service account; None when it names nobody we
+        may sign in. Only a found account is ever bound as: a spelling the search does not match never
+        reaches AD, so no variant of a name can get past the throttle, which counts by objectGUID."""
+        try:
+            name = normalize_username(username, self._settings)
+        except InvalidCredentials:
+            return None
+        entry = self._lookup(name)
+        if entry is None:
+            return None
+        guid = entry.attributes.get("objectguid")
+        if not guid:
+            raise DirectoryError(f"{entry.dn} has no objectGUID; is base_dn an Active Directory domain?")
+        lockout = self._lockout.for_pso(entry.first("msDS-ResultantPSO"))
+        return Account(
+            username=entry.first("sAMAccountName") or name,
+            guid=uuid.UUID(bytes_le=guid[0]),
+            bad_password_count=_current_bad_passwords(entry, lockout, time.time()),
+            locked=bool(int(entry.first("msDS-User-Account-Control-Computed") or 0) & _UF_LOCKOUT),
+            lockout=lockout,
+            entry=entry,
+        )
+
+    def check_password(self, account: Account, password: str) -> Person:
+        """Bind as the account: its Person when the password is right, else why not (DirectoryError)."""
         if not password or not password.strip():
             # AD treats a bind with an empty password as an anonymous bind, which "succeeds".
             raise InvalidCredentials(WRONG_USERNAME_OR_PASSWORD)
-        name = normalize_username(username, self._settings)
-        entry = self._lookup(name)
-        # Someone the search did not find (unknown, or outside user_filter) still gets a real bind, so AD
-        # reports a locked or disabled account as such, and unknown users take as long as wrong passwords.
-        bind_as = entry.dn if entry else self._principal(name)
-        ok, result = self._binds.run(lambda conn: _bind(conn, bind_as, password))
+        started = time.perf_counter()
+        ok, result = self._binds.run(lambda conn: _bind(conn, account.entry.dn, password))
+        self._bind_seconds += (time.perf_counter() - started - self._bind_seconds) / 8
         if not ok:
             raise bind_refusal(result)
-        if entry is None:
-            raise InvalidCredentials(WRONG_USERNAME_OR_PASSWORD)
-        return self._person(entry)
+        return self._person(account.entry)
+
+    def pretend_bind(self) -> None:
+        """Take about as long as a bind, for a name that names nobody: otherwise the answer's speed alone
+        would tell which usernames exist."""
+        time.sleep(self._bind_seconds)
+
+    def count_password_policies(self) -> int:
+        """Fine-grained password policies (PSOs) the service account may read."""
+        container = f"CN=Password Settings Container,CN=System,{self._settings.base_dn}"
+
+        def count(conn: Connection) -> int:
+            conn.search(container, "(objectClass=msDS-PasswordSettings)", SUBTREE, attributes=list(PSO_ATTRIBUTES))
+            return sum(1 for item in conn.response or () if item.get("type") == "searchResEntry")
+
+        return self._searches.run(count)
+
+    def lockout_policy(self, pso_dn: str | None = None) -> LockoutPolicy:
+        """The domain's lockout policy, or a PSO's (as far as the service account may read it)."""
+        return self._lockout.for_pso(pso_dn)
 
     def find(self, username: str) -> Person | None:
         """Look someone up with the service account alone (no password): None when not found."""
@@ -108,6 +188,22 @@ class Directory:
             return None
         entry = self._lookup(name)
         return self._person(entry) if entry else None
+
+    def recheck(self, guid: uuid.UUID) -> Person | None:
+        """The person as AD has them now, for an SSO session that has no password to bind with: the same
+        DirectoryError a bind would get when the account may no longer sign in (account.py), None when they
+        are gone (deleted, or moved outside user_filter). By objectGUID, so that a renamed person keeps
+        their session and someone who takes over a freed name does not inherit it."""
+        value = "".join(f"\\{b:02x}" for b in guid.bytes_le)
+        search_filter = f"(&{self._settings.user_filter}(objectGUID={value}))"
+        attributes = (*self._attributes, *ACCOUNT_STATE_ATTRIBUTES)
+        entries = self._searches.run(lambda conn: self._search(conn, search_filter, attributes, 1))
+        if not entries:
+            return None
+        refusal = account_refusal(entries[0].first, time.time())
+        if refusal is not None:
+            raise refusal
+        return self._person(entries[0])
 
     def groups(self) -> list[Group]:
         """Every group under the base DN, read now (the console checks the group names an admin types)."""
@@ -145,6 +241,17 @@ class Directory:
                 log.warning("%d directory entries match the sign-in name; refusing to guess", len(entries))
                 return None
         return entries[0] if entries else None
+
+    def _read_object(self, dn: str, attributes: tuple[str, ...]) -> dict[str, str] | None:
+        """One object's attributes as text (first values), or None when the service account cannot see it."""
+
+        def read(conn: Connection) -> dict[str, str] | None:
+            if not conn.search(dn, "(objectClass=*)", BASE, attributes=list(attributes)) or not conn.response:
+                return None
+            raw = conn.response[0].get("raw_attributes", {})
+            return {name: _text(values[0]) for name, values in raw.items() if values}
+
+        return self._searches.run(read)
 
     def _all_groups(self) -> list[Group]:
         entries = self._searches.run(lambda conn: self._search(conn, "(objectClass=group)", ("cn", "memberOf"), 0))
@@ -211,6 +318,17 @@ class Directory:
             cookie = controls.get("1.2.840.113556.1.4.319", {}).get("value", {}).get("cookie")
             if not cookie:
                 return entries
+
+
+def _current_bad_passwords(entry: _Entry, lockout: LockoutPolicy, now: float) -> int:
+    """badPwdCount as AD will judge it: AD leaves the stored value alone until the next attempt, and treats it
+    as 0 once the observation window has passed since the last wrong password (badPasswordTime)."""
+    count = int(entry.first("badPwdCount") or 0)
+    if count and lockout.observation_window:
+        last = filetime_seconds(entry.first("badPasswordTime"))
+        if last is not None and now - last > lockout.observation_window:
+            return 0
+    return count
 
 
 def _bind(conn: Connection, user: str, password: str) -> tuple[bool, dict[str, object]]:

@@ -30,6 +30,14 @@ class SsoSession:
     session_index: str
     authn_instant: float
     """Epoch seconds of the password check that started the session."""
+    rechecked_at: float | None = None
+    """Epoch seconds of the last recheck against AD that said yes (RecheckPerson); None: none since the
+    password check."""
+
+    @property
+    def checked_at(self) -> float:
+        """When AD last said yes to this person: the password check, or the latest recheck."""
+        return self.rechecked_at if self.rechecked_at is not None else self.authn_instant
 
 
 @dataclass
@@ -47,6 +55,12 @@ class SignInContext:
     person: Person | None = None
     signed_in_now: bool = False
     """The password was checked in this run: the front end stores ``session`` as the new SSO session."""
+    session_rechecked: bool = False
+    """AD was asked about the session's person again in this run: the front end stores ``session`` (its
+    person and ``checked_at`` are fresh)."""
+    session_ended: bool = False
+    """The SSO session may not be used again (AD refused the person, or an admin revoked it): the front end
+    drops it."""
     name_id: NameId | None = None
     name_id_problem: str | None = None
     """Why no NameID can be issued (for the audit trail and the console's preview)."""
@@ -85,6 +99,8 @@ class Refused:
     status: int
     sp_name: str | None = None
     detail: str | None = None
+    says: SignInReason | None = None
+    """Whose words the person reads, when they must not learn the reason itself."""
 
 
 @dataclass(frozen=True)

@@ -19,14 +19,16 @@ from idp.person import Person
 from idp.provisioning.jit import JitProvisioner
 from idp.saml.messages import AuthnRequestInfo, NameId
 from idp.saml.responses import SamlResponses
-from idp.settings import LdapSettings
+from idp.settings import LdapSettings, LoginSettings
 from idp.signin.context import Answer, NeedsPassword, Outcome, Refused, SignedIn, SignInContext
+from idp.signin.sessions import SsoSessionIndex
 from idp.signin.steps import (
     Authenticate,
     CheckSp,
     DecideAccess,
     IssueNameId,
     Provision,
+    RecheckPerson,
     ReleaseAttributes,
     Respond,
     ReuseSsoSession,
@@ -46,11 +48,14 @@ def build_steps(
     throttle: LoginThrottle,
     ldap: LdapSettings,
     provisioner: JitProvisioner | None,
+    sessions: SsoSessionIndex,
+    login: LoginSettings,
 ) -> list[Step]:
     """The order of a sign-in (DESIGN.md §2)."""
     return [
         CheckSp(access),
         ReuseSsoSession(responses),
+        RecheckPerson(directory, sessions, login),
         Authenticate(directory, throttle, ldap),
         DecideAccess(access),
         Provision(provisioner),

@@ -11,18 +11,23 @@ from __future__ import annotations
 import logging
 import secrets
 import time
+from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Protocol
 
 from idp import metrics
 from idp.access import AccessDecision
+from idp.codes import SignInReason
+from idp.directory.account import REFUSALS
 from idp.directory.client import Directory, normalize_username
 from idp.directory.errors import DirectoryError, InvalidCredentials, ServiceAccountRejected
 from idp.provisioning.jit import JitProvisioner, JitRefused
 from idp.saml.messages import NameIdPolicyError
 from idp.saml.responses import SamlResponses
-from idp.settings import LdapSettings
+from idp.settings import LdapSettings, LoginSettings
 from idp.signin.context import Answer, NeedsPassword, Outcome, Refused, SignInContext, SsoSession
+from idp.signin.sessions import SsoSessionIndex
 from idp.signin.throttle import LoginThrottle
 from idp.sps.release import release
 from idp.sps.source import SpSource
@@ -77,6 +82,64 @@ class ReuseSsoSession:
         return NeedsPassword()
 
 
+class RecheckPerson:
+    """[sso session] A reused session is only as good as AD's word on the person now: a revoked session ends
+    at once, and at most every ``recheck_seconds`` AD is asked again (enabled, not locked or expired, groups),
+    so a person disabled or moved out of an SP's group loses access within that time, with the words a
+    password sign-in would get.
+
+    When no DC answers, the session goes on while its last good check is younger than ``_GRACE_CHECKS``
+    rechecks (a DC restart must not sign everyone out), then is refused until AD answers again: never
+    allowed on old knowledge for the rest of its lifetime. Such a refusal does not end the session, since
+    AD has said nothing against the person."""
+
+    previews = False
+
+    _GRACE_CHECKS = 5
+
+    def __init__(
+        self,
+        directory: Directory,
+        sessions: SsoSessionIndex,
+        login: LoginSettings,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._directory = directory
+        self._sessions = sessions
+        self._every = login.recheck_seconds
+        self._clock = clock
+
+    def process(self, ctx: SignInContext) -> Outcome | None:
+        session = ctx.session
+        if session is None or ctx.person is None or ctx.signed_in_now:
+            return None
+        sp_name = ctx.request.sp_name if ctx.request else None
+        if self._sessions.revoked(session.session_index):
+            ctx.session_ended = True
+            return Refused("session_revoked", 403, sp_name)
+        now = self._clock()
+        if now - session.checked_at < self._every:
+            return None
+        try:
+            person = self._directory.recheck(session.person.guid)
+        except REFUSALS as exc:
+            ctx.session_ended = True
+            return Refused(exc.reason, 403, sp_name, exc.detail or None)
+        except DirectoryError as exc:
+            if now - session.checked_at < self._GRACE_CHECKS * self._every:
+                log.warning("AD could not recheck %s; the session goes on for now: %s", session.person.username, exc)
+                return None
+            return Refused("directory_unavailable", 503, sp_name, exc.detail or None)
+        if person is None:
+            ctx.session_ended = True
+            return Refused("account_not_found", 403, sp_name, "not found by objectGUID under base_dn and user_filter")
+        ctx.person = person
+        ctx.session = replace(session, person=person, rechecked_at=now)
+        ctx.session_rechecked = True
+        return None
+
+
 class Authenticate:
     """[authenticate] The password against AD: never an empty one (an empty password is an anonymous bind
     that a directory may answer with success), never past the throttle (so nobody can use us to lock an AD
@@ -96,21 +159,37 @@ class Authenticate:
             return NeedsPassword()
         sp_name = ctx.request.sp_name if ctx.request else None
         username = canonical_username(ctx.credentials.username, self._ldap)
-        # The name the refusal is recorded under: the throttle counts by it.
+        # The name a refusal is recorded under until AD says whose account it is.
         ctx.attempted_username = username or None
         if not username:
             return Refused("missing_username", 401, sp_name)
         if not ctx.credentials.password.strip():
             return Refused("empty_password", 401, sp_name)
-        if self._throttle.blocked(username, ctx.ip):
+        if self._throttle.address_blocked(ctx.ip):
             return Refused("throttled", 429, sp_name)
         started = time.perf_counter()
         try:
-            person = self._directory.authenticate(username, ctx.credentials.password)
+            # The name as typed: the directory normalises it itself, and knows a mail address from a UPN.
+            account = self._directory.resolve(ctx.credentials.username)
+            if account is None:
+                self._directory.pretend_bind()
+                return Refused("invalid_credentials", 401, sp_name)
+            ctx.attempted_username = account.username
+            if not self._throttle.take(account):
+                return Refused("throttled", 429, sp_name)
+            try:
+                person = self._directory.check_password(account, ctx.credentials.password)
+            except DirectoryError as exc:
+                self._throttle.settle(account, exc.reason)
+                raise
+            self._throttle.settle(account, None)
         except DirectoryError as exc:
             if isinstance(exc, ServiceAccountRejected):
                 log.error("the LDAP service account was refused by AD; check [ldap] bind_dn / bind_password")
-            return Refused(exc.reason, 401, sp_name, exc.detail or None)
+            # AD says "locked" whatever the password: the same words as a wrong one, so the page cannot be
+            # used to learn which accounts exist and are locked (the audit row keeps the truth).
+            says: SignInReason | None = "invalid_credentials" if exc.reason == "account_locked" else None
+            return Refused(exc.reason, 401, sp_name, exc.detail or None, says=says)
         finally:
             metrics.LDAP_AUTH_SECONDS.observe(time.perf_counter() - started)
         ctx.person = person

@@ -9,7 +9,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from idp.person import Person
-from idp.settings import NameIdFormatName, SpDefaults
+from idp.settings import UNSIGNED_POLICY, NameIdFormatName, SpDefaults
 from idp.sps.vocabulary import CATALOGUE
 
 _ROLE_ARN = re.compile(r"^acs:ram::\d+:role/[\w.@+=,-]+$")
@@ -96,6 +96,9 @@ class SpPolicy(BaseModel):
     """Employees may start sign-in here (/saml/init, the app launcher) without a request from the SP."""
     default_relay_state: str | None = Field(default=None, max_length=1024)
     """RelayState sent with IdP-initiated responses: where the SP should take the person afterwards."""
+    relay_state_allowed: list[str] = Field(default_factory=list)
+    """Further RelayStates an IdP-initiated link (/saml/init?RelayState=...) may ask for; any other is refused,
+    so nobody can hand out a sign-in link that lands employees on a page the SP was not meant to send them to."""
     enabled: bool = True
 
     @field_validator("attributes")
@@ -117,6 +120,14 @@ class SpPolicy(BaseModel):
                 raise ValueError(f"the SAML name for {key!r} must be 1 to 256 characters")
         return {k: n.strip() for k, n in v.items()}
 
+    @field_validator("relay_state_allowed")
+    @classmethod
+    def _relay_states(cls, v: list[str]) -> list[str]:
+        for value in v:
+            if not value.strip() or len(value) > 1024:
+                raise ValueError("each allowed RelayState must be 1 to 1024 characters")
+        return list(dict.fromkeys(value.strip() for value in v))
+
     @field_validator("nameid_domain")
     @classmethod
     def _domain(cls, v: str | None) -> str | None:
@@ -133,6 +144,8 @@ class SpPolicy(BaseModel):
             raise ValueError("role_session_name_attribute needs at least one role mapping")
         if self.default_relay_state and not self.idp_initiated:
             raise ValueError("default_relay_state is only used with idp_initiated")
+        if not (self.sign_response or self.sign_assertion):
+            raise ValueError(UNSIGNED_POLICY)
         return self
 
     @classmethod

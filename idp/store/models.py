@@ -1,11 +1,11 @@
-"""Tables. Kept small: the audit trail, per-SP policy, the sync's provisioning state and the JIT outbox;
-metadata XML itself lives in metadata/."""
+"""Tables. Kept small: the audit trail, per-SP policy, the sync's provisioning state, the JIT outbox and the
+index of live SSO sessions; metadata XML itself lives in metadata/."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Index, Integer, String, Text, text
+from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Index, Integer, String, Text, false, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -125,6 +125,17 @@ class OutboxRow(Base):
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
 
 
+class SeenRequestRow(Base):
+    """A SAML request ID we answered, kept until a request carrying it would be refused as too old anyway:
+    the primary key makes "first to insert wins" the database's decision, across workers and nodes."""
+
+    __tablename__ = "saml_seen_requests"
+
+    issuer: Mapped[str] = mapped_column(String(1024), primary_key=True)
+    request_id: Mapped[str] = mapped_column(String(256), primary_key=True)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+
+
 class SpMetadataUrlRow(Base):
     """An SP registered from a metadata URL: where to download it again, and how the last downloads went.
     The metadata itself is in metadata/ like every other SP's; this row only schedules its refresh."""
@@ -136,6 +147,9 @@ class SpMetadataUrlRow(Base):
     """As the admin gave it, query included (it may carry the SP's access token); redacted in audit rows."""
     pinned_cert: Mapped[str | None] = mapped_column(Text)
     """PEM; when set, only metadata whose enveloped signature verifies with it is accepted."""
+    allow_http: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    """The admin allowed plain http and loopback addresses for this URL (testing); otherwise https to a public
+    address only."""
     last_fetched_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     last_success_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     last_changed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
@@ -144,3 +158,34 @@ class SpMetadataUrlRow(Base):
     """Failed downloads in a row; the wait before the next try doubles with each."""
     last_error: Mapped[str | None] = mapped_column(Text)
     last_error_reason: Mapped[str | None] = mapped_column(String(60))
+
+
+class AttemptCounterRow(Base):
+    """Password attempts per account since the counter last reset, counted before each bind (store/attempts.py)."""
+
+    __tablename__ = "attempt_counters"
+
+    key: Mapped[str] = mapped_column(String(128), primary_key=True)
+    last_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    count: Mapped[int] = mapped_column(Integer)
+
+
+class SsoSessionRow(Base):
+    """One live SSO session, so that admins can list and revoke them: the sessions themselves sit in
+    flask-session under random ids that nothing can enumerate. Written when a session starts and when
+    something in it changes (a new SP, a recheck against AD), deleted at logout."""
+
+    __tablename__ = "sso_sessions"
+
+    session_index: Mapped[str] = mapped_column(String(64), primary_key=True)
+    """The SAML SessionIndex: random, one per SSO session, and what every SP was told."""
+    username: Mapped[str] = mapped_column(String(256), index=True)
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    checked_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    """When the person was last read from AD (the password check, then each recheck)."""
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    client_ip: Mapped[str | None] = mapped_column(String(64))
+    sps: Mapped[list] = mapped_column(JSON, default=list)
+    """Entity IDs of the SPs this session has signed in to."""
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    revoked_by: Mapped[str | None] = mapped_column(String(256))

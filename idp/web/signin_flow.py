@@ -18,7 +18,7 @@ from idp.saml.messages import AuthnRequestInfo, PostForm
 from idp.signin.context import Answer, Credentials, NeedsPassword, Refused, SignedIn, SignInContext
 from idp.web.i18n import translate
 from idp.web.services import services
-from idp.web.sso_session import current_sso, remember_sp, start_sso
+from idp.web.sso_session import current_sso, end_sso, refresh_sso, remember_sp, start_sso
 
 _REQUESTS_KEY = "authn_requests"
 _MAX_OPEN_REQUESTS = 10
@@ -51,13 +51,17 @@ def sign_in(
         start_sso(ctx.session, services().settings.server.session_lifetime)
         if parked_as is not None:
             drop_request(parked_as)
+    elif ctx.session_ended:
+        end_sso()
+    elif ctx.session_rechecked and ctx.session is not None:
+        refresh_sso(ctx.session)
     if isinstance(outcome, Answer):
         if outcome.refused is None and req is not None:
             remember_sp(req.sp_entity_id)
         return post_form(outcome.form, outcome.sp_name)
     if isinstance(outcome, Refused):
         if outcome.status in (401, 429):  # the password was not accepted: the form again, with why
-            message = translate(outcome.reason, sp=outcome.sp_name or translate("this.service"))
+            message = translate(outcome.says or outcome.reason, sp=outcome.sp_name or translate("this.service"))
             typed = credentials.username if credentials is not None else ""
             return login_form(req, parked_as or "", after=after, username=typed, error=message, status=outcome.status)
         return error_page(outcome.reason, outcome.status, sp=outcome.sp_name)

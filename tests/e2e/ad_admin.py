@@ -55,15 +55,35 @@ class AdAdmin:
             assert self.conn.result["result"] == 0, self.conn.result
         return dn
 
+    def add_member(self, group_dn: str, member_dn: str) -> None:
+        self.conn.modify(group_dn, {"member": [(ldap3.MODIFY_ADD, [member_dn])]})
+        assert self.conn.result["result"] == 0, self.conn.result
+
     def remove_member(self, group_dn: str, member_dn: str) -> None:
         self.conn.modify(group_dn, {"member": [(ldap3.MODIFY_DELETE, [member_dn])]})
         assert self.conn.result["result"] == 0, self.conn.result
 
+    def disable(self, user_dn: str) -> None:
+        self._account_control(user_dn, 514)  # NORMAL_ACCOUNT | ACCOUNTDISABLE
+
+    def enable(self, user_dn: str) -> None:
+        self._account_control(user_dn, 512)
+
+    def _account_control(self, user_dn: str, value: int) -> None:
+        self.conn.modify(user_dn, {"userAccountControl": [(ldap3.MODIFY_REPLACE, [str(value)])]})
+        assert self.conn.result["result"] == 0, self.conn.result
+
     def count_bad_passwords(self, user_dn: str) -> None:
         """AD counts wrong passwords only under a lockout policy: give the user one with a high threshold."""
+        self.apply_lockout(user_dn, threshold=1000, window_seconds=1800)
+
+    def apply_lockout(self, user_dn: str, *, threshold: int, window_seconds: int) -> None:
+        """A fine-grained password policy (PSO) for this user alone: locked after ``threshold`` wrong passwords,
+        counted until ``window_seconds`` pass without one (and locked for as long)."""
         name = user_dn.split(",", 1)[0].removeprefix("CN=")
+        interval = str(-window_seconds * 10_000_000)
         self._add(
-            f"CN=count-{name},{_PSO_CONTAINER}",
+            f"CN=lockout-{name},{_PSO_CONTAINER}",
             "msDS-PasswordSettings",
             {
                 "msDS-PasswordSettingsPrecedence": "5",
@@ -73,12 +93,16 @@ class AdAdmin:
                 "msDS-MinimumPasswordLength": "0",
                 "msDS-MinimumPasswordAge": "0",
                 "msDS-MaximumPasswordAge": str(-3650 * 864_000_000_000),
-                "msDS-LockoutThreshold": "1000",
-                "msDS-LockoutObservationWindow": "-18000000000",
-                "msDS-LockoutDuration": "-18000000000",
+                "msDS-LockoutThreshold": str(threshold),
+                "msDS-LockoutObservationWindow": interval,
+                "msDS-LockoutDuration": interval,
                 "msDS-PSOAppliesTo": user_dn,
             },
         )
+
+    def lockout_time(self, username: str) -> int:
+        self.conn.search(BASE_DN, f"(sAMAccountName={username})", attributes=["lockoutTime"])
+        return int(self.conn.entries[0].lockoutTime.raw_values[0]) if self.conn.entries[0].lockoutTime else 0
 
     def dn_of(self, username: str) -> str:
         self.conn.search(BASE_DN, f"(sAMAccountName={username})", attributes=["badPwdCount"])

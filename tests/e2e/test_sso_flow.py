@@ -327,11 +327,16 @@ def test_account_states_get_their_message_and_audit_reason(idp_server, username,
     assert rows[0]["result"] == "failure" and rows[0]["reason"] == reason
 
 
-def test_wrong_password_and_unknown_user_read_the_same(idp_server):
+def test_wrong_password_unknown_user_and_locked_account_read_the_same(idp_server):
+    """Nobody learns from the page which usernames exist, or which accounts AD has locked (AD answers
+    "locked" whatever the password); the audit row keeps the truth for the admin."""
     _, wrong = _login_message(idp_server, "alice", "not-her-password")
     _, unknown = _login_message(idp_server, "nobody.here", "whatever-1")
-    assert wrong == unknown == "The username or password is incorrect."
+    _, locked = _login_message(idp_server, "henry.locked", "not-his-password")
+    assert wrong == unknown == locked
+    assert wrong.startswith("The username or password is incorrect.")
     assert idp_server.audit_rows(event="signin", username="nobody.here")[0]["reason"] == "invalid_credentials"
+    assert idp_server.audit_rows(event="signin", username="henry.locked")[0]["reason"] == "account_locked"
 
 
 def test_username_forms(idp_server):
@@ -377,7 +382,7 @@ def test_guessing_is_throttled_before_ad_would_lock_the_account(idp_server, ad_a
     ad_admin.count_bad_passwords(ad_admin.add_user("tina", "Passw0rd!Tina", mail="tina@corp.example.com"))
     for n in range(5):  # [login] max_failures_per_user defaults to 5
         _, message = _login_message(idp_server, "CORP\\Tina" if n % 2 else "tina", f"guess-{n}")
-        assert message == "The username or password is incorrect."
+        assert message.startswith("The username or password is incorrect.")
     assert ad_admin.bad_password_count("tina") == 5
     _, message = _login_message(idp_server, "tina", "guess-5", status=429)
     assert message == "Too many failed sign-in attempts. Wait a few minutes and try again."

@@ -6,14 +6,11 @@ from __future__ import annotations
 
 import csv
 import io
-import os
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
-import sqlalchemy
 from sqlalchemy import insert
 
 from idp.audit_report import (
@@ -31,49 +28,18 @@ from idp.audit_report import (
 )
 from idp.store.db import Database
 from idp.store.models import AuditEvent
-from tests.support import require
+from tests.support import scratch_database
 
-POSTGRES_URL = os.environ.get("IDP_TEST_POSTGRES_URL", "postgresql+psycopg://idp_test:idp_test@127.0.0.1:5432/idp_test")
 MAIL = "https://mail.example.test/saml"
 WIKI = "https://wiki.example.test/saml"
 HEADER = ["id", "time", "event", "result", "reason", "user", "sp", "ip", "detail"]
 
 
-def _postgres_reachable() -> bool:
-    try:
-        engine = sqlalchemy.create_engine(POSTGRES_URL, connect_args={"connect_timeout": 3})
-        with engine.connect():
-            pass
-        engine.dispose()
-    except sqlalchemy.exc.OperationalError:
-        return False
-    return True
-
-
 @pytest.fixture(params=["sqlite", "postgresql"])
 def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
-    if request.param == "sqlite":
-        database = Database(f"sqlite:///{tmp_path / 'audit.db'}")
+    # Times come back in UTC whatever the server's own time zone says.
+    with scratch_database(request.param, tmp_path, pg_options="-ctimezone=Asia/Shanghai") as database:
         yield database
-        database.dispose()
-        return
-    require(_postgres_reachable(), f"PostgreSQL is not reachable at {POSTGRES_URL}")
-    # A schema of our own: other tests (two nodes) drop and recreate the tables of the shared database.
-    schema = f"audit_report_{uuid.uuid4().hex[:12]}"
-    admin = sqlalchemy.create_engine(POSTGRES_URL)
-    with admin.begin() as conn:
-        conn.execute(sqlalchemy.text(f'CREATE SCHEMA "{schema}"'))
-    url = sqlalchemy.make_url(POSTGRES_URL).update_query_dict(
-        {"options": f"-csearch_path={schema} -ctimezone=Asia/Shanghai"}
-    )
-    database = Database(url.render_as_string(hide_password=False))
-    try:
-        yield database
-    finally:
-        database.dispose()
-        with admin.begin() as conn:
-            conn.execute(sqlalchemy.text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
 
 
 def add(db: Database, at: datetime, event: str = "signin", result: str = "success", **cols: str | None) -> None:

@@ -129,13 +129,15 @@ def test_each_account_state_gives_its_typed_error(directory: Directory, user) ->
         directory.authenticate(user.username, user.password)
 
 
-def test_a_refused_state_is_reported_even_when_user_filter_hides_the_account(ldap_settings: LdapSettings) -> None:
-    # A common filter: enabled accounts only. The search no longer finds dave, the bind still says why.
+def test_an_account_user_filter_hides_is_never_bound_as(ldap_settings: LdapSettings) -> None:
+    """Only an account the search found is tried: a name the filter (or a stray spelling) does not match
+    never reaches AD as a bind, so it can neither lock an account nor slip past the throttle's count."""
     enabled_only = "(&(objectCategory=person)(objectClass=user)(!(userAccountControl:1.2.840.113556.1.4.803:=2)))"
     with Directory(ldap_settings.model_copy(update={"user_filter": enabled_only})) as directory:
         assert directory.find("dave.disabled") is None
-        with pytest.raises(errors.AccountDisabled):
+        with pytest.raises(errors.InvalidCredentials):
             directory.authenticate("dave.disabled", USERS["dave.disabled"].password)
+        assert directory.pool_stats()["bind"].opened == 0
 
 
 def test_a_user_outside_user_filter_cannot_sign_in_even_with_the_right_password(ldap_settings: LdapSettings) -> None:

@@ -1,0 +1,68 @@
+"""Counters of password attempts that every worker and node share, taken atomically before the attempt.
+
+"Count, then bind, then record the failure" lets 25 parallel guesses all pass a limit of 5; here one SQL
+statement takes a place under the limit or refuses, and the database (SQLite's write lock, PostgreSQL's row
+lock on the conflicting key) decides between concurrent callers: never a read-then-write in Python.
+The count resets, like AD's badPwdCount, once ``window`` seconds pass with no attempt: a window that started
+at the first attempt would let a patient attacker add a new batch while AD still counts the last one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any, cast
+
+from sqlalchemy import Table, case, delete, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from idp.store.db import Database
+from idp.store.models import AttemptCounterRow, utcnow
+
+_T = cast(Table, AttemptCounterRow.__table__)
+
+
+class AttemptCounters:
+    def __init__(self, db: Database, *, now: Callable[[], datetime] = utcnow) -> None:
+        """``now`` is the clock windows are written and judged by; tests pass one they can move."""
+        self._db = db
+        self._now = now
+        self._insert: Any = postgresql.insert if db.engine.dialect.name == "postgresql" else sqlite.insert
+
+    def take(self, key: str, limit: int, window: float) -> int | None:
+        """Take a place for one more attempt: its number since the count last reset, or None when ``limit``
+        attempts are already counted (the caller must not make it). A refused take does not move the count."""
+        if limit <= 0:
+            return None
+        now = self._now()
+        expired = _T.c.last_at < now - timedelta(seconds=window)
+        statement = (
+            self._insert(_T)
+            .values(key=key, last_at=now, count=1)
+            .on_conflict_do_update(
+                index_elements=[_T.c.key],
+                set_={"count": case((expired, 1), else_=_T.c.count + 1), "last_at": now},
+                where=expired | (_T.c.count < limit),
+            )
+            .returning(_T.c.count)
+        )
+        with self._db.engine.begin() as conn:
+            row = conn.execute(statement).first()
+        return None if row is None else int(row[0])
+
+    def give_back(self, key: str) -> None:
+        """The attempt did not count against the account after all (AD never judged the password)."""
+        with self._db.engine.begin() as conn:
+            conn.execute(update(_T).where(_T.c.key == key, _T.c.count > 0).values(count=_T.c.count - 1))
+
+    def clear(self, key: str) -> None:
+        """A right password: the account starts from nothing, as AD resets its badPwdCount."""
+        with self._db.engine.begin() as conn:
+            conn.execute(delete(_T).where(_T.c.key == key))
+
+    def count(self, key: str, window: float) -> int:
+        """Attempts counted now (0 once ``window`` seconds have passed since the last one)."""
+        cutoff = self._now() - timedelta(seconds=window)
+        with self._db.engine.connect() as conn:
+            found = conn.execute(_T.select().where(_T.c.key == key, _T.c.last_at >= cutoff)).first()
+        return 0 if found is None else int(found._mapping["count"])
