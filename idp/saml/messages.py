@@ -49,6 +49,29 @@ class LogoutRequestInfo:
     binding: str
     """The binding the response goes back with (a SAML binding URI)."""
     response_location: str
+    name_id_format: str | None = None
+    name_qualifier: str | None = None
+    sp_name_qualifier: str | None = None
+
+
+@dataclass(frozen=True)
+class SentLogoutRequest:
+    """A LogoutRequest of ours on its way to an SP, and what its answer must say it answers."""
+
+    request_id: str
+    sp_entity_id: str
+    out: PostForm | RedirectTo
+
+
+@dataclass(frozen=True)
+class LogoutResponseInfo:
+    """An SP's verified LogoutResponse to one of our LogoutRequests."""
+
+    sp_entity_id: str
+    in_response_to: str
+    success: bool
+    status: str
+    """The top-level status code URI."""
 
 
 @dataclass(frozen=True)
@@ -56,6 +79,8 @@ class NameId:
     format: str
     """The format URI."""
     value: str
+    name_qualifier: str | None = None
+    sp_name_qualifier: str | None = None
 
 
 class NameIdPolicyError(Exception):

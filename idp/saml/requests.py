@@ -1,10 +1,15 @@
 """What SPs send us: decode, screen, verify and parse AuthnRequests and LogoutRequests, and choose where to
-answer. Everything here either returns a request we will answer or raises SamlRequestError.
+answer; and the LogoutResponses SPs send back to our LogoutRequests. Everything here either returns a message
+we accept or raises SamlRequestError.
 
 The SP must be registered and its metadata current: without metadata there is no certificate to check a
 signature with and no ACS to answer at. A request is answered once, and only while it is fresh: its
 IssueInstant within [idp] request_lifetime (and clock_skew), its ID not seen before. Whether the person may
 use the SP is not decided here but by the access decision (idp.access), when the person is known.
+
+Logout messages (LogoutRequest, LogoutResponse) from an SP whose metadata lists a signing certificate must be
+signed, whatever AuthnRequestsSigned says: an unsigned one could end anyone's session, or fake an SP's
+confirmation that the person is signed out.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from saml2.validate import NotValid, OutsideCardinality, valid_instance
 
 from idp.saml import bindings
 from idp.saml.errors import SamlRequestError
-from idp.saml.messages import AuthnRequestInfo, LogoutRequestInfo
+from idp.saml.messages import AuthnRequestInfo, LogoutRequestInfo, LogoutResponseInfo
 from idp.saml.server import SamlServer, slo_url, sso_url
 from idp.settings import Settings
 from idp.sps.source import SpSource
@@ -139,15 +144,46 @@ class SamlRequests:
         if message.name_id is None or not message.name_id.text:
             raise SamlRequestError("malformed", "The LogoutRequest names no user (NameID).", sp)
         response_binding, location = _pick_slo(server, sp, _BINDING_URIS[binding])
+        name_id = message.name_id
         return LogoutRequestInfo(
             request_id=message.id,
             sp_entity_id=sp,
-            name_id=message.name_id.text.strip(),
+            name_id=name_id.text.strip(),
             session_indexes=tuple(s.text.strip() for s in message.session_index if s.text),
             relay_state=relay_state,
             binding=response_binding,
             response_location=location,
+            name_id_format=name_id.format or None,
+            name_qualifier=name_id.name_qualifier or None,
+            sp_name_qualifier=name_id.sp_name_qualifier or None,
         )
+
+    def parse_logout_response(
+        self,
+        binding: Literal["redirect", "post"],
+        saml_response: str,
+        relay_state: str | None,
+        *,
+        query_string: str | None = None,
+    ) -> LogoutResponseInfo:
+        """Decode, screen and authenticate an SP's LogoutResponse; raise SamlRequestError to refuse it.
+
+        Which of our LogoutRequests it must answer is the caller's to check (InResponseTo and Issuer against
+        what it sent): that is kept in the browser's session, which a cross-site POST does not bring. A
+        non-Success status is returned, not raised: the SP answered, and said it could not log the person out."""
+        _, message, sp = self._read(
+            binding,
+            saml_response,
+            relay_state,
+            query_string,
+            samlp.logout_response_from_string,
+            "LogoutResponse",
+            slo_url(self._settings),
+        )
+        if not message.in_response_to:
+            raise SamlRequestError("unexpected_response", "The LogoutResponse answers no request (InResponseTo).", sp)
+        status = message.status.status_code.value if message.status and message.status.status_code else None
+        return LogoutResponseInfo(sp, str(message.in_response_to), status == samlp.STATUS_SUCCESS, str(status or ""))
 
     # ---- internals ------------------------------------------------------------------------------
 
@@ -165,7 +201,8 @@ class SamlRequests:
         within the limits, safe XML, the right kind of message, from a registered SP, signed as that SP
         must sign, meant for ``our_endpoint``, fresh, and never answered before."""
         server = self._server.current().server
-        xml, signed_query = self._decode(binding, saml_request, relay_state, query_string)
+        param = "SAMLRequest" if what.endswith("Request") else "SAMLResponse"
+        xml, signed_query = self._decode(binding, saml_request, relay_state, query_string, param)
         message = _parse(factory, xml, what)
         sp = _issuer_of(message)
         self._check_registered(server, sp)
@@ -182,14 +219,14 @@ class SamlRequests:
         return server, message, sp
 
     def _decode(
-        self, binding: str, saml_request: str, relay_state: str | None, query_string: str | None
+        self, binding: str, saml_request: str, relay_state: str | None, query_string: str | None, param: str
     ) -> tuple[bytes, bindings.SignedQuery | None]:
         limits = self._settings.idp
         bindings.check_relay_state(relay_state, limits.max_relay_state)
         signed = None
         if binding == "redirect":
             if query_string is not None:
-                signed = bindings.signed_query(query_string)
+                signed = bindings.signed_query(query_string, param)
                 if signed is not None and (signed.message != saml_request or signed.relay_state != relay_state):
                     raise SamlRequestError(
                         "malformed", "The signed query string does not match the request parameters."
@@ -235,8 +272,9 @@ class SamlRequests:
         sp: str,
     ) -> bool:
         """Verify the signature when present (True); refuse when one is required and absent."""
-        required = self._signature_required(server, sp)
         certs = [cert for _, cert in server.metadata.certs(sp, "spsso", "signing")]
+        logout = not isinstance(message, samlp.AuthnRequest)
+        required = self._signature_required(server, sp) or (logout and bool(certs))
         if binding == "redirect":
             # An XML signature inside a Redirect-binding message is not part of that binding; only the query counts.
             if signed is None:
@@ -331,7 +369,9 @@ def _issuer_of(message: Any) -> str:
 
 
 def _msgtype(message: Any) -> str:
-    return "authn_request" if isinstance(message, samlp.AuthnRequest) else "logout_request"
+    if isinstance(message, samlp.AuthnRequest):
+        return "authn_request"
+    return "logout_response" if isinstance(message, samlp.LogoutResponse) else "logout_request"
 
 
 def _true(value: Any) -> bool:

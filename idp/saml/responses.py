@@ -1,6 +1,7 @@
-"""What we send SPs: the signed Response with the person's assertion, SAML error responses, and
-LogoutResponses. Built from pysaml2's public element classes and signed with the in-process backend
-(backend.py); no private pysaml2 call, so an upgrade cannot change our output behind our back.
+"""What we send SPs: the signed Response with the person's assertion, SAML error responses, LogoutResponses,
+and the LogoutRequests of a single logout. Built from pysaml2's public element classes and signed with the
+in-process backend (backend.py); no private pysaml2 call, so an upgrade cannot change our output behind our
+back.
 
 Signatures are RSA-SHA256 with SHA-256 digests, always (pysaml2 would default to SHA-1: DESIGN.md §6).
 An encrypted assertion is signed first, then encrypted to the SP, then the response around it is signed.
@@ -15,8 +16,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from lxml import etree
-from saml2 import BINDING_HTTP_POST, VERSION, class_name, saml, samlp
-from saml2.s_utils import error_status_factory, sid, success_status_factory
+from saml2 import BINDING_HTTP_POST, BINDING_HTTP_REDIRECT, VERSION, class_name, saml, samlp
+from saml2.s_utils import UnsupportedBinding, error_status_factory, sid, success_status_factory
 from saml2.sigver import pre_signature_part, signed_instance_factory
 from saml2.time_util import instant
 
@@ -25,7 +26,15 @@ from idp.saml import bindings
 from idp.saml.algorithms import DIGEST_ALGORITHM, SIGNATURE_ALGORITHM
 from idp.saml.attributes import attribute_statement
 from idp.saml.encrypt import NoEncryptionCertificate, encrypt_assertion
-from idp.saml.messages import AuthnRequestInfo, LogoutRequestInfo, NameId, NameIdPolicyError, PostForm, RedirectTo
+from idp.saml.messages import (
+    AuthnRequestInfo,
+    LogoutRequestInfo,
+    NameId,
+    NameIdPolicyError,
+    PostForm,
+    RedirectTo,
+    SentLogoutRequest,
+)
 from idp.saml.nameid import NoNameIdValue, UnsupportedNameIdFormat, choose_format, name_id_value
 from idp.saml.server import Loaded, SamlServer
 from idp.settings import Settings
@@ -45,6 +54,8 @@ _STATUS_CODES: dict[ErrorStatus, str] = {
     "RequestDenied": samlp.STATUS_REQUEST_DENIED,
     "InvalidNameIDPolicy": samlp.STATUS_INVALID_NAMEID_POLICY,
 }
+LogoutStatus = Literal["Success", "PartialLogout", "Requester"]
+LOGOUT_USER = "urn:oasis:names:tc:SAML:2.0:logout:user"
 
 
 class SamlResponses:
@@ -70,7 +81,10 @@ class SamlResponses:
             )
         except (UnsupportedNameIdFormat, NoNameIdValue) as exc:
             raise NameIdPolicyError(str(exc)) from None
-        return NameId(FORMAT_URIS[fmt], value)
+        uri = FORMAT_URIS[fmt]
+        if uri in (saml.NAMEID_FORMAT_PERSISTENT, saml.NAMEID_FORMAT_TRANSIENT):
+            return NameId(uri, value, self._settings.entity_id, req.sp_entity_id)
+        return NameId(uri, value)
 
     def authn_response(
         self,
@@ -108,16 +122,51 @@ class SamlResponses:
         )
         return _post_form(req.acs_url, "SAMLResponse", _sign_whole(loaded, response), req.relay_state)
 
-    def logout_response(self, req: LogoutRequestInfo) -> PostForm | RedirectTo:
-        """A Success LogoutResponse: enveloped-signed for POST, query-signed for Redirect (both RSA-SHA256)."""
+    def logout_response(
+        self, req: LogoutRequestInfo, status: LogoutStatus = "Success", message: str | None = None
+    ) -> PostForm | RedirectTo:
+        """A LogoutResponse: enveloped-signed for POST, query-signed for Redirect (both RSA-SHA256).
+
+        PartialLogout is a second-level code under Success: this SP's session and ours ended, some other SP's
+        may not have. Requester refuses the request (it named a session that is not this browser's)."""
         loaded = self._server.current()
-        response = _status_message(samlp.LogoutResponse, loaded, req.request_id, req.response_location)
-        if req.binding == BINDING_HTTP_POST:
-            return _post_form(req.response_location, "SAMLResponse", _sign_whole(loaded, response), req.relay_state)
-        xml = str(response).encode("utf-8")
-        return RedirectTo(
-            bindings.redirect_url(req.response_location, "SAMLResponse", xml, req.relay_state, loaded.redirect_key)
+        said = samlp.StatusMessage(text=message) if message else None
+        if status == "PartialLogout":
+            partial = samlp.StatusCode(value=samlp.STATUS_PARTIAL_LOGOUT)
+            code = samlp.Status(
+                status_code=samlp.StatusCode(value=samlp.STATUS_SUCCESS, status_code=partial), status_message=said
+            )
+        elif status == "Requester":
+            code = samlp.Status(status_code=samlp.StatusCode(value=samlp.STATUS_REQUESTER), status_message=said)
+        else:
+            code = success_status_factory()
+        response = _status_message(samlp.LogoutResponse, loaded, req.request_id, req.response_location, status=code)
+        return _send(loaded, req.binding, req.response_location, "SAMLResponse", response, req.relay_state)
+
+    def logout_request(self, sp_entity_id: str, name_id: NameId, session_index: str) -> SentLogoutRequest | None:
+        """Our signed LogoutRequest telling an SP that the person's session ``session_index`` ended, naming
+        them by the NameID that SP was issued; None when the SP's metadata has no single-logout address.
+
+        Redirect when the SP offers it (one GET per SP keeps the chain simple for the browser), else POST."""
+        loaded = self._server.current()
+        endpoint = _slo_endpoint(loaded, sp_entity_id)
+        if endpoint is None:
+            return None
+        binding, location = endpoint
+        lifetime = timedelta(seconds=self._settings.idp.request_lifetime)
+        request = samlp.LogoutRequest(
+            id=sid(),
+            version=VERSION,
+            issue_instant=instant(),
+            issuer=loaded.issuer(),
+            destination=location,
+            reason=LOGOUT_USER,
+            not_on_or_after=_instant(datetime.now(UTC) + lifetime),
+            name_id=_name_id_element(name_id),
+            session_index=[samlp.SessionIndex(text=session_index)],
         )
+        out = _send(loaded, binding, location, "SAMLRequest", request, None)
+        return SentLogoutRequest(request.id, sp_entity_id, out)
 
     # ---- internals ------------------------------------------------------------------------------
 
@@ -136,9 +185,6 @@ class SamlResponses:
         # NotBefore a little in the past: an SP whose clock runs behind ours would otherwise reject it.
         not_before = _instant(now - timedelta(seconds=self._settings.idp.clock_skew))
         not_on_or_after = _instant(now + timedelta(seconds=lifetime))
-        qualifiers: dict[str, str] = {}
-        if name_id.format in (saml.NAMEID_FORMAT_PERSISTENT, saml.NAMEID_FORMAT_TRANSIENT):
-            qualifiers = {"name_qualifier": self._settings.entity_id, "sp_name_qualifier": req.sp_entity_id}
         attributes = attribute_statement(released)
         return saml.Assertion(
             id=sid(),
@@ -146,7 +192,7 @@ class SamlResponses:
             issue_instant=instant(),
             issuer=loaded.issuer(),
             subject=saml.Subject(
-                name_id=saml.NameID(format=name_id.format, text=name_id.value, **qualifiers),
+                name_id=_name_id_element(name_id),
                 subject_confirmation=[
                     saml.SubjectConfirmation(
                         method=saml.SCM_BEARER,
@@ -247,7 +293,38 @@ def _signature_template(loaded: Loaded, node_id: str, identifier: int = 1) -> ob
     )
 
 
-def _sign_whole(loaded: Loaded, message: samlp.StatusResponseType) -> str:
+def _name_id_element(name_id: NameId) -> saml.NameID:
+    return saml.NameID(
+        format=name_id.format,
+        text=name_id.value,
+        name_qualifier=name_id.name_qualifier,
+        sp_name_qualifier=name_id.sp_name_qualifier,
+    )
+
+
+def _slo_endpoint(loaded: Loaded, sp_entity_id: str) -> tuple[str, str] | None:
+    """(binding, Location) of the SP's single-logout service for our requests: Redirect first, then POST."""
+    for binding in (BINDING_HTTP_REDIRECT, BINDING_HTTP_POST):
+        try:
+            found = loaded.server.metadata.single_logout_service(sp_entity_id, binding, "spsso")
+        except (UnsupportedBinding, KeyError):  # pysaml2 raises, rather than answering "none", for a missing one
+            continue
+        endpoints = found.get(binding) if isinstance(found, dict) else found
+        if endpoints and endpoints[0].get("location"):
+            return binding, str(endpoints[0]["location"])
+    return None
+
+
+def _send(
+    loaded: Loaded, binding: str, location: str, param: str, message: Any, relay_state: str | None
+) -> PostForm | RedirectTo:
+    if binding == BINDING_HTTP_POST:
+        return _post_form(location, param, _sign_whole(loaded, message), relay_state)
+    xml = str(message).encode("utf-8")
+    return RedirectTo(bindings.redirect_url(location, param, xml, relay_state, loaded.redirect_key))
+
+
+def _sign_whole(loaded: Loaded, message: Any) -> str:
     message.signature = _signature_template(loaded, message.id)
     return str(signed_instance_factory(message, loaded.server.sec, [(class_name(message), message.id)]))
 

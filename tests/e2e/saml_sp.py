@@ -215,6 +215,27 @@ class IndependentSp:
         if errors:
             raise AssertionError(f"SP rejected the LogoutResponse: {errors}: {auth.get_last_error_reason()}")
 
+    def answer_logout_request(self, url: str) -> tuple[str, str, list[str]]:
+        """The SP's single-logout address receiving the IdP's LogoutRequest (Redirect binding): validated the way
+        python3-saml does (signature, Destination, Issuer, NotOnOrAfter), the local session ended, and a signed
+        LogoutResponse sent back. (The URL back to the IdP, the NameID and the SessionIndexes it named.)"""
+        sls = self.acs_url.rsplit("/", 1)[0] + "/sls"
+        parts = urlsplit(url)
+        assert f"{parts.scheme}://{parts.netloc}{parts.path}" == sls, f"LogoutRequest sent to {url}, expected {sls}"
+        data = self._request_data(sls, get={k: v[0] for k, v in parse_qs(parts.query).items()})
+        data["query_string"] = parts.query
+        auth = OneLogin_Saml2_Auth(data, self.settings_dict())
+        back = auth.process_slo(delete_session_cb=lambda: None)
+        errors = auth.get_errors()
+        if errors:
+            raise AssertionError(f"SP rejected the LogoutRequest: {errors}: {auth.get_last_error_reason()}")
+        xml = auth.get_last_request_xml()
+        return (
+            back,
+            OneLogin_Saml2_Logout_Request.get_nameid(xml),
+            OneLogin_Saml2_Logout_Request.get_session_indexes(xml),
+        )
+
 
 def register_sp(
     server: IdpServer, name: str, policy: SpPolicy, *, want_assertions_encrypted: bool = False

@@ -36,6 +36,10 @@ IDP_BASE = "https://idp.example.test"
 SP_ENTITY = "https://mail.example.test/saml/metadata"
 SP_ACS = "https://mail.example.test/saml/acs"
 SP_SLO = "https://mail.example.test/saml/slo"
+# A second SP in the same browser, for single logout: its own entityID, ACS and SLO address.
+SP2_ENTITY = "https://calendar.example.test/saml/metadata"
+SP2_ACS = "https://calendar.example.test/saml/acs"
+SP2_SLO = "https://calendar.example.test/saml/sls"
 RSA_SHA256 = "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256"
 RSA_SHA1 = "http://www.w3.org/2000/09/xmldsig#rsa-sha1"
 SHA256 = "http://www.w3.org/2001/04/xmlenc#sha256"
@@ -80,14 +84,18 @@ def sp_settings(
     sign_requests: bool = False,
     idp: dict[str, Any] | None = None,
     sig_alg: str = "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256",
+    entity_id: str = SP_ENTITY,
+    acs_url: str = SP_ACS,
+    slo_url: str = SP_SLO,
+    slo_binding: str = "urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect",
 ) -> dict[str, Any]:
     key, cert = sp_pem
     return {
         "strict": True,
         "sp": {
-            "entityId": SP_ENTITY,
-            "assertionConsumerService": {"url": SP_ACS, "binding": "urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST"},
-            "singleLogoutService": {"url": SP_SLO, "binding": "urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect"},
+            "entityId": entity_id,
+            "assertionConsumerService": {"url": acs_url, "binding": "urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST"},
+            "singleLogoutService": {"url": slo_url, "binding": slo_binding},
             "NameIDFormat": "urn:oasis:names:tc:SAML:1.1:nameid-format:unspecified",
             "x509cert": cert,
             "privateKey": key,
@@ -96,6 +104,7 @@ def sp_settings(
         "security": {
             "authnRequestsSigned": sign_requests,
             "logoutRequestSigned": sign_requests,
+            "logoutResponseSigned": sign_requests,
             "wantAssertionsSigned": True,
             "wantMessagesSigned": True,
             "signatureAlgorithm": sig_alg,
@@ -106,8 +115,10 @@ def sp_settings(
     }
 
 
-def sp_metadata(sp_pem: tuple[str, str], *, sign_requests: bool = False) -> str:
-    s = OneLogin_Saml2_Settings(sp_settings(sp_pem, sign_requests=sign_requests), sp_validation_only=True)
+def sp_metadata(sp_pem: tuple[str, str], *, sign_requests: bool = False, **where: Any) -> str:
+    """``where``: entity_id, acs_url, slo_url, slo_binding of sp_settings; an empty certificate in ``sp_pem``
+    leaves the signing certificate out of the metadata."""
+    s = OneLogin_Saml2_Settings(sp_settings(sp_pem, sign_requests=sign_requests, **where), sp_validation_only=True)
     metadata = s.get_sp_metadata()
     return metadata.decode() if isinstance(metadata, bytes) else metadata
 
@@ -130,6 +141,8 @@ class SamlLayer:
         self.unsolicited_request = self.requests.unsolicited_request
         self.error_response = self.responses.error_response
         self.logout_response = self.responses.logout_response
+        self.logout_request = self.responses.logout_request
+        self.parse_logout_response = self.requests.parse_logout_response
         self.metadata_xml = self.server.metadata_xml
         self.sp_can_encrypt = self.server.can_encrypt
 
@@ -163,15 +176,19 @@ class World:
         sig_alg: str = "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256",
         acs_url: str = SP_ACS,
         nameid_format: str | None = None,
+        **where: Any,
     ) -> OneLogin_Saml2_Settings:
-        """python3-saml configured from our metadata, as a real SP would be."""
+        """python3-saml configured from our metadata, as a real SP would be; ``where`` as for sp_metadata
+        (the second SP: entity_id=SP2_ENTITY, slo_url=SP2_SLO)."""
         idp_data = OneLogin_Saml2_IdPMetadataParser.parse(self.idp.metadata_xml().decode())
         merged = OneLogin_Saml2_IdPMetadataParser.merge_settings(
-            sp_settings(self.sp_pem, sign_requests=sign_requests, sig_alg=sig_alg), idp_data
+            sp_settings(self.sp_pem, sign_requests=sign_requests, sig_alg=sig_alg, **where), idp_data
         )
         merged = copy.deepcopy(merged)
         # Our metadata says WantAuthnRequestsSigned="false" and the parser copies that over the SP's choice.
-        merged["security"].update(authnRequestsSigned=sign_requests, logoutRequestSigned=sign_requests)
+        merged["security"].update(
+            authnRequestsSigned=sign_requests, logoutRequestSigned=sign_requests, logoutResponseSigned=sign_requests
+        )
         merged["sp"]["assertionConsumerService"]["url"] = acs_url
         if nameid_format is not None:
             merged["sp"]["NameIDFormat"] = nameid_format

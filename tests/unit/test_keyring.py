@@ -226,12 +226,15 @@ def _pem_body(cert_file: Path) -> str:
     return "".join(cert_file.read_text().strip().splitlines()[1:-1])
 
 
-def _sp(sp_pem: tuple[str, str], idp_metadata: bytes) -> OneLogin_Saml2_Settings:
+def _sp(sp_pem: tuple[str, str], idp_metadata: bytes, *, sign_logout: bool = False) -> OneLogin_Saml2_Settings:
     """python3-saml configured from the IdP metadata it imported at some moment."""
-    merged = OneLogin_Saml2_IdPMetadataParser.merge_settings(
-        sp_settings(sp_pem), OneLogin_Saml2_IdPMetadataParser.parse(idp_metadata.decode())
+    merged = copy.deepcopy(
+        OneLogin_Saml2_IdPMetadataParser.merge_settings(
+            sp_settings(sp_pem), OneLogin_Saml2_IdPMetadataParser.parse(idp_metadata.decode())
+        )
     )
-    return OneLogin_Saml2_Settings(copy.deepcopy(merged))
+    merged["security"]["logoutRequestSigned"] = sign_logout
+    return OneLogin_Saml2_Settings(merged)
 
 
 def _sign_in(idp: SamlLayer, sp: OneLogin_Saml2_Settings, alice) -> None:
@@ -284,7 +287,8 @@ def test_redirect_binding_logout_response_is_signed_with_the_active_key(
     keyring.add_next("idp.example.test")
     keyring.switch()
     keyring.retire()  # the original key file is gone: signing must not need it
-    sp = _sp(sp_pem, idp.metadata_xml())
+    # An SP whose metadata carries a certificate must sign its logout messages.
+    sp = _sp(sp_pem, idp.metadata_xml(), sign_logout=True)
     slo = {"https": "on", "http_host": "mail.example.test", "script_name": "/saml/slo", "post_data": {}}
     auth = OneLogin_Saml2_Auth(dict(slo, get_data={}), sp)
     url = auth.logout(return_to="/bye", name_id="alice@example.test", session_index="s-1")

@@ -27,7 +27,8 @@ def _sp_logout(world: World, *, signed: bool) -> tuple[dict[str, str], str, str]
 
 @pytest.mark.parametrize("signed", [False, True])
 def test_logout_request_round_trip_validates_with_python3_saml(world: World, signed: bool) -> None:
-    world.registry.add("mail", sp_metadata(world.sp_pem, sign_requests=signed))
+    # An SP whose metadata lists a signing certificate must sign its logout messages: unsigned, it lists none.
+    world.registry.add("mail", sp_metadata(world.sp_pem if signed else ("", ""), sign_requests=signed))
     params, query, request_id = _sp_logout(world, signed=signed)
     info = world.idp.parse_logout_request("redirect", params["SAMLRequest"], params["RelayState"], query_string=query)
     assert (info.sp_entity_id, info.name_id, info.session_indexes) == (SP_ENTITY, "alice@example.test", ("sso-42",))

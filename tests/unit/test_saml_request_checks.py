@@ -273,6 +273,9 @@ def test_signed_old_authn_request_is_refused(signing_world: World) -> None:
 
 
 def _logout_tree(world: World) -> etree._Element:
+    """An unsigned LogoutRequest, from an SP whose metadata lists no signing certificate (one that lists a
+    certificate must sign its logout messages)."""
+    world.registry.add("mail", sp_metadata(("", "")))
     xml = OneLogin_Saml2_Logout_Request(world.sp(), name_id="alice@example.test", session_index="s").get_xml()
     return etree.fromstring(xml)
 
@@ -337,6 +340,7 @@ def test_a_replay_to_another_worker_is_refused(world: World) -> None:
 
 
 def test_a_logout_request_is_answered_once(world: World) -> None:
+    world.registry.add("mail", sp_metadata(("", "")))  # unsigned below: no signing certificate to sign with
     url = OneLogin_Saml2_Auth(dict(ACS_REQUEST_DATA, get_data={}), world.sp()).logout(name_id="alice@example.test")
     query = url.split("?", 1)[1]
     params = dict(part.split("=", 1) for part in query.split("&"))
