@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from idp.codes import AccessReason
-from idp.person import Person
+from idp.person import GroupRef, Person, group_refs
 from idp.sps.policy import SpPolicy, matching_roles
 from idp.sps.source import SpSource
 
@@ -52,10 +52,11 @@ def refusals(person: Person | None, sp: SpFacts) -> list[Refusal]:
         )
     if person is None:
         return found
-    if policy.allowed_groups and not person.in_any_group(policy.allowed_groups):
-        found.append(Refusal("not_in_allowed_group", "allowed: " + ", ".join(policy.allowed_groups)))
+    allowed = group_refs(policy.allowed_groups)
+    if allowed and not person.in_any_group(allowed):
+        found.append(Refusal("not_in_allowed_group", "allowed: " + ", ".join(r.label for r in allowed)))
     if policy.roles and not matching_roles(person, policy.roles):
-        groups = ", ".join(dict.fromkeys(m.group for m in policy.roles))
+        groups = ", ".join(dict.fromkeys(GroupRef.parse(m.group).label for m in policy.roles))
         found.append(Refusal("no_role_for_user", "role groups: " + groups))
     if policy.encrypt_assertion and not sp.can_encrypt:
         found.append(

@@ -16,6 +16,10 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from idp.audit import AuditTrail
 from idp.cli import settings_from
+from idp.directory.client import Directory
+from idp.directory.errors import DirectoryError
+from idp.directory.groups import Group, GroupNotResolved, resolve_group
+from idp.person import GroupRef
 from idp.settings import NameIdFormatName, Settings
 from idp.sps.errors import SpRegistryError
 from idp.sps.fetch import redacted
@@ -60,7 +64,13 @@ def sp() -> None:
     help="Refuse AuthnRequests without a valid signature.",
 )
 @click.option("--sign", type=click.Choice(list(SIGN_CHOICES)), help="What the IdP signs.")
-@click.option("--group", "groups", multiple=True, metavar="GROUP", help="AD group allowed to use the SP (repeat).")
+@click.option(
+    "--group",
+    "groups",
+    multiple=True,
+    metavar="GROUP",
+    help="AD security group allowed to use the SP, by name, DN or SID (repeat); stored by its SID.",
+)
 @click.option(
     "--allow-relay-state",
     "relay_states",
@@ -108,7 +118,7 @@ def add(
     if sign:
         overrides["sign_response"], overrides["sign_assertion"] = SIGN_CHOICES[sign]
     if groups:
-        overrides["allowed_groups"] = list(groups)
+        overrides["allowed_groups"] = [str(ref) for ref in _resolve_groups(settings, groups)]
     if relay_states:
         overrides["relay_state_allowed"] = list(relay_states)
     is_url = source.startswith(("http://", "https://"))
@@ -264,8 +274,25 @@ def _read_text(path: Path, *, binary: bool = False) -> Any:
         raise SourceError(f"cannot read {path}: {exc.strerror or exc}") from None
 
 
+def _resolve_groups(settings: Settings, names: tuple[str, ...]) -> list[GroupRef]:
+    """Each --group as the one security group it means, before anything is stored."""
+    try:
+        known = ad_groups(settings)
+    except DirectoryError as exc:
+        raise click.ClickException(f"cannot check --group in Active Directory: {exc.detail or exc.reason}") from None
+    try:
+        return [resolve_group(name, known) for name in names]
+    except GroupNotResolved as exc:
+        raise click.ClickException(f"--group: {exc}") from None
+
+
+def ad_groups(settings: Settings) -> list[Group]:
+    with Directory(settings.ldap) as directory:
+        return directory.groups()
+
+
 def _groups(policy: SpPolicy) -> str:
-    return ", ".join(policy.allowed_groups) or "everyone"
+    return ", ".join(GroupRef.parse(g).label for g in policy.allowed_groups) or "everyone"
 
 
 def _expiry(entry: SpEntry, now: datetime) -> str:

@@ -21,7 +21,7 @@ from ldap3.utils.conv import escape_filter_chars
 from idp.directory.account import ACCOUNT_STATE_ATTRIBUTES, account_refusal
 from idp.directory.ad_codes import WRONG_USERNAME_OR_PASSWORD, bind_refusal
 from idp.directory.errors import DirectoryError, InvalidCredentials
-from idp.directory.groups import Group, GroupGraph
+from idp.directory.groups import SECURITY_GROUP_BIT, Group, GroupGraph
 from idp.directory.lockout import PSO_ATTRIBUTES, LockoutPolicies, LockoutPolicy, filetime_seconds
 from idp.directory.pool import ConnectionPool, DomainControllers, PoolStats
 from idp.person import Person
@@ -254,18 +254,22 @@ class Directory:
         return self._searches.run(read)
 
     def _all_groups(self) -> list[Group]:
-        entries = self._searches.run(lambda conn: self._search(conn, "(objectClass=group)", ("cn", "memberOf"), 0))
+        attributes = ("cn", "memberOf", "objectSid", "groupType")
+        entries = self._searches.run(lambda conn: self._search(conn, "(objectClass=group)", attributes, 0))
         return [
             Group(
                 dn=e.dn,
                 cn=e.first("cn") or e.dn,
                 parents=tuple(_text(v).lower() for v in e.attributes.get("memberof", ())),
+                sid=sid_text(e.attributes["objectsid"][0]) if e.attributes.get("objectsid") else "",
+                security=bool(int(e.first("groupType") or 0) & SECURITY_GROUP_BIT),
             )
             for e in entries
         ]
 
     def _person(self, entry: _Entry) -> Person:
-        groups = self._groups.resolve(_text(v) for v in entry.attributes.get("memberof", ()))
+        found = self._groups.memberships(_text(v) for v in entry.attributes.get("memberof", ()))
+        security = [g for g in found.security if g.sid]
         guid = entry.attributes.get("objectguid")
         if not guid:
             raise DirectoryError(f"{entry.dn} has no objectGUID; is base_dn an Active Directory domain?")
@@ -283,8 +287,11 @@ class Directory:
             display_name=entry.first("displayName"),
             given_name=entry.first("givenName"),
             surname=entry.first("sn"),
-            groups=tuple(g.cn for g in groups),
-            group_dns=tuple(g.dn for g in groups),
+            groups=tuple(g.cn for g in found.groups),
+            group_dns=tuple(g.dn for g in found.groups),
+            group_sids=tuple(g.sid for g in security),
+            security_group_dns=tuple(g.dn for g in security),
+            unique_group_names=tuple(found.unique_names),
             attributes=extra,
         )
 
@@ -336,6 +343,14 @@ def _bind(conn: Connection, user: str, password: str) -> tuple[bool, dict[str, o
     # The connection goes back to the pool: it must not keep the last person's password.
     conn.password = None
     return bool(ok), dict(conn.result)
+
+
+def sid_text(value: bytes) -> str:
+    """A binary objectSid as AD writes it: S-<revision>-<authority>-<sub-authority>-..."""
+    count = value[1]
+    authority = int.from_bytes(value[2:8], "big")
+    subs = [int.from_bytes(value[8 + 4 * i : 12 + 4 * i], "little") for i in range(count)]
+    return "-".join(["S", str(value[0]), str(authority), *map(str, subs)])
 
 
 def _text(value: bytes) -> str:

@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from idp.person import Person
+from idp.person import GroupRef, Person
 from idp.settings import UNSIGNED_POLICY, NameIdFormatName, SpDefaults
 from idp.sps.vocabulary import CATALOGUE
 
@@ -29,8 +29,8 @@ class RoleMapping(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    group: str = Field(min_length=1, max_length=256)
-    """AD group, cn or DN; nested membership counts."""
+    group: str = Field(min_length=1, max_length=512)
+    """AD security group, as GroupRef's stored form (DN and SID); nested membership counts."""
     role_arn: str
     """acs:ram::<account id>:role/<role name>"""
     provider_arn: str
@@ -90,7 +90,9 @@ class SpPolicy(BaseModel):
     require_signed_requests: bool = False
     """Refuse AuthnRequests without a valid signature even when the metadata does not say AuthnRequestsSigned."""
     allowed_groups: list[str] = Field(default_factory=list)
-    """AD groups (cn or DN, nested membership counts) whose members may use this SP; empty allows everyone."""
+    """AD security groups (GroupRef's stored form; nested membership counts) whose members may use this SP;
+    empty allows everyone. A bare name, stored before groups were identities, counts only while it names
+    exactly one security group."""
     assertion_lifetime: int | None = Field(default=None, ge=30, le=3600)
     idp_initiated: bool = False
     """Employees may start sign-in here (/saml/init, the app launcher) without a request from the SP."""
@@ -158,7 +160,7 @@ def matching_roles(person: Person, roles: Sequence[RoleMapping]) -> list[RoleMap
     seen: set[str] = set()
     out = []
     for mapping in roles:
-        if mapping.value not in seen and person.in_any_group([mapping.group]):
+        if mapping.value not in seen and person.in_any_group([GroupRef.parse(mapping.group)]):
             seen.add(mapping.value)
             out.append(mapping)
     return out

@@ -7,6 +7,8 @@ import ssl
 import ldap3
 
 BASE_DN = "DC=corp,DC=example,DC=com"
+GLOBAL_SECURITY = -2147483646
+GLOBAL_DISTRIBUTION = 2
 _PSO_CONTAINER = f"CN=Password Settings Container,CN=System,{BASE_DN}"
 
 
@@ -44,9 +46,27 @@ class AdAdmin:
             f"CN={username},CN=Users,{BASE_DN}", ["top", "person", "organizationalPerson", "user"], attributes
         )
 
-    def add_group(self, cn: str, *, members: list[str] = (), member_of: list[str] = ()) -> str:
-        """A global security group with these member DNs, put inside the groups named by member_of (cn)."""
-        dn = self._add(f"CN={cn},CN=Users,{BASE_DN}", ["top", "group"], {"sAMAccountName": cn.replace(" ", "")})
+    def add_ou(self, name: str) -> str:
+        return self._add(f"OU={name},{BASE_DN}", ["top", "organizationalUnit"], {})
+
+    def add_group(
+        self,
+        cn: str,
+        *,
+        members: list[str] = (),
+        member_of: list[str] = (),
+        container: str = f"CN=Users,{BASE_DN}",
+        security: bool = True,
+        account_name: str | None = None,
+    ) -> str:
+        """A global security (or distribution) group in ``container`` with these member DNs, put inside the
+        groups named by member_of (cn, in CN=Users). sAMAccountName is unique in the domain: a same-named
+        group in another OU needs its own ``account_name``."""
+        attributes = {
+            "sAMAccountName": account_name or cn.replace(" ", ""),
+            "groupType": str(GLOBAL_SECURITY if security else GLOBAL_DISTRIBUTION),
+        }
+        dn = self._add(f"CN={cn},{container}", ["top", "group"], attributes)
         for member in members:
             self.conn.modify(dn, {"member": [(ldap3.MODIFY_ADD, [member])]})
             assert self.conn.result["result"] == 0, self.conn.result

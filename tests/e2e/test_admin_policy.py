@@ -97,7 +97,9 @@ def test_admin_restricts_to_a_group_and_changes_attributes_and_the_sp_gets_exact
     rows = idp_server.audit_rows(event="sp_policy_changed", sp_entity_id=fresh_sp.entity_id)
     assert rows[0]["result"] == "success" and rows[0]["username"] == "anna"
     detail = json.loads(rows[0]["detail"])
-    assert detail["before"]["allowed_groups"] == [] and detail["after"]["allowed_groups"] == ["Sales"]
+    assert detail["before"]["allowed_groups"] == []
+    [sales] = detail["after"]["allowed_groups"]  # the group's identity: its DN, and the SID that is compared
+    assert sales.startswith("CN=Sales,CN=Users,") and " <S-1-5-21-" in sales
     assert "upn" not in detail["before"]["attributes"] and detail["after"]["attributes"] == [
         "mail",
         "displayName",
@@ -134,14 +136,15 @@ def test_bad_input_is_shown_next_to_its_field_and_nothing_changes(idp_server, fr
     assert rows[0]["result"] == "refused" and rows[0]["reason"] == "invalid_policy"
 
 
-def test_a_group_ad_does_not_have_is_saved_with_a_warning(idp_server, fresh_sp):
+def test_a_group_ad_does_not_have_is_refused_and_shown_as_typed(idp_server, fresh_sp):
     admin = admin_browser(idp_server.base_url)
     page = admin.get(policy_url(idp_server, fresh_sp))
     page = admin.submit(page, "policy-form", {"allowed_groups": "Sales\nSlaes"})
-    assert page.status == 200
-    warning = page.text_of("unknown-groups") or ""
-    assert "Slaes" in warning and "Sales," not in warning
+    assert page.status == 400
+    error = page.text_of("error-allowed_groups") or ""
+    assert "Slaes" in error and "'Sales'" not in error
     assert page.doc().get_element_by_id("f-allowed_groups").text_content().split() == ["Sales", "Slaes"]
+    assert idp_server.audit_rows(event="sp_policy_changed", sp_entity_id=fresh_sp.entity_id) == []
 
 
 def test_a_preset_fills_the_form_and_only_save_stores_it(idp_server, fresh_sp):
@@ -157,7 +160,7 @@ def test_a_preset_fills_the_form_and_only_save_stores_it(idp_server, fresh_sp):
     assert saved.status == 200 and "saved" in saved.html
     rows = idp_server.audit_rows(event="sp_policy_changed", sp_entity_id=fresh_sp.entity_id)
     after = json.loads(rows[0]["detail"])["after"]
-    assert after["preset"] == "mailbox" and after["allowed_groups"] == ["Mail Users"]
+    assert after["preset"] == "mailbox" and after["allowed_groups"][0].startswith("CN=Mail Users,CN=Users,")
     assert after["attribute_name_format"] == "basic" and after["idp_initiated"] is True
 
     # Engineering is inside Mail Users; the preset names attributes in the basic format: "mail", not its OID.

@@ -13,7 +13,7 @@ import pytest
 from idp.demo.samba_dc import BASE_DN, DEMO_USERS, NETBIOS, REALM, SambaDC
 from idp.directory import errors
 from idp.directory.client import Directory, normalize_username
-from idp.person import Person
+from idp.person import GroupRef, Person
 from idp.settings import LdapSettings
 
 pytestmark = pytest.mark.ad
@@ -107,7 +107,7 @@ def test_nested_groups_are_resolved(directory: Directory) -> None:
     alice = directory.authenticate("alice", ALICE.password)
     assert alice.groups == ("Mail Users", "Sales")  # Mail Users only through Sales
     assert alice.group_dns == (f"CN=Mail Users,CN=Users,{BASE_DN}", f"CN=Sales,CN=Users,{BASE_DN}")
-    assert alice.in_any_group(["mail users"])
+    assert alice.in_any_group([GroupRef(name="mail users")])
     assert directory.authenticate("bob", USERS["bob"].password).groups == ("Engineering", "Mail Users")
     assert directory.authenticate("carol", USERS["carol"].password).groups == ()
     assert directory.authenticate("anna", USERS["anna"].password).groups == ("SSO Admins",)

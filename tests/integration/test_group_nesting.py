@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from idp.demo.samba_dc import DEMO_USERS
+from idp.demo.samba_dc import BASE_DN, DEMO_USERS
 from idp.directory.client import Directory
 from idp.directory.groups import MIN_RELOAD_INTERVAL, Group, GroupGraph
 from tests.e2e.ad_admin import AdAdmin
@@ -44,6 +44,28 @@ def test_a_direct_membership_removed_in_ad_is_gone_at_the_next_sign_in(directory
     assert "Mail Users" in directory.authenticate("carol", carol.password).groups
     ad_admin.conn.modify(group, {"member": [("MODIFY_DELETE", [carol.dn])]})
     assert directory.authenticate("carol", carol.password).groups == ()
+
+
+@pytest.mark.ad
+def test_only_security_groups_carry_identities_and_a_name_two_ous_share_is_not_unique(ldap_settings, ad_admin):
+    carol = USERS["carol"]
+    branch = ad_admin.add_ou("Nesting Branch")
+    ad_admin.add_group("Carol List", members=[carol.dn], member_of=["Mail Users"], security=False)
+    team = ad_admin.add_group("Carol Team", members=[carol.dn])
+    ad_admin.add_group("Carol Team", container=branch, account_name="CarolTeamBranch")
+    crew = ad_admin.add_group("Carol Crew", members=[carol.dn])
+    with Directory(ldap_settings) as directory:
+        person = directory.authenticate("carol", carol.password)
+        by_dn = {g.dn.lower(): g for g in directory.groups()}
+    # Released attributes still list every group, the mailing list and what it is nested in included...
+    assert person.groups == ("Carol Crew", "Carol List", "Carol Team", "Mail Users")
+    # ...but access compares only security groups, and a mailing list passes on no membership.
+    assert person.security_group_dns == (crew, team)
+    assert person.group_sids == (by_dn[crew.lower()].sid, by_dn[team.lower()].sid)
+    assert all(sid.startswith("S-1-5-21-") for sid in person.group_sids)
+    assert by_dn[f"cn=mail users,cn=users,{BASE_DN}".lower()].security
+    assert not by_dn[f"cn=carol list,cn=users,{BASE_DN}".lower()].security
+    assert person.unique_group_names == ("Carol Crew",)  # "Carol Team" names two security groups
 
 
 def test_cycles_and_unknown_groups_are_harmless():

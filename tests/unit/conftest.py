@@ -74,5 +74,10 @@ def alice() -> Person:
         given_name="Alice",
         surname="Liddell",
         groups=("Domain Users", "Mail Users"),
+        group_dns=("CN=Domain Users,CN=Users,DC=example,DC=test", "CN=Mail Users,CN=Users,DC=example,DC=test"),
+        # As the directory hands them out: both security groups, each the only one with its name.
+        group_sids=("S-1-5-21-7-7-7-513", "S-1-5-21-7-7-7-1104"),
+        security_group_dns=("CN=Domain Users,CN=Users,DC=example,DC=test", "CN=Mail Users,CN=Users,DC=example,DC=test"),
+        unique_group_names=("Domain Users", "Mail Users"),
         attributes={"department": ("Research",)},
     )

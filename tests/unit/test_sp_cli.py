@@ -11,6 +11,8 @@ from click.testing import CliRunner, Result
 
 from idp.audit import AuditRecord, AuditTrail
 from idp.cli import cli
+from idp.commands import sp as sp_command
+from idp.directory.groups import Group
 from idp.settings import load_settings
 from idp.sps.policy import SpPolicy
 from idp.sps.registry import SpRegistry
@@ -18,6 +20,19 @@ from idp.store.db import Database
 from tests.unit.sp_fixtures import DATA, Route, http_server, make_cert, sp_metadata, write_config
 
 ENTITY = "https://webmail.example.test/saml/metadata"
+MAIL_USERS = Group("CN=Mail Users,CN=Users,DC=corp,DC=example,DC=test", "Mail Users", (), "S-1-5-21-9-1101", True)
+FINANCE = Group("CN=Finance,OU=Groups,DC=corp,DC=example,DC=test", "Finance", (), "S-1-5-21-9-1102", True)
+SALES = Group("CN=Sales,CN=Users,DC=corp,DC=example,DC=test", "Sales", (), "S-1-5-21-9-1103", True)
+SALES_BRANCH = Group("CN=Sales,OU=Branch,DC=corp,DC=example,DC=test", "Sales", (), "S-1-5-21-9-1104", True)
+NEWSLETTER = Group("CN=Newsletter,CN=Users,DC=corp,DC=example,DC=test", "Newsletter", (), "S-1-5-21-9-1105", False)
+
+
+@pytest.fixture(autouse=True)
+def ad_groups(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The groups `--group` is checked against, in place of the AD the config names."""
+    monkeypatch.setattr(
+        sp_command, "ad_groups", lambda settings: [MAIL_USERS, FINANCE, SALES, SALES_BRANCH, NEWSLETTER]
+    )
 
 
 @pytest.fixture
@@ -112,10 +127,25 @@ def test_policy_options_are_stored(idp, config: Path, tmp_path: Path) -> None:
     assert policy.attributes == ["mail", "groups"]
     assert policy.require_signed_requests is True
     assert (policy.sign_response, policy.sign_assertion) == (False, True)
-    assert policy.allowed_groups == ["Mail Users", "CN=Finance,OU=Groups,DC=corp,DC=example,DC=test"]
+    assert policy.allowed_groups == [str(MAIL_USERS.ref), str(FINANCE.ref)]  # identities, not names
 
     listed = idp("list").output
     assert "transient" in listed and "Mail Users" in listed
+
+
+@pytest.mark.parametrize(
+    ("group", "words"),
+    [
+        ("Sales", (SALES.dn, SALES_BRANCH.dn, "2 security groups")),
+        ("Newsletter", ("distribution group",)),
+        ("Slaes", ("no group 'Slaes'",)),
+    ],
+    ids=["ambiguous", "distribution", "unknown"],
+)
+def test_a_group_that_is_not_exactly_one_security_group_is_refused(idp, tmp_path: Path, group, words) -> None:
+    result = idp("add", metadata_file(tmp_path, sp_metadata(ENTITY)), "--group", "Mail Users", "--group", group)
+    assert_clean_failure(result, "--group", *words)
+    assert "No SPs are registered" in idp("list").output
 
 
 def test_unknown_attribute_is_refused_before_anything_is_stored(idp, tmp_path: Path) -> None:
@@ -138,7 +168,7 @@ def test_duplicate_is_refused_and_replace_keeps_what_is_not_overridden(idp, conf
     assert replaced.exit_code == 0, replaced.output
     assert "Updated SP" in replaced.output and "https://webmail.example.test/acs2" in replaced.output
     policy = stored_policy(config, ENTITY)
-    assert policy.allowed_groups == ["Finance"]
+    assert policy.allowed_groups == [str(FINANCE.ref)]
     assert policy.nameid_format == "persistent"  # not given again, so kept
 
 

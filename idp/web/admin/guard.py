@@ -5,6 +5,7 @@ SSO session (idp.signin.sessions) is turned away at its next page."""
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 
@@ -13,9 +14,13 @@ from werkzeug.wrappers import Response
 
 from idp.codes import AdminAccessReason
 from idp.directory.errors import DirectoryError
+from idp.directory.groups import GroupNotResolved, resolve_group
+from idp.person import group_refs
 from idp.web.i18n import translate
 from idp.web.services import services
 from idp.web.sso_session import current_sso, end_sso
+
+log = logging.getLogger(__name__)
 
 _CHECKED_KEY = "admin_checked_at"
 
@@ -53,18 +58,38 @@ def require_admin() -> Response | tuple[str, int] | None:
         except DirectoryError as exc:
             # Fail closed: without AD we cannot tell whether this person is still an admin.
             return _refuse(person.username, "admin_directory_down", exc.detail or exc.reason, status=503)
-        if current is None or not current.in_any_group(settings.groups):
+        if current is None or not current.in_any_group(group_refs(settings.groups)):
             session.pop(_CHECKED_KEY, None)
-            return _refuse(person.username, "admin_not_member", "required: " + ", ".join(settings.groups))
+            groups = _admin_groups()
+            return _refuse(person.username, "admin_not_member", "required: " + groups, groups=groups)
         session[_CHECKED_KEY] = {"user": person.username, "at": time.time()}
         person = current
     g.admin = Admin(username=person.username, display_name=person.display_name or person.username)
     return None
 
 
-def _refuse(username: str, reason: AdminAccessReason, detail: str, *, status: int = 403) -> tuple[str, int]:
+def _refuse(
+    username: str, reason: AdminAccessReason, detail: str, *, status: int = 403, groups: str = ""
+) -> tuple[str, int]:
     svc = services()
     svc.audit.record("admin_access", "refused", reason=reason, username=username, ip=request.remote_addr, detail=detail)
-    groups = ", ".join(svc.settings.admin.groups)
     message = translate(f"admin.refused.{reason}", user=username, groups=groups)
     return render_template("error.html", message=message, reason=reason, detail=None), status
+
+
+def _admin_groups() -> str:
+    """[admin] groups for the refusal, each name that does not lead to exactly one security group (and so
+    admits nobody) followed by why: otherwise a console that opens to nobody would look like a wrong account."""
+    out = []
+    for ref in group_refs(services().settings.admin.groups):
+        if ref.name:
+            try:
+                resolve_group(ref.name, services().directory.groups())
+            except GroupNotResolved as exc:
+                log.error("[admin] groups: %s; it admits nobody until it is replaced by a DN or SID", exc)
+                out.append(f"{ref.name} ({exc})")
+                continue
+            except DirectoryError:
+                pass  # the name is shown as configured; the refusal stands either way
+        out.append(ref.label)
+    return ", ".join(out)

@@ -16,6 +16,8 @@ from werkzeug.datastructures import MultiDict
 from werkzeug.wrappers import Response
 
 from idp.directory.errors import DirectoryError
+from idp.directory.groups import GroupNotResolved, resolve_group
+from idp.person import GroupRef
 from idp.sps import presets
 from idp.sps.errors import PolicyInvalidError, SpRegistryError
 from idp.sps.policy import SpPolicy
@@ -38,9 +40,12 @@ def sp_policy() -> str | Response | tuple[str, int]:
     if request.method == "GET":
         return _render(entry, _state(entry.policy))
     raw = _raw_policy(request.form)
+    resolved, group_errors = _resolve_groups(raw)
+    if group_errors:
+        return _render(entry, raw, errors=group_errors), 400
     try:
         saved = SpService.of(services()).update_policy(
-            entry.entity_id, raw, actor=current_admin().username, ip=request.remote_addr
+            entry.entity_id, resolved, actor=current_admin().username, ip=request.remote_addr
         )
     except PolicyInvalidError:
         return _render(entry, raw, errors=_field_errors(raw)), 400
@@ -215,23 +220,55 @@ def _receives(state: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _resolve_groups(raw: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+    """The form with every group it names turned into the identity of the one security group it means, and,
+    by field, why some cannot be: a name two OUs share, or a distribution group, must not be saved as if it
+    were the group the admin had in mind."""
+    errors: dict[str, list[str]] = {}
+    known = None
+
+    def identity(text: str, field: str) -> str:
+        nonlocal known
+        if GroupRef.parse(text).sid:
+            return text  # already an identity (the form shows stored groups as they are stored)
+        try:
+            known = known if known is not None else services().directory.groups()
+            return str(resolve_group(text, known))
+        except GroupNotResolved as exc:
+            errors.setdefault(field, []).append(str(exc))
+        except DirectoryError as exc:
+            errors.setdefault(field, []).append(
+                translate("admin.policy.groups_unchecked", error=exc.detail or exc.reason)
+            )
+        return text
+
+    resolved = {
+        **raw,
+        "allowed_groups": [identity(g, "allowed_groups") for g in raw["allowed_groups"]],
+        "roles": [{**r, "group": identity(r["group"], "roles") if r["group"] else ""} for r in raw["roles"]],
+    }
+    return resolved, {field: "; ".join(messages) for field, messages in errors.items()}
+
+
 def _group_problems(state: dict[str, Any]) -> dict[str, Any]:
-    """Groups the policy names that AD does not have (a typo locks everyone out): a warning, not a refusal,
-    since a group may be created in AD after the policy that names it."""
+    """The stored groups that grant nothing: gone from AD, a distribution group, or a bare name stored before
+    groups were identities that no longer names exactly one security group."""
     named = list(dict.fromkeys([*state.get("allowed_groups", []), *(r["group"] for r in state.get("roles") or [])]))
     if not named:
         return {"unknown": [], "unchecked": None}
     try:
-        known = _ad_group_names()
+        known = services().directory.groups()
     except DirectoryError as exc:
         return {"unknown": [], "unchecked": exc.detail or exc.reason}
-    return {"unknown": [g for g in named if g.lower() not in known], "unchecked": None}
-
-
-def _ad_group_names() -> set[str]:
-    """Every group's cn and DN, lower-cased: the two ways a policy may name a group."""
-    groups = services().directory.groups()
-    return {n.lower() for g in groups for n in (g.cn, g.dn)}
+    problems = []
+    for text in named:
+        if not text:
+            continue
+        try:
+            resolve_group(text, known)
+        except GroupNotResolved as exc:
+            problems.append(f"{GroupRef.parse(text).label}: {exc}")
+    return {"unknown": problems, "unchecked": None}
 
 
 def _warnings(entry: SpEntry, policy: SpPolicy) -> list[str]:
