@@ -32,7 +32,7 @@ from idp.sps.scheduler import start_refresher
 from idp.store.attempts import AttemptCounters
 from idp.store.db import Database
 from idp.store.seen import SeenRequests
-from idp.web import admin, health, launcher, login, sso
+from idp.web import admin, health, launcher, login, ratelimit, sso
 from idp.web.i18n import current_language, translate, translate_code
 from idp.web.pending import PendingPosts
 from idp.web.services import Services
@@ -72,12 +72,14 @@ def create_app(settings: Settings) -> Flask:
     Session(app)
     csrf = CSRFProtect(app)
     csrf.exempt(sso.bp)  # SPs post SAML messages; those are protected by their signatures and InResponseTo
+    csrf.exempt(login.login)  # its token lives in a cookie, not the session: see idp.web.login_csrf
 
     if settings.server.trusted_proxy_count:
         n = settings.server.trusted_proxy_count
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)  # type: ignore[method-assign]
 
     svc = app.extensions["idp"] = build_services(settings, cache)
+    ratelimit.install(app, settings.server.rate_limit_per_minute)
     start_refresher(settings, svc.db, svc.registry, svc.audit)  # metadata URLs, one node at a time
     app.register_blueprint(sso.bp)
     app.register_blueprint(login.bp)
@@ -194,8 +196,7 @@ def _session_cache(settings: Settings) -> SessionFileCache | SessionRedisCache:
         return SessionRedisCache(host=redis.Redis.from_url(settings.server.redis_url), key_prefix="idp:")
     path = settings.server.data_dir / "sessions"
     path.mkdir(parents=True, exist_ok=True, mode=0o700)
-    # threshold=0: never evict live sessions to make room; expired ones are removed by their timeout.
-    return SessionFileCache(str(path), threshold=0, default_timeout=settings.server.session_lifetime, mode=0o600)
+    return SessionFileCache(str(path), default_timeout=settings.server.session_lifetime)
 
 
 def _secret_key(path: Path) -> bytes:

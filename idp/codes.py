@@ -40,6 +40,7 @@ RequestReason = Literal[
     "bad_signature",
     "malformed",
     "too_large",
+    "rate_limited",
     "hostile_xml",
     "unsupported_binding",
     "sp_metadata_expired",
@@ -50,6 +51,7 @@ RequestReason = Literal[
     "replayed_request",
     "wrong_destination",
     "relay_state_not_allowed",
+    "unexpected_response",
 ]
 """Why a SAML request is refused before anyone is asked to sign in (idp.saml.errors)."""
 
@@ -70,8 +72,9 @@ SignInReason = Literal[
 SignInMethod = Literal["password", "sso_session"]
 """How a sign-in that succeeded was proven: the ``reason`` of a successful ``signin`` row."""
 
-LogoutReason = Literal["idp_page", "sp_initiated"]
-"""Where a logout started."""
+LogoutReason = Literal["idp_page", "sp_initiated", "partial", "session_mismatch"]
+"""Where a logout started; "partial" when some SP of the session did not confirm it ended its session too,
+"session_mismatch" for an SP's LogoutRequest naming a person or session other than the browser's."""
 
 ProvisioningAction = Literal["create", "update", "freeze", "unfreeze", "delete", "skip"]
 """What the sync does to one mailbox (idp.provisioning.sync); a ``provision`` row's reason names it."""

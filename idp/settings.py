@@ -50,6 +50,14 @@ class ServerSettings(_Section):
     on our own site (see web/sso.py), and Lax cookies travel on that top-level GET."""
     trusted_proxy_count: int = Field(default=0, ge=0, le=5)
     """How many reverse proxies in front of us may set X-Forwarded-For/-Proto."""
+    rate_limit_per_minute: int = Field(default=600, ge=0)
+    """Requests to /saml/* and /login one client address may make per minute without a live SSO session (the
+    signed-in are not limited), in each worker (up to this many at once, then at this rate); over it the
+    answer is 429. 0 turns the limit off. In-process, measured at 2 µs a request (9 µs for IPv6), where a
+    counter shared in the database (idp.store.attempts) costs a write of 0.2 ms on SQLite, more on
+    PostgreSQL, on every request of a flood. A sign-in takes about three requests, so 600 leaves an office
+    behind one NAT address room for a crowd arriving at nine; raise it if a whole site shares one address,
+    and set trusted_proxy_count behind a proxy, or every employee shares the proxy's address."""
     default_language: Literal["en", "zh-CN"] = "en"
     metrics_token: str = ""
     """Bearer token Prometheus sends to read /metrics; with neither this nor metrics_token_file, /metrics is
@@ -205,7 +213,9 @@ class AdminSettings(_Section):
     """Who may open the admin console at /admin."""
 
     groups: list[str] = Field(default_factory=list)
-    """AD groups (cn or DN; nested membership counts) whose members are admins. Empty: nobody is, and
+    """AD security groups (name, DN or SID; nested membership counts) whose members are admins. A name counts
+    only while it names exactly one security group in the domain (two same-named groups in different OUs
+    open the console to nobody, and the refusal says why): prefer a DN or SID. Empty: nobody is, and
     the console refuses everyone; the CLI still works for whoever can read the config."""
     recheck_seconds: int = Field(default=60, ge=0, le=3600)
     """How often an admin's group membership is read again from AD while they use the console, so that

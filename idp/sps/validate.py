@@ -186,7 +186,9 @@ def parse_untrusted(xml: bytes) -> etree._Element:
         raise MetadataError(
             f"hostile XML: DTDs and entity declarations are not allowed in SAML metadata ({exc})"
         ) from None
-    except ParseError as exc:
+    # LookupError: an encoding declaration naming a codec Python does not have; ValueError: bytes that
+    # codec cannot decode. Both say the document is unreadable, as a syntax error does.
+    except (ParseError, LookupError, ValueError) as exc:
         raise MetadataError(f"not well-formed XML ({exc})") from None
     parser = etree.XMLParser(
         resolve_entities=False,
@@ -331,12 +333,15 @@ def parse_xs_duration(raw: str) -> timedelta:
     if match is None:
         raise ValueError(f"{raw!r} is not an xs:duration (e.g. PT6H, P1D)")
     parts = {k: float(v) if v else 0.0 for k, v in match.groupdict().items()}
-    return timedelta(
-        days=parts["years"] * 365 + parts["months"] * 30 + parts["days"],
-        hours=parts["hours"],
-        minutes=parts["minutes"],
-        seconds=parts["seconds"],
-    )
+    try:
+        return timedelta(
+            days=parts["years"] * 365 + parts["months"] * 30 + parts["days"],
+            hours=parts["hours"],
+            minutes=parts["minutes"],
+            seconds=parts["seconds"],
+        )
+    except OverflowError:  # more than timedelta holds (a billion days), or digits enough to read as infinity
+        raise ValueError(f"{raw!r} is longer than any cache could be kept") from None
 
 
 def _cache_duration(entity: etree._Element) -> timedelta | None:

@@ -6,9 +6,9 @@ from flask import Blueprint, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response as HttpResponse
 
 from idp.signin.context import Credentials
+from idp.web import login_csrf, single_logout
 from idp.web.i18n import LANGUAGE_COOKIE, LANGUAGES
-from idp.web.services import services
-from idp.web.signin_flow import client_ip, error_page, login_form, parked_request, sign_in
+from idp.web.signin_flow import error_page, login_form, parked_request, sign_in
 from idp.web.sso_session import current_sso, end_sso
 
 bp = Blueprint("login", __name__)
@@ -28,6 +28,7 @@ def login() -> HttpResponse:
         if req is None and after and current_sso() is not None:
             return redirect(after, code=303)
         return login_form(req, key, after=after)
+    login_csrf.check()
     credentials = Credentials(
         username=request.form.get("username", "")[:MAX_USERNAME],
         password=request.form.get("password", "")[:MAX_PASSWORD],
@@ -52,12 +53,8 @@ def home() -> HttpResponse | str:
 
 
 @bp.post("/logout")
-def logout() -> str:
-    ended = end_sso()
-    services().audit.record(
-        "logout", "success", reason="idp_page", ip=client_ip(), username=ended.person.username if ended else None
-    )
-    return render_template("logged_out.html")
+def logout() -> HttpResponse:
+    return single_logout.start(end_sso(), None)
 
 
 @bp.get("/lang")

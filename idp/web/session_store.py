@@ -4,10 +4,17 @@ flask-session hands its cachelib backend the session as a plain dict, and cachel
 it. Unpickling runs code chosen by whoever wrote the bytes: anyone who can write to the Redis instance or the
 session directory would then run code in every IdP worker. MessagePack decodes to data only. A value it cannot
 decode (a session pickled by an older version, or garbage) reads as no session: the person signs in again.
+
+Both stores forget what expired. Redis does it itself: flask-session and idp.web.pending write every key with
+a timeout, which cachelib turns into SETEX. cachelib's file store does not: it removes expired files only
+when over its threshold, and never with threshold 0, so SessionFileCache sweeps them itself.
 """
 
 from __future__ import annotations
 
+import threading
+import time
+from collections.abc import Callable
 from typing import IO, Any
 
 import msgspec
@@ -45,5 +52,44 @@ class SessionRedisCache(RedisCache):
     serializer = _RedisMsgpack()
 
 
+PRUNE_INTERVAL = 60.0
+"""Seconds between two sweeps of expired files by one process; a sweep reads 4 bytes of each file."""
+
+MAX_FILES = 100_000
+"""How many files (sessions and parked requests) the directory may hold before the oldest-expiring are
+evicted to make room. Only a signed-in person has a session file (8 hours by default), and a parked request
+lives 5 minutes after its SP's signature and registration were checked: 100,000 is several sign-ins per
+employee per session lifetime for a company of 10,000, so eviction means an attack or a far larger company,
+never ordinary load. At about 4 KB a session, the directory stays under half a gigabyte."""
+
+
 class SessionFileCache(FileSystemCache):
     serializer = _FileMsgpack()
+
+    def __init__(
+        self,
+        cache_dir: str,
+        *,
+        default_timeout: int,
+        max_files: int = MAX_FILES,
+        now: Callable[[], float] = time.time,
+    ) -> None:
+        """``now`` is the clock sweeps are scheduled and judged by; tests pass one they can move."""
+        super().__init__(cache_dir, threshold=max_files, default_timeout=default_timeout, mode=0o600)
+        self._now = now
+        self._next_sweep = now()
+        self._sweeping = threading.Lock()
+
+    def _prune(self) -> None:
+        """cachelib calls this before every write: sweep expired files at most once per PRUNE_INTERVAL, then
+        let cachelib evict by age if still over ``max_files``."""
+        now = self._now()
+        if now >= self._next_sweep and self._sweeping.acquire(blocking=False):
+            try:
+                self._next_sweep = now + PRUNE_INTERVAL
+                self._remove_expired(now)
+                # Workers update the shared count without a lock, so it drifts; the sweep has just seen the truth.
+                self._update_count(value=sum(1 for _ in self._list_dir()))
+            finally:
+                self._sweeping.release()
+        super()._prune()

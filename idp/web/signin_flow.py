@@ -11,11 +11,11 @@ import dataclasses
 import secrets
 
 from flask import Response, redirect, render_template, request, session, url_for
-from flask_wtf.csrf import generate_csrf
 from werkzeug.wrappers import Response as HttpResponse
 
 from idp.saml.messages import AuthnRequestInfo, PostForm
 from idp.signin.context import Answer, Credentials, NeedsPassword, Refused, SignedIn, SignInContext
+from idp.web import login_csrf
 from idp.web.i18n import translate
 from idp.web.services import services
 from idp.web.sso_session import current_sso, end_sso, refresh_sso, remember_sp, start_sso
@@ -57,7 +57,7 @@ def sign_in(
         refresh_sso(ctx.session)
     if isinstance(outcome, Answer):
         if outcome.refused is None and req is not None:
-            remember_sp(req.sp_entity_id)
+            remember_sp(req.sp_entity_id, req.sp_name, ctx.name_id)
         return post_form(outcome.form, outcome.sp_name)
     if isinstance(outcome, Refused):
         if outcome.status in (401, 429):  # the password was not accepted: the form again, with why
@@ -82,18 +82,27 @@ def login_form(
     error: str | None = None,
     status: int = 200,
 ) -> HttpResponse:
-    body = render_template(
-        "login.html", sp=req.sp_name if req else None, key=key, after=after, username=username, error=error
+    resp = Response(status=status)
+    token = login_csrf.issue(resp)
+    resp.set_data(
+        render_template(
+            "login.html",
+            sp=req.sp_name if req else None,
+            key=key,
+            after=after,
+            username=username,
+            error=error,
+            csrf=token,
+        )
     )
-    resp = Response(body, status=status)
     resp.headers["Cache-Control"] = "no-store"
     return resp
 
 
-def post_form(form: PostForm, sp_name: str) -> HttpResponse:
+def post_form(form: PostForm, sp_name: str, *, heading: str | None = None) -> HttpResponse:
     """The auto-POST page. The nonce lets exactly our one script run; form-action pins the ACS origin."""
     nonce = secrets.token_urlsafe(16)
-    body = render_template("post_form.html", form=form, sp=sp_name, nonce=nonce)
+    body = render_template("post_form.html", form=form, sp=sp_name, nonce=nonce, heading=heading)
     resp = Response(body)
     resp.headers["Content-Security-Policy"] = (
         f"default-src 'none'; style-src 'self'; script-src 'nonce-{nonce}'; form-action {_origin(form.action)}"
@@ -122,9 +131,6 @@ def park_request(req: AuthnRequestInfo) -> str:
         waiting.pop(next(iter(waiting)))
     waiting[key] = dataclasses.asdict(req)
     session[_REQUESTS_KEY] = waiting
-    # The login page this request waits on needs a CSRF secret in the session: making it now puts it in
-    # this request's session write, so showing the page does not write the session file a second time.
-    generate_csrf()
     return key
 
 

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from flask import Blueprint, Response, redirect, request, url_for
 from werkzeug.wrappers import Response as HttpResponse
 
 from idp import metrics
 from idp.codes import AuditEvent
 from idp.saml.errors import SamlRequestError
-from idp.saml.messages import RedirectTo
+from idp.saml.messages import AuthnRequestInfo, LogoutRequestInfo
+from idp.web import single_logout
+from idp.web.pending import Parked
 from idp.web.services import services
-from idp.web.signin_flow import client_ip, error_page, post_form, sign_in
-from idp.web.sso_session import end_sso
+from idp.web.signin_flow import client_ip, error_page, sign_in
 
 bp = Blueprint("saml", __name__, url_prefix="/saml")
 
@@ -21,48 +24,35 @@ def metadata() -> HttpResponse:
     return Response(services().saml_server.metadata_xml(), mimetype="application/samlmetadata+xml")
 
 
-def _received(endpoint: str) -> tuple[str, str, str | None, str | None] | HttpResponse:
-    """(binding, SAMLRequest, RelayState, raw query) from a GET, or from a POST parked by _park_post;
-    a Response when there is nothing to go on."""
+def _received(endpoint: str, parse: Callable[..., Parked], kind: type[Parked]) -> Parked | HttpResponse:
+    """The request of a Redirect-binding GET, of a POST, or of the GET a POST was parked for (see
+    idp.web.pending); a Response when there is none to answer. A POST is checked in full before it is
+    parked, so nothing a stranger posts is stored unless an SP we know signed or sent it."""
+    if request.method == "GET" and "resume" in request.args:
+        parked = services().pending.pop(request.args["resume"], kind)
+        return parked if parked is not None else error_page("error.login_expired", 400)
     if request.method == "POST":
-        return _park_post(endpoint)
-    if "resume" in request.args:
-        fields = services().pending.pop(request.args["resume"])
-        if fields is None:
-            return error_page("error.login_expired", 400)
-        binding, saml_request, relay_state, query = "post", fields.get("SAMLRequest"), fields.get("RelayState"), None
+        binding, saml_request, relay_state = "post", request.form.get("SAMLRequest"), request.form.get("RelayState")
+        query = None
     else:
         binding, saml_request, relay_state = "redirect", request.args.get("SAMLRequest"), request.args.get("RelayState")
         query = request.query_string.decode("ascii", "replace")
     if not saml_request:
         return refused_request(SamlRequestError("missing_request", "No SAMLRequest was received.", None))
-    return binding, saml_request, relay_state, query
-
-
-def _park_post(endpoint: str) -> HttpResponse:
-    """See idp.web.pending: come back as a same-site GET so the session cookie is sent."""
-    saml_request = request.form.get("SAMLRequest")
-    if not saml_request:
-        return refused_request(SamlRequestError("missing_request", "No SAMLRequest was posted.", None))
-    fields = {"SAMLRequest": saml_request}
-    if "RelayState" in request.form:
-        fields["RelayState"] = request.form["RelayState"]
-    key = services().pending.put(fields)
-    return redirect(url_for(endpoint, resume=key), code=303)
+    try:
+        accepted = parse(binding, saml_request, relay_state, query_string=query)
+    except SamlRequestError as exc:
+        return refused_request(exc)
+    if request.method == "POST":  # come back as a same-site GET so the session cookie is sent
+        return redirect(url_for(endpoint, resume=services().pending.put(accepted)), code=303)
+    return accepted
 
 
 @bp.route("/sso", methods=["GET", "POST"])
 def sso() -> HttpResponse:
-    received = _received("saml.sso")
-    if isinstance(received, HttpResponse):
-        return received
-    binding, saml_request, relay_state, query = received
-    try:
-        req = services().saml_requests.parse_authn_request(
-            "post" if binding == "post" else "redirect", saml_request, relay_state, query_string=query
-        )
-    except SamlRequestError as exc:
-        return refused_request(exc)
+    req = _received("saml.sso", services().saml_requests.parse_authn_request, AuthnRequestInfo)
+    if isinstance(req, HttpResponse):
+        return req
     return sign_in(req)
 
 
@@ -82,27 +72,21 @@ def refused_request(
 
 @bp.route("/slo", methods=["GET", "POST"])
 def slo() -> HttpResponse:
-    received = _received("saml.slo")
-    if isinstance(received, HttpResponse):
-        return received
-    binding, saml_request, relay_state, query = received
+    """An SP's LogoutRequest, or its LogoutResponse to ours (see idp.web.single_logout)."""
+    if "SAMLResponse" in (request.form if request.method == "POST" else request.args):
+        try:
+            return single_logout.answer_received()
+        except SamlRequestError as exc:
+            return refused_request(exc)
+    req = _received("saml.slo", services().saml_requests.parse_logout_request, LogoutRequestInfo)
+    if isinstance(req, HttpResponse):
+        return req
+    return single_logout.sp_asked(req)
+
+
+@bp.get("/slo/next")
+def slo_next() -> HttpResponse:
     try:
-        req = services().saml_requests.parse_logout_request(
-            "post" if binding == "post" else "redirect", saml_request, relay_state, query_string=query
-        )
+        return single_logout.next_step()
     except SamlRequestError as exc:
         return refused_request(exc)
-    ended = end_sso()
-    services().audit.record(
-        "logout",
-        "success",
-        reason="sp_initiated",
-        sp=req.sp_entity_id,
-        ip=client_ip(),
-        username=ended.person.username if ended else None,
-        detail=None if ended else "no IdP session was open",
-    )
-    out = services().saml_responses.logout_response(req)
-    if isinstance(out, RedirectTo):
-        return redirect(out.url, code=303)
-    return post_form(out, req.sp_entity_id)

@@ -1,4 +1,5 @@
-"""The person's SSO session, kept server-side by flask-session: who signed in, when, and to which SPs.
+"""The person's SSO session, kept server-side by flask-session: who signed in, when, to which SPs, and the
+NameID each SP was issued (what its single logout names the person by).
 
 Every change to it is also written to the shared index of live sessions (idp.signin.sessions), which the
 console and `idp sessions` list and revoke: at the start, a new SP, a recheck against AD, the end.
@@ -14,7 +15,9 @@ from datetime import UTC, datetime
 from flask import current_app, request, session
 
 from idp.person import Person
+from idp.saml.messages import NameId
 from idp.signin.context import SsoSession as SignInSession
+from idp.signin.logout import SignedInSp, sp_from_dict, sp_to_dict
 from idp.signin.sessions import LiveSession
 from idp.web.services import services
 
@@ -30,6 +33,12 @@ class SsoSession:
     checked_at: float
     """When AD last said yes to the person (the password check, then RecheckPerson)."""
     sp_entity_ids: list[str] = field(default_factory=list)
+    signed_in: dict[str, SignedInSp] = field(default_factory=dict)
+    """By entityID; an SP signed in to before NameIDs were kept is in sp_entity_ids only."""
+
+    def signed_in_sps(self) -> list[SignedInSp]:
+        """Every SP of the session in the order it was signed in to, with its NameID when one was kept."""
+        return [self.signed_in.get(sp) or SignedInSp(sp, sp, None) for sp in self.sp_entity_ids]
 
     def for_signin(self) -> SignInSession:
         return SignInSession(self.person, self.session_index, self.authn_instant, rechecked_at=self.checked_at)
@@ -47,6 +56,9 @@ def _person_to_dict(p: Person) -> dict:
         "surname": p.surname,
         "groups": list(p.groups),
         "group_dns": list(p.group_dns),
+        "group_sids": list(p.group_sids),
+        "security_group_dns": list(p.security_group_dns),
+        "unique_group_names": list(p.unique_group_names),
         "attributes": {k: list(v) for k, v in p.attributes.items()},
     }
 
@@ -63,6 +75,11 @@ def _person_from_dict(d: dict) -> Person:
         surname=d["surname"],
         groups=tuple(d["groups"]),
         group_dns=tuple(d["group_dns"]),
+        # Absent from sessions started before access compared group identities: such a person is in no
+        # security group until their next recheck reads them again from AD.
+        group_sids=tuple(d.get("group_sids", ())),
+        security_group_dns=tuple(d.get("security_group_dns", ())),
+        unique_group_names=tuple(d.get("unique_group_names", ())),
         attributes={k: tuple(v) for k, v in d["attributes"].items()},
     )
 
@@ -82,6 +99,7 @@ def current_sso() -> SsoSession | None:
         # Sessions kept before rechecks existed were last checked at their password.
         checked_at=data.get("checked_at", data["authn_instant"]),
         sp_entity_ids=list(data.get("sps", [])),
+        signed_in={sp: sp_from_dict(d) for sp, d in data.get("issued", {}).items()},
     )
 
 
@@ -103,6 +121,7 @@ def start_sso(started: SignInSession, lifetime: int) -> SsoSession:
         "expires_at": sso.expires_at,
         "checked_at": sso.checked_at,
         "sps": [],
+        "issued": {},
     }
     session.permanent = True
     services().sessions.started(_live(session[_KEY]))
@@ -120,11 +139,16 @@ def refresh_sso(rechecked: SignInSession) -> None:
     services().sessions.save(_live(data))
 
 
-def remember_sp(entity_id: str) -> None:
+def remember_sp(entity_id: str, sp_name: str, name_id: NameId | None) -> None:
+    """The SP was answered with ``name_id``: kept (the latest one: a transient NameID is new every time) so
+    that its single logout can name the person as that SP knows them."""
     data = session.get(_KEY)
-    if data is not None and entity_id not in data["sps"]:
+    if data is None:
+        return
+    data["issued"] = {**data.get("issued", {}), entity_id: sp_to_dict(SignedInSp(entity_id, sp_name, name_id))}
+    session.modified = True
+    if entity_id not in data["sps"]:
         data["sps"] = [*data["sps"], entity_id]
-        session.modified = True
         services().sessions.save(_live(data))
 
 

@@ -2,8 +2,8 @@
 account's name, against a person whose fine-grained policy locks after 3; AD's badPwdCount stops at 2, and the
 right password works again once the policy's window has passed.
 
-The IdP here has no per-address limit (which would otherwise stop the flood long before the account's own
-count is tested) and a 10 s window, as short as the settings allow."""
+The IdP here has no per-address limit, neither on failures nor on requests (either would otherwise stop the
+flood long before the account's own count is tested), and a 10 s window, as short as the settings allow."""
 
 from __future__ import annotations
 
@@ -57,6 +57,7 @@ def target(samba_dc, tmp_path_factory) -> Iterator[Target]:
     port = free_port()
     config = base_config(root, f"http://127.0.0.1:{port}", samba_dc.ldap_settings())
     config["login"] = {"failure_window": WINDOW, "max_failures_per_ip": 0}
+    config["server"]["rate_limit_per_minute"] = 0
     server = serve_idp(prepare_idp(root, config), port)
     try:
         yield Target(server, ad)

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import redis
 from flask import Flask
+from flask.testing import FlaskClient
 from pydantic import ValidationError
 
 from idp.app import create_app
@@ -41,6 +42,16 @@ def _not_pickled(raw: bytes) -> None:
     assert b"csrf_token" in raw  # the session itself, in a format that names its keys as data
 
 
+def _signed_in(browser: FlaskClient) -> None:
+    """Store a session as a page with a form does for someone signed in: an anonymous login page stores none."""
+    with browser.session_transaction() as session:
+        session["csrf_token"] = "a7" * 20
+
+
+def _session_files(app: Flask) -> list[Path]:
+    return [Path(p) for p in app.config["SESSION_CACHELIB"]._list_dir()]  # without cachelib's file count
+
+
 @pytest.fixture
 def umask() -> Iterator[None]:
     old = os.umask(0o022)  # the common default, under which files come out world-readable unless asked not to
@@ -53,19 +64,18 @@ def umask() -> Iterator[None]:
 def test_the_data_directory_database_and_sessions_are_private(settings: Settings, tmp_path: Path, umask) -> None:
     data = tmp_path / "fresh"
     app = _app(settings, data_dir=data)
-    page = app.test_client().get("/login")
-    assert page.status_code == 200
+    _signed_in(app.test_client())
     assert _mode(data) == 0o700
     assert _mode(data / "idp.db") == 0o600
-    sessions = [p for p in (data / "sessions").iterdir() if not p.name.startswith("__")]
-    assert sessions and all(_mode(p) == 0o600 for p in sessions)
+    assert _session_files(app)
+    assert all(_mode(p) == 0o600 for p in (data / "sessions").iterdir())
     assert all(_mode(p) & 0o077 == 0 for p in data.glob("idp.db*"))
 
 
 def test_session_files_are_not_pickled(settings: Settings) -> None:
     app = _app(settings)
-    assert app.test_client().get("/login").status_code == 200
-    [stored] = [p for p in (settings.server.data_dir / "sessions").iterdir() if not p.name.startswith("__")]
+    _signed_in(app.test_client())
+    [stored] = _session_files(app)
     _not_pickled(stored.read_bytes()[4:])  # after cachelib's 4-byte expiry time
 
 
@@ -80,7 +90,7 @@ def test_redis_sessions_are_not_pickled(settings: Settings) -> None:
     before = set(client.keys("idp:session:*"))
     app = _app(settings, session_backend="redis", redis_url=REDIS_URL)
     browser = app.test_client()
-    assert browser.get("/login").status_code == 200
+    _signed_in(browser)
     new = set(client.keys("idp:session:*")) - before
     assert len(new) == 1
     [key] = new
@@ -96,8 +106,8 @@ def test_a_pickled_session_is_not_loaded(settings: Settings) -> None:
     session, never unpickled."""
     app = _app(settings)
     browser = app.test_client()
-    assert browser.get("/login").status_code == 200
-    [stored] = [p for p in (settings.server.data_dir / "sessions").iterdir() if not p.name.startswith("__")]
+    _signed_in(browser)
+    [stored] = _session_files(app)
     header = stored.read_bytes()[:4]
     stored.write_bytes(header + b"\x80\x05\x95\x00\x00\x00\x00\x00\x00\x00\x00}\x94.")
     assert browser.get("/login").status_code == 200
