@@ -38,8 +38,12 @@ def login() -> HttpResponse:
 
 def local_path(target: str | None) -> str | None:
     """``target`` when it is a path on this site, else None: a ``next`` that could leave the site (//evil,
-    https://evil, /\\evil) would make the login page an open redirect."""
-    if not target or not target.startswith("/") or target.startswith("//") or any(c in target for c in "\r\n\\"):
+    https://evil, /\\evil) would make the login page an open redirect. Browsers drop tabs and newlines from a
+    URL and read a backslash as a slash, so "/<tab>/evil" is "//evil" to them: any whitespace, control
+    character or backslash refuses the target rather than being judged after the browser's clean-up."""
+    if not target or not target.startswith("/") or target.startswith("//"):
+        return None
+    if any(c == "\\" or c.isspace() or not c.isprintable() for c in target):
         return None
     return target
 
