@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from idp.audit import AuditTrail
@@ -31,48 +31,56 @@ class LiveSession:
     sps: tuple[str, ...]
 
 
+_PRUNE_EVERY = timedelta(seconds=60)
+"""Time between two sweeps of expired rows by one process: a sweep per sign-in cost a write each."""
+
+
 class SsoSessionIndex:
+    """Rows are read and written with plain Core statements on a bare connection, one transaction each: this
+    runs at every sign-in and every reused session, and an ORM session per call cost more than the query."""
+
     def __init__(self, db: Database, audit: AuditTrail, *, now: Callable[[], datetime] = utcnow) -> None:
         self._db = db
         self._audit = audit
         self._now = now
+        self._next_prune: datetime | None = None
 
     def save(self, live: LiveSession) -> None:
         """Write the session's row as it is now; a revoked row stays revoked."""
-        values = {
-            "username": live.username.casefold(),
-            "started_at": live.started_at,
-            "checked_at": live.checked_at,
-            "expires_at": live.expires_at,
-            "client_ip": live.client_ip,
-            "sps": list(live.sps),
-        }
-        with self._db.session() as s:
-            found = s.execute(
+        values = _values(live)
+        with self._db.engine.begin() as conn:
+            found = conn.execute(
                 update(SsoSessionRow).where(SsoSessionRow.session_index == live.session_index).values(**values)
             )
             if rowcount(found):
                 return
+        self._insert(live.session_index, values)
+
+    def _insert(self, session_index: str, values: dict[str, object]) -> None:
         try:
-            with self._db.session() as s:
-                s.add(SsoSessionRow(session_index=live.session_index, **values))
+            with self._db.engine.begin() as conn:
+                conn.execute(insert(SsoSessionRow).values(session_index=session_index, **values))
         except IntegrityError:
             pass  # the same browser's other request (another worker) wrote it a moment ago: same values
 
     def started(self, live: LiveSession) -> None:
         """A new session; also forgets the rows of sessions that ran out without a logout, so the table
         stays as small as the number of people signed in."""
-        with self._db.session() as s:
-            s.execute(delete(SsoSessionRow).where(SsoSessionRow.expires_at < self._now()))
-        self.save(live)
+        now = self._now()
+        if self._next_prune is None or now >= self._next_prune:
+            self._next_prune = now + _PRUNE_EVERY
+            with self._db.engine.begin() as conn:
+                conn.execute(delete(SsoSessionRow).where(SsoSessionRow.expires_at < now))
+        # A session index is new by construction (random): insert, no update to try first.
+        self._insert(live.session_index, _values(live))
 
     def ended(self, session_index: str) -> None:
-        with self._db.session() as s:
-            s.execute(delete(SsoSessionRow).where(SsoSessionRow.session_index == session_index))
+        with self._db.engine.begin() as conn:
+            conn.execute(delete(SsoSessionRow).where(SsoSessionRow.session_index == session_index))
 
     def revoked(self, session_index: str) -> bool:
-        with self._db.session() as s:
-            at = s.scalar(select(SsoSessionRow.revoked_at).where(SsoSessionRow.session_index == session_index))
+        with self._db.engine.connect() as conn:
+            at = conn.scalar(select(SsoSessionRow.revoked_at).where(SsoSessionRow.session_index == session_index))
         return at is not None
 
     def live(self, username: str | None = None) -> list[LiveSession]:
@@ -117,6 +125,17 @@ class SsoSessionIndex:
             ip=ip,
         )
         return count
+
+
+def _values(live: LiveSession) -> dict[str, object]:
+    return {
+        "username": live.username.casefold(),
+        "started_at": live.started_at,
+        "checked_at": live.checked_at,
+        "expires_at": live.expires_at,
+        "client_ip": live.client_ip,
+        "sps": list(live.sps),
+    }
 
 
 def _aware(at: datetime) -> datetime:
