@@ -15,6 +15,7 @@ from werkzeug.wrappers import Response as HttpResponse
 
 from idp.saml.messages import AuthnRequestInfo, PostForm
 from idp.signin.context import Answer, Credentials, NeedsPassword, Refused, SignedIn, SignInContext
+from idp.signin.logout import SignedInSp
 from idp.web import login_csrf
 from idp.web.i18n import translate
 from idp.web.services import services
@@ -47,17 +48,21 @@ def sign_in(
         session=sso.for_signin() if sso is not None else None,
     )
     outcome = services().signin.run(ctx)
+    answered = None
+    if isinstance(outcome, Answer) and outcome.refused is None and req is not None:
+        answered = SignedInSp(req.sp_entity_id, req.sp_name, ctx.name_id)
     if ctx.signed_in_now and ctx.session is not None:
-        start_sso(ctx.session, services().settings.server.session_lifetime)
+        start_sso(ctx.session, services().settings.server.session_lifetime, answered)
         if parked_as is not None:
             drop_request(parked_as)
-    elif ctx.session_ended:
-        end_sso()
-    elif ctx.session_rechecked and ctx.session is not None:
-        refresh_sso(ctx.session)
+    else:
+        if ctx.session_ended:
+            end_sso()
+        elif ctx.session_rechecked and ctx.session is not None:
+            refresh_sso(ctx.session)
+        if answered is not None:
+            remember_sp(answered.entity_id, answered.sp_name, answered.name_id)
     if isinstance(outcome, Answer):
-        if outcome.refused is None and req is not None:
-            remember_sp(req.sp_entity_id, req.sp_name, ctx.name_id)
         return post_form(outcome.form, outcome.sp_name)
     if isinstance(outcome, Refused):
         if outcome.status in (401, 429):  # the password was not accepted: the form again, with why

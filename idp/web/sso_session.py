@@ -103,9 +103,10 @@ def current_sso() -> SsoSession | None:
     )
 
 
-def start_sso(started: SignInSession, lifetime: int) -> SsoSession:
+def start_sso(started: SignInSession, lifetime: int, first_sp: SignedInSp | None = None) -> SsoSession:
     """Keep the SSO session the password check started, under a new session id: an id seen before the
-    password was typed (fixation) is never the one that carries the signed-in state."""
+    password was typed (fixation) is never the one that carries the signed-in state. ``first_sp`` is the SP
+    the same request answers, so the shared index gets one row written, not a row and then an update."""
     current_app.session_interface.regenerate(session)  # type: ignore[attr-defined]
     sso = SsoSession(
         started.person,
@@ -123,6 +124,8 @@ def start_sso(started: SignInSession, lifetime: int) -> SsoSession:
         "sps": [],
         "issued": {},
     }
+    if first_sp is not None:
+        _remember(session[_KEY], first_sp)
     session.permanent = True
     services().sessions.started(_live(session[_KEY]))
     return sso
@@ -141,15 +144,25 @@ def refresh_sso(rechecked: SignInSession) -> None:
 
 def remember_sp(entity_id: str, sp_name: str, name_id: NameId | None) -> None:
     """The SP was answered with ``name_id``: kept (the latest one: a transient NameID is new every time) so
-    that its single logout can name the person as that SP knows them."""
+    that its single logout can name the person as that SP knows them. The session is written only when
+    that changes something: an SP asking again for the same person costs no session write."""
     data = session.get(_KEY)
-    if data is None:
-        return
-    data["issued"] = {**data.get("issued", {}), entity_id: sp_to_dict(SignedInSp(entity_id, sp_name, name_id))}
-    session.modified = True
-    if entity_id not in data["sps"]:
-        data["sps"] = [*data["sps"], entity_id]
+    if data is not None and _remember(data, SignedInSp(entity_id, sp_name, name_id)):
         services().sessions.save(_live(data))
+
+
+def _remember(data: dict, sp: SignedInSp) -> bool:
+    """Keep ``sp`` in the session data; True when it is an SP new to the session (the index lists SPs)."""
+    stored = sp_to_dict(sp)
+    issued = data.get("issued", {})
+    if issued.get(sp.entity_id) != stored:
+        data["issued"] = {**issued, sp.entity_id: stored}
+        session.modified = True
+    if sp.entity_id in data["sps"]:
+        return False
+    data["sps"] = [*data["sps"], sp.entity_id]
+    session.modified = True
+    return True
 
 
 def end_sso() -> SsoSession | None:

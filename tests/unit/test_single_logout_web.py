@@ -10,7 +10,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from flask import Flask
+from flask import Flask, session
 from flask.testing import FlaskClient
 from onelogin.saml2.auth import OneLogin_Saml2_Auth
 from onelogin.saml2.constants import OneLogin_Saml2_Constants as C
@@ -20,8 +20,11 @@ from onelogin.saml2.utils import OneLogin_Saml2_Utils
 from sqlalchemy import select
 
 from idp.app import create_app, services_of
+from idp.saml.messages import NameId
 from idp.settings import Settings
+from idp.signin.logout import SignedInSp, sp_to_dict
 from idp.store.models import AuditEvent
+from idp.web.sso_session import remember_sp
 from tests.unit.saml_world import SP2_ENTITY, SP2_SLO, SP_ENTITY, SP_SLO, World, sp_metadata
 
 POST = "urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST"
@@ -175,3 +178,16 @@ def test_the_idps_own_sign_out_page_names_the_applications_that_did_not_confirm(
     assert re.findall(r"<li>([^<]+)</li>", page) == ["Mail", "Calendar"]
     assert _reasons(app) == [("success", "partial")]
     assert client.get("/saml/slo/next").headers["Location"].endswith("/")  # the chain is over
+
+
+def test_an_sp_asking_again_for_the_same_person_costs_no_session_write(app: Flask) -> None:
+    """The NameID kept for single logout is rewritten only when it changed (a transient one does)."""
+    kept = NameId(EMAIL, "alice@example.test")
+    with app.test_request_context("/saml/sso"):
+        session["sso"] = {"sps": [SP_ENTITY], "issued": {SP_ENTITY: sp_to_dict(SignedInSp(SP_ENTITY, "Mail", kept))}}
+        session.modified = False
+        remember_sp(SP_ENTITY, "Mail", kept)
+        assert not session.modified
+        remember_sp(SP_ENTITY, "Mail", NameId("urn:oasis:names:tc:SAML:2.0:nameid-format:transient", "_new"))
+        assert session.modified
+        assert session["sso"]["issued"][SP_ENTITY]["name_id"]["value"] == "_new"
