@@ -10,11 +10,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+import redis
 import sqlalchemy
 
 from idp.store.db import Database
 
 POSTGRES_URL = os.environ.get("IDP_TEST_POSTGRES_URL", "postgresql+psycopg://idp_test:idp_test@127.0.0.1:5432/idp_test")
+REDIS_URL = os.environ.get("IDP_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 
 
 def require(available: bool, what: str) -> None:
@@ -49,15 +51,28 @@ class FakeClock:
         self._elapsed += seconds
 
 
-def postgres_reachable() -> bool:
+def require_postgres() -> str:
+    """The test PostgreSQL's URL; a skip outside CI, a failure in CI, when it does not answer."""
     try:
         engine = sqlalchemy.create_engine(POSTGRES_URL, connect_args={"connect_timeout": 3})
         with engine.connect():
             pass
         engine.dispose()
+        reachable = True
     except sqlalchemy.exc.OperationalError:
-        return False
-    return True
+        reachable = False
+    require(reachable, f"PostgreSQL is not reachable at {POSTGRES_URL}")
+    return POSTGRES_URL
+
+
+def require_redis() -> str:
+    """The test Redis's URL; a skip outside CI, a failure in CI, when it does not answer."""
+    try:
+        reachable = bool(redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2).ping())
+    except redis.RedisError:
+        reachable = False
+    require(reachable, f"Redis is not reachable at {REDIS_URL}")
+    return REDIS_URL
 
 
 @contextmanager
@@ -71,7 +86,7 @@ def scratch_database(kind: str, tmp_path: Path, *, pg_options: str = "") -> Iter
         finally:
             database.dispose()
         return
-    require(postgres_reachable(), f"PostgreSQL is not reachable at {POSTGRES_URL}")
+    require_postgres()
     schema = f"scratch_{uuid.uuid4().hex[:12]}"
     admin = sqlalchemy.create_engine(POSTGRES_URL)
     with admin.begin() as conn:

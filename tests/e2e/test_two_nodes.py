@@ -3,7 +3,6 @@ real PostgreSQL, the same keys and metadata. A person who signed in on one node 
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -16,30 +15,10 @@ from idp.store.models import Base
 from tests.e2e.browser import Browser
 from tests.e2e.harness import IdpServer, base_config, free_port, prepare_idp, serve_idp
 from tests.e2e.saml_sp import IndependentSp, write_metadata
-from tests.support import require
+from tests.support import POSTGRES_URL, REDIS_URL, require_postgres, require_redis
 
 pytestmark = pytest.mark.ad
 ALICE = next(u for u in DEMO_USERS if u.username == "alice")
-
-POSTGRES_URL = os.environ.get("IDP_TEST_POSTGRES_URL", "postgresql+psycopg://idp_test:idp_test@127.0.0.1:5432/idp_test")
-REDIS_URL = os.environ.get("IDP_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
-
-
-def _reachable_postgres() -> bool:
-    try:
-        engine = sqlalchemy.create_engine(POSTGRES_URL, connect_args={"connect_timeout": 3})
-        with engine.connect():
-            pass
-    except sqlalchemy.exc.OperationalError:
-        return False
-    return True
-
-
-def _reachable_redis() -> bool:
-    try:
-        return bool(redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2).ping())
-    except redis.RedisError:
-        return False
 
 
 @dataclass
@@ -54,8 +33,8 @@ class Cluster:
 
 @pytest.fixture(scope="module")
 def cluster(samba_dc, tmp_path_factory) -> Iterator[Cluster]:
-    require(_reachable_postgres(), f"PostgreSQL is not reachable at {POSTGRES_URL}")
-    require(_reachable_redis(), f"Redis is not reachable at {REDIS_URL}")
+    require_postgres()
+    require_redis()
     engine = sqlalchemy.create_engine(POSTGRES_URL)
     Base.metadata.drop_all(engine)  # a clean database for this run
     engine.dispose()

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import threading
 import uuid
 from collections.abc import Callable, Iterator
 from wsgiref.simple_server import make_server
 
 import pytest
-import redis
 from scim2_models import ScimProvider as ScimServiceDescription
 from scim2_server.memory import InMemoryStorage
 from scim2_server.service import ScimService
@@ -24,9 +22,7 @@ from scim2_server.utils import (
 from idp.demo.alimail_emulator import RunningEmulator, run_emulator
 from idp.provisioning.alimail import AlimailProvider, AlimailSettings
 from tests.provisioning.support import SCIM_TOKEN, QuietHandler, ScimFaults, ScimServer, alimail_settings
-from tests.support import require
-
-REDIS_URL = os.environ.get("IDP_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+from tests.support import require_redis
 
 
 @pytest.fixture
@@ -49,14 +45,8 @@ def alimail(emulator: RunningEmulator, settings_for: Callable[..., AlimailSettin
 
 
 @pytest.fixture
-def redis_url() -> Iterator[str]:
-    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1)
-    try:
-        client.ping()
-    except redis.RedisError:
-        require(False, f"Redis at {REDIS_URL} not available")
-    yield REDIS_URL
-    client.close()
+def redis_url() -> str:
+    return require_redis()
 
 
 @pytest.fixture

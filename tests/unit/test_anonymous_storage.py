@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 from flask import Flask
 from flask.testing import FlaskClient
 from onelogin.saml2.constants import OneLogin_Saml2_Constants as C
@@ -25,6 +26,7 @@ from idp.store.models import AuditEvent
 from idp.web.pending import PendingPosts
 from idp.web.ratelimit import RateLimiter
 from idp.web.session_store import PRUNE_INTERVAL, SessionFileCache
+from tests.support import REDIS_URL, require_redis
 from tests.unit.saml_world import World, post_request, sp_metadata
 
 
@@ -181,46 +183,26 @@ def test_the_file_store_holds_at_most_max_files(tmp_path: Path) -> None:
     assert cache.get("k99") == {"i": 99}  # the newest stay
 
 
-class _Redis:
-    """Enough of redis-py for cachelib, recording whether each write had a TTL."""
-
-    def __init__(self) -> None:
-        self.data: dict[str, bytes] = {}
-        self.ttl: dict[str, int | None] = {}
-
-    def setex(self, name: str, time: int, value: bytes) -> bool:
-        self.data[name], self.ttl[name] = value, time
-        return True
-
-    def set(self, name: str, value: bytes, ex: int | None = None, **_: Any) -> bool:
-        self.data[name], self.ttl[name] = value, ex
-        return True
-
-    def get(self, name: str) -> bytes | None:
-        return self.data.get(name)
-
-    def delete(self, *names: str) -> int:
-        return sum(self.data.pop(n, None) is not None for n in names)
-
-    def exists(self, name: str) -> int:
-        return int(name in self.data)
-
-
-def test_redis_keys_expire(settings: Settings, world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import redis
-
-    fake = _Redis()
-    monkeypatch.setattr(redis.Redis, "from_url", staticmethod(lambda url, **kw: fake))
-    app = _app(settings, world, tmp_path, session_backend="redis")
+def test_redis_keys_expire(settings: Settings, world: World, tmp_path: Path) -> None:
+    """Against the real Redis: nothing for an anonymous login page, and a TTL on everything that is kept."""
+    store = redis.Redis.from_url(require_redis())
+    before = set(store.keys("idp:*"))
+    app = _app(settings, world, tmp_path, session_backend="redis", redis_url=REDIS_URL)
     client = app.test_client()
     client.get("/login")
-    assert fake.data == {}
+    assert set(store.keys("idp:*")) == before
     saml_request, _ = post_request(world.sp(), sign=False)
-    login = client.get(client.post("/saml/sso", data={"SAMLRequest": saml_request}).headers["Location"])
+    parked = client.post("/saml/sso", data={"SAMLRequest": saml_request})
+    written = set(store.keys("idp:*")) - before
+    ttls = {key.decode().split(":")[1]: store.ttl(key) for key in written}
+    login = client.get(parked.headers["Location"])  # takes the parked request out again
     assert "/login?k=" in login.headers["Location"]
-    assert fake.ttl and all(ttl is not None and ttl > 0 for ttl in fake.ttl.values()), fake.ttl
-    assert {n.split(":")[1] for n in fake.ttl} == {"pending", "session"}
-    assert max(fake.ttl.values()) == settings.server.session_lifetime  # type: ignore[type-var]
+    written |= set(store.keys("idp:*")) - before
+    ttls |= {key.decode().split(":")[1]: store.ttl(key) for key in set(store.keys("idp:*")) - before}
+    assert set(ttls) == {"pending", "session"}
+    assert all(0 < ttl <= settings.server.session_lifetime for ttl in ttls.values()), ttls
+    assert max(ttls.values()) >= settings.server.session_lifetime - 2  # the session lives as long as it may
+    store.delete(*written)
 
 
 def test_pending_entries_round_trip_through_messagepack(tmp_path: Path) -> None:

@@ -18,10 +18,9 @@ from pydantic import ValidationError
 from idp.app import create_app
 from idp.settings import Settings, SpDefaults
 from idp.sps.policy import SpPolicy
-from tests.support import require
+from tests.support import REDIS_URL, require_redis
 
 ROOT = Path(__file__).resolve().parents[2]
-REDIS_URL = os.environ.get("IDP_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 
 
 def _app(settings: Settings, **server: object) -> Flask:
@@ -80,13 +79,7 @@ def test_session_files_are_not_pickled(settings: Settings) -> None:
 
 
 def test_redis_sessions_are_not_pickled(settings: Settings) -> None:
-    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2)
-    try:
-        client.ping()
-        reachable = True
-    except redis.RedisError:
-        reachable = False
-    require(reachable, f"Redis is not reachable at {REDIS_URL}")
+    client = redis.Redis.from_url(require_redis(), socket_connect_timeout=2)
     before = set(client.keys("idp:session:*"))
     app = _app(settings, session_backend="redis", redis_url=REDIS_URL)
     browser = app.test_client()
