@@ -1,6 +1,10 @@
 """Issue 2 benchmark: sign-ins per second through `idp serve`, against baselines measured in the same run.
 
-    .venv/bin/python -m bench.bench_sso [--seconds 6] [--clients 1,4,16]
+    .venv/bin/python -m bench.bench_sso [--seconds 6] [--clients 1,4,16] [--no-paced]
+
+Each closed-loop step (clients call back to back) measures a capacity; unless --no-paced, the same
+operation then runs paced at 50% and 100% of it, for latency at a load the server is given rather than
+one it sets.
 
 Prints a table and writes bench/results/latest.json. Exits 1 when the IdP failed requests or produced a
 response the independent SP rejects; missing an aim is reported, not fatal (the machine is shared).
@@ -14,6 +18,7 @@ import os
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -24,8 +29,9 @@ from rich.table import Table
 from bench.baselines import LdapRebindClient, RsaCapacity, SigningRate, pysaml2_signing_rate, rsa2048_capacity
 from bench.environment import BenchEnvironment
 from bench.flows import SIGN_IN_USERS, AuthnRequests, FlowError, PasswordLoginClient, SsoSessionClient
-from bench.load import StepResult, run_step
+from bench.load import ClientFactory, StepResult, run_step
 from bench.machine import CpuWitness, cpu_seconds_of, cpu_seconds_of_session
+from idp.demo.samba_dc import SambaDC
 from idp.settings import load_settings
 
 RESULTS = Path(__file__).parent / "results" / "latest.json"
@@ -33,6 +39,8 @@ AIM_VS_XMLSEC1 = 20.0
 AIM_VS_RSA_CEILING = 0.5
 AIM_VS_REBIND = 0.5
 _MAX_OPS_PER_CLIENT = 3000
+PACED_SHARES = (0.5, 1.0)
+"""Paced steps' rates, as shares of the closed-loop capacity just measured at the same concurrency."""
 
 # Wide enough for the table when stdout is not a terminal (CI logs, `| tee`).
 console = Console(width=max(150, Console().width))
@@ -43,17 +51,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=6.0, help="length of each load step (default 6)")
     parser.add_argument("--clients", default="1,4,16", help="concurrency levels, comma-separated (default 1,4,16)")
     parser.add_argument("--baseline-seconds", type=float, default=4.0, help="length of each pysaml2 baseline")
+    parser.add_argument(
+        "--no-paced",
+        action="store_true",
+        help="skip the paced (open-loop) steps at 50%% and 100%% of each measured capacity: a quicker look",
+    )
     args = parser.parse_args(argv)
     levels = [int(x) for x in args.clients.split(",") if x.strip()]
+    shares = () if args.no_paced else PACED_SHARES
 
     witness = CpuWitness()
     witness.start()
     with BenchEnvironment(log=lambda line: console.print(f"[dim]{line}[/dim]")) as env:
         samba = _samba_session(env)
         witness.exclude_session(samba)
-        results = _measure(env, levels, args.seconds, args.baseline_seconds, samba)
+        results = _measure(env, _Plan(levels, args.seconds, args.baseline_seconds, shares), samba)
         results["machine"] = witness.report()
     results["step_seconds"] = args.seconds
+    results["paced_shares"] = list(shares)
     _print(results)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")
@@ -61,21 +76,88 @@ def main(argv: list[str] | None = None) -> int:
     return 1 if results["problems"] else 0
 
 
-def _measure(
-    env: BenchEnvironment, levels: list[int], seconds: float, baseline_seconds: float, samba: int | None
-) -> dict[str, Any]:
+@dataclass(frozen=True)
+class _Plan:
+    levels: list[int]
+    seconds: float
+    baseline_seconds: float
+    paced_shares: tuple[float, ...]
+
+
+@dataclass
+class Operation:
+    """One closed-loop step (its rate is the capacity) and the paced steps run at shares of that capacity."""
+
+    closed: StepResult
+    paced: list[StepResult] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        capacity = self.closed.per_second
+        paced = [
+            {**p.as_dict(), "of_capacity": round((p.rate_per_second or 0) / capacity, 2) if capacity else None}
+            for p in self.paced
+        ]
+        return {**self.closed.as_dict(), "paced": paced}
+
+
+def _measure(env: BenchEnvironment, plan: _Plan, samba: int | None) -> dict[str, Any]:
     assert env.sp is not None and env.dc is not None
-    sp, dc = env.sp, env.dc
     server_pids = env.server_pids()
     watch: dict[str, Callable[[], float]] = {"idp": lambda: cpu_seconds_of(server_pids)}
     if samba is not None:
         watch["samba"] = lambda: cpu_seconds_of_session(samba)
-    requests_ = AuthnRequests(sp)
+    requests_ = AuthnRequests(env.sp)
     problems: list[str] = []
 
-    with _phase("openssl speed rsa2048 (both cores)"):
-        rsa = rsa2048_capacity(processes=os.cpu_count() or 1)
+    rsa = _rsa2048("at the start")
+    signing = _signing_baselines(env, requests_, plan.baseline_seconds, problems)
 
+    def sso_client(i: int) -> SsoSessionClient:
+        return SsoSessionClient(requests_, SIGN_IN_USERS[i % len(SIGN_IN_USERS)])
+
+    def login_client(i: int) -> PasswordLoginClient:
+        return PasswordLoginClient(requests_, i)
+
+    sso: list[Operation] = []
+    for n in plan.levels:
+        sso.append(_operation("sso_session", "SSO-session responses", sso_client, n, plan, watch, requests_, problems))
+
+    dc = env.dc
+    logins: list[Operation] = []
+    rebinds: list[StepResult] = []
+    for n in plan.levels:
+        # Each login level is followed at once by its baseline, so drift in the machine's load hits both;
+        # the paced logins come after the baseline.
+        login = _closed("password_login", "password logins", login_client, n, plan.seconds, watch)
+        _check_step(requests_, login, problems)
+        rebinds.append(_rebind(dc, n, plan.seconds, watch, problems))
+        logins.append(
+            Operation(login, _paced("password logins", login_client, login, plan, watch, requests_, problems))
+        )
+
+    # Once more at the end: if the machine got slower or faster during the run, the two disagree.
+    rsa_end = _rsa2048("at the end")
+    return _figures((rsa, rsa_end), signing, sso, logins, rebinds, problems, env)
+
+
+def _rebind(
+    dc: SambaDC, clients: int, seconds: float, watch: dict[str, Callable[[], float]], problems: list[str]
+) -> StepResult:
+    step = _closed("ldap_rebind", "bare ldap3 re-bind", lambda i: LdapRebindClient(dc, i), clients, seconds, watch)
+    if step.errors:
+        problems.append(f"ldap_rebind x{clients}: {step.errors} errors, first: {step.first_error}")
+    return step
+
+
+def _rsa2048(when: str) -> RsaCapacity:
+    with _phase(f"openssl speed rsa2048 (both cores), {when}"):
+        return rsa2048_capacity(processes=os.cpu_count() or 1)
+
+
+def _signing_baselines(
+    env: BenchEnvironment, requests_: AuthnRequests, seconds: float, problems: list[str]
+) -> dict[str, SigningRate]:
+    assert env.sp is not None
     settings = load_settings(env.config_file)
     signing: dict[str, SigningRate] = {}
     for in_process in (False, True):
@@ -84,66 +166,81 @@ def _measure(
             rate = pysaml2_signing_rate(
                 settings,
                 env.sp_metadata_file,
-                sp.entity_id,
-                sp.acs_url,
+                env.sp.entity_id,
+                env.sp.acs_url,
                 requests_.signed_redirect().request_id,
                 in_process=in_process,
-                seconds=baseline_seconds,
+                seconds=seconds,
             )
         _check_samples(requests_, [rate.sample], f"pysaml2 {name}", problems)
         signing[name] = rate
+    return signing
 
-    sso_steps: list[StepResult] = []
-    for n in levels:
-        with _phase(f"SSO-session responses, {n} client(s)"):
+
+def _operation(
+    name: str,
+    what: str,
+    factory: ClientFactory,
+    clients: int,
+    plan: _Plan,
+    watch: dict[str, Callable[[], float]],
+    requests_: AuthnRequests,
+    problems: list[str],
+) -> Operation:
+    closed = _closed(name, what, factory, clients, plan.seconds, watch)
+    _check_step(requests_, closed, problems)
+    return Operation(closed, _paced(what, factory, closed, plan, watch, requests_, problems))
+
+
+def _closed(
+    name: str, what: str, factory: ClientFactory, clients: int, seconds: float, watch: dict[str, Callable[[], float]]
+) -> StepResult:
+    with _phase(f"{what}, {clients} client(s)"):
+        return run_step(
+            name, factory, clients, seconds=seconds, max_ops_per_client=_MAX_OPS_PER_CLIENT, watch_cpu=watch
+        )
+
+
+def _paced(
+    what: str,
+    factory: ClientFactory,
+    closed: StepResult,
+    plan: _Plan,
+    watch: dict[str, Callable[[], float]],
+    requests_: AuthnRequests,
+    problems: list[str],
+) -> list[StepResult]:
+    """The same operation at the same concurrency, open loop, at each share of the capacity just measured."""
+    capacity = closed.per_second
+    if not capacity:
+        return []  # nothing to pace against; the closed step's failures are reported already
+    steps = []
+    for share in plan.paced_shares:
+        rate = share * capacity
+        with _phase(f"{what}, {closed.concurrency} client(s), paced at {rate:.1f}/s ({share:.0%} of capacity)"):
             step = run_step(
-                "sso_session",
-                lambda i: SsoSessionClient(requests_, SIGN_IN_USERS[i % len(SIGN_IN_USERS)]),
-                n,
-                seconds=seconds,
+                closed.name,
+                factory,
+                closed.concurrency,
+                seconds=plan.seconds,
                 max_ops_per_client=_MAX_OPS_PER_CLIENT,
                 watch_cpu=watch,
+                rate_per_second=rate,
             )
         _check_step(requests_, step, problems)
-        sso_steps.append(step)
-
-    login_steps: list[StepResult] = []
-    rebind_steps: list[StepResult] = []
-    for n in levels:
-        # Each login level is followed at once by its baseline, so drift in the machine's load hits both.
-        with _phase(f"password logins, {n} client(s)"):
-            step = run_step(
-                "password_login",
-                lambda i: PasswordLoginClient(requests_, i),
-                n,
-                seconds=seconds,
-                max_ops_per_client=_MAX_OPS_PER_CLIENT,
-                watch_cpu=watch,
-            )
-        _check_step(requests_, step, problems)
-        login_steps.append(step)
-        with _phase(f"bare ldap3 re-bind, {n} client(s)"):
-            step = run_step(
-                "ldap_rebind",
-                lambda i: LdapRebindClient(dc, i),
-                n,
-                seconds=seconds,
-                max_ops_per_client=_MAX_OPS_PER_CLIENT,
-                watch_cpu=watch,
-            )
-        if step.errors:
-            problems.append(f"ldap_rebind x{n}: {step.errors} errors, first: {step.first_error}")
-        rebind_steps.append(step)
-
-    return _figures(rsa, signing, sso_steps, login_steps, rebind_steps, problems, env)
+        steps.append(step)
+    return steps
 
 
 def _check_step(requests_: AuthnRequests, step: StepResult, problems: list[str]) -> None:
+    what = f"{step.name} x{step.concurrency}"
+    if step.rate_per_second is not None:
+        what += f" paced at {step.rate_per_second:.1f}/s"
     if step.errors:
-        problems.append(f"{step.name} x{step.concurrency}: {step.errors} failed requests, first: {step.first_error}")
+        problems.append(f"{what}: {step.errors} failed requests, first: {step.first_error}")
     if not step.samples:
-        problems.append(f"{step.name} x{step.concurrency}: no response to validate")
-    _check_samples(requests_, step.samples, f"{step.name} x{step.concurrency}", problems)
+        problems.append(f"{what}: no response to validate")
+    _check_samples(requests_, step.samples, what, problems)
 
 
 def _check_samples(requests_: AuthnRequests, samples: list, what: str, problems: list[str]) -> None:
@@ -160,27 +257,34 @@ def _check_samples(requests_: AuthnRequests, samples: list, what: str, problems:
 
 
 def _figures(
-    rsa: RsaCapacity,
+    rsa: tuple[RsaCapacity, RsaCapacity],
     signing: dict[str, SigningRate],
-    sso: list[StepResult],
-    logins: list[StepResult],
+    sso: list[Operation],
+    logins: list[Operation],
     rebinds: list[StepResult],
     problems: list[str],
     env: BenchEnvironment,
 ) -> dict[str, Any]:
     xmlsec1 = signing["xmlsec1"].per_second
-    ceiling = rsa.sign_per_second / 2
-    best_sso = max(sso, key=lambda s: s.per_second)
+    start, end = rsa
+    # The ratios use the start's ceiling, as before there was an end measurement: comparable across runs.
+    ceiling = start.sign_per_second / 2
+    best_sso = max((op.closed for op in sso), key=lambda s: s.per_second)
     login_ratios = {
-        str(lg.concurrency): _ratio(lg.per_second, rb.per_second) for lg, rb in zip(logins, rebinds, strict=True)
+        str(lg.closed.concurrency): _ratio(lg.closed.per_second, rb.per_second)
+        for lg, rb in zip(logins, rebinds, strict=True)
     }
     return {
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "gunicorn": _gunicorn_shape(env),
-        "rsa2048": rsa.as_dict(),
+        "rsa2048": {
+            **start.as_dict(),
+            "at_end": end.as_dict(),
+            "end_vs_start": _ratio(end.sign_per_second, start.sign_per_second),
+        },
         "pysaml2_signing": {k: v.as_dict() for k, v in signing.items()},
-        "sso_session": [s.as_dict() for s in sso],
-        "password_login": [s.as_dict() for s in logins],
+        "sso_session": [op.as_dict() for op in sso],
+        "password_login": [op.as_dict() for op in logins],
         "ldap_rebind": [s.as_dict() for s in rebinds],
         "ratios": {
             "sso_vs_xmlsec1": {
@@ -200,33 +304,59 @@ def _figures(
 
 
 def _print(r: dict[str, Any]) -> None:
-    xmlsec1 = r["pysaml2_signing"]["xmlsec1"]["per_second"]
-    ceiling = r["rsa2048"]["responses_per_second_ceiling"]
     table = Table(title=f"ad-sso-bridge: sign-ins per second (load steps of {r['step_seconds']:g} s)")
+    # CPU per operation first: it barely depends on what else runs on the machine; rates and latencies do.
     for col, justify in (
         ("measurement", "left"),
         ("clients", "right"),
-        ("ops", "right"),
-        ("err", "right"),
+        ("CPU ms/op gen/idp/dc", "right"),
         ("per s", "right"),
         ("p50 ms", "right"),
         ("p99 ms", "right"),
-        ("CPU ms/op gen/idp/dc", "right"),
+        ("ops", "right"),
+        ("err", "right"),
         ("vs baseline", "left"),
     ):
         table.add_column(col, justify=justify)  # type: ignore[arg-type]
+    _baseline_rows(table, r)
+    xmlsec1 = r["pysaml2_signing"]["xmlsec1"]["per_second"]
+    ceiling = r["rsa2048"]["responses_per_second_ceiling"]
+    table.add_section()
+    for s in r["sso_session"]:
+        table.add_row(
+            "IdP: SSO-session response (HTTP)",
+            *_cells(s),
+            f"{_ratio(s['per_second'], xmlsec1)}x xmlsec1, {_ratio(s['per_second'], ceiling)} of ceiling",
+        )
+        _paced_rows(table, s)
+    table.add_section()
+    for lg, rb in zip(r["password_login"], r["ldap_rebind"], strict=True):
+        table.add_row(
+            "IdP: full password login (HTTP)",
+            *_cells(lg),
+            f"{_ratio(lg['per_second'], rb['per_second'])}x bare re-bind",
+        )
+        _paced_rows(table, lg)
+        table.add_row("[dim]bare ldap3 re-bind, kept-open LDAPS[/dim]", *_cells(rb), "[dim]baseline[/dim]")
+    console.print(table)
+    _print_ratios(r)
+    _print_machine(r["machine"])
+    for p in r["problems"]:
+        console.print(f"[red]problem:[/red] {p}")
+
+
+def _baseline_rows(table: Table, r: dict[str, Any]) -> None:
+    xmlsec1 = r["pysaml2_signing"]["xmlsec1"]["per_second"]
     rsa = r["rsa2048"]
-    table.add_row(
-        "openssl RSA-2048 sign, both cores",
-        str(rsa["processes"]),
-        "",
-        "",
-        f"{rsa['sign_per_second']:.0f}",
-        "",
-        "",
-        "",
-        f"ceiling 2 sigs/response: {ceiling:.0f}/s",
-    )
+    for label, figures, note in (
+        (
+            "openssl RSA-2048 sign, both cores",
+            rsa,
+            f"ceiling 2 sigs/response: {rsa['responses_per_second_ceiling']:.0f}/s",
+        ),
+        ("  again at the end of the run", rsa["at_end"], f"end / start: {rsa['end_vs_start']:.2f}"),
+    ):
+        table.add_row(label, str(figures["processes"]), "", f"{figures['sign_per_second']:.0f}", "", "", "", "", note)
     for key, label in (
         ("xmlsec1", "pysaml2 response, xmlsec1 subprocess"),
         ("in-process", "pysaml2 response, our in-process backend"),
@@ -235,32 +365,28 @@ def _print(r: dict[str, Any]) -> None:
         table.add_row(
             label,
             "1",
-            str(s["responses"]),
-            "0",
+            f"{1000 / s['per_second']:.1f} (1 thread)" if s["per_second"] else "",
             f"{s['per_second']:.1f}",
             "",
             "",
-            f"{1000 / s['per_second']:.1f} (1 thread)" if s["per_second"] else "",
+            str(s["responses"]),
+            "0",
             "baseline" if key == "xmlsec1" else f"{_ratio(s['per_second'], xmlsec1)}x xmlsec1",
         )
-    table.add_section()
-    for s in r["sso_session"]:
-        table.add_row(
-            "IdP: SSO-session response (HTTP)",
-            *_cells(s),
-            f"{_ratio(s['per_second'], xmlsec1)}x xmlsec1, {_ratio(s['per_second'], ceiling)} of ceiling",
-        )
-    table.add_section()
-    for lg, rb in zip(r["password_login"], r["ldap_rebind"], strict=True):
-        table.add_row(
-            "IdP: full password login (HTTP)",
-            *_cells(lg),
-            f"{_ratio(lg['per_second'], rb['per_second'])}x bare re-bind",
-        )
-        table.add_row("[dim]bare ldap3 re-bind, kept-open LDAPS[/dim]", *_cells(rb), "[dim]baseline[/dim]")
-    console.print(table)
 
+
+def _paced_rows(table: Table, closed: dict[str, Any]) -> None:
+    for p in closed["paced"]:
+        target = p["target_per_second"]
+        note = f"{_ratio(p['per_second'], target):.2f} of target {target:.1f}/s"
+        if p["unsent"]:
+            note += f", {p['unsent']} unsent (fell behind)"
+        table.add_row(f"  paced at {100 * (p['of_capacity'] or 0):.0f}% of capacity", *_cells(p), note)
+
+
+def _print_ratios(r: dict[str, Any]) -> None:
     ratios = r["ratios"]
+    ceiling = r["rsa2048"]["responses_per_second_ceiling"]
     sso_x = ratios["sso_vs_xmlsec1"]
     sso_c = ratios["sso_vs_rsa_ceiling"]
     console.print(
@@ -276,15 +402,21 @@ def _print(r: dict[str, Any]) -> None:
             f"password logins / bare re-bind at {n} client(s): [bold]{v}x[/bold] "
             f"(aim >= {AIM_VS_REBIND}) {_mark(v >= AIM_VS_REBIND)}"
         )
-    m = r["machine"]
+
+
+def _print_machine(m: dict[str, Any]) -> None:
     console.print(
         f"[dim]machine: {m['cores']} cores, shared. In {m['wall_seconds']} s it was busy "
         f"{m['machine_busy_cpu_seconds']} CPU-s: this benchmark {m['benchmark_cpu_seconds']}, other work "
-        f"{m['other_cpu_seconds']} ({100 * (m['other_share_of_machine'] or 0):.0f}% of the machine; "
-        f"seen: {m['other_top']}); load {m['loadavg_before']} -> {m['loadavg_after']}[/dim]"
+        f"{m['other_cpu_seconds']} ({_percent(m['other_share_of_machine'])} of the machine; "
+        f"seen: {m['other_top']}); steal {m['steal_cpu_seconds']} CPU-s "
+        f"({_percent(m['steal_share_of_machine'], 2)} of the machine's time, counted in other work); "
+        f"load {m['loadavg_before']} -> {m['loadavg_after']}[/dim]"
     )
-    for p in r["problems"]:
-        console.print(f"[red]problem:[/red] {p}")
+
+
+def _percent(share: float | None, decimals: int = 0) -> str:
+    return "?" if share is None else f"{100 * share:.{decimals}f}%"
 
 
 def _cells(s: dict[str, Any]) -> tuple[str, ...]:
@@ -295,12 +427,12 @@ def _cells(s: dict[str, Any]) -> tuple[str, ...]:
     split = "/".join(ms(cpu.get(who)) or "-" for who in ("load_generator", "idp", "samba"))
     return (
         str(s["concurrency"]),
-        str(s["ops"]),
-        str(s["errors"]),
+        split,
         f"{s['per_second']:.1f}",
         ms(s["p50_ms"]),
         ms(s["p99_ms"]),
-        split,
+        str(s["ops"]),
+        str(s["errors"]),
     )
 
 

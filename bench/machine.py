@@ -4,13 +4,15 @@ The machine's busy time comes from /proc/stat; the benchmark's own share (this p
 as gunicorn and the load generator, and the Samba DC it started, which runs in a session of its own) is
 subtracted, leaving what other people's work took. The per-command breakdown compares per-process
 counters, so it misses processes that started and ended in between; the total does not.
+
+Steal (time the hypervisor gave another guest while ours wanted a CPU) is reported on its own: it is part
+of the other work, but no process on this machine shows it, and it slows every step without a trace.
 """
 
 from __future__ import annotations
 
 import os
 import time
-from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,13 +55,14 @@ class CpuWitness:
         self._load_before = (0.0, 0.0, 0.0)
         self._own_sessions: set[int] = set()
         self._busy_before = 0.0
+        self._steal_before = 0.0
         self._ours_before = 0.0
 
     def start(self) -> None:
         self._before = _processes()
         self._started = time.monotonic()
         self._load_before = os.getloadavg()
-        self._busy_before = _machine_busy_seconds()
+        self._busy_before, self._steal_before = _machine_busy_and_steal_seconds()
         self._ours_before = self._ours(self._before)
 
     def exclude_session(self, pid: int | None) -> None:
@@ -79,38 +82,47 @@ class CpuWitness:
     def report(self) -> dict[str, object]:
         """Call while everything the benchmark started still runs (a stopped daemon takes its counters along)."""
         after = _processes()
-        busy = _machine_busy_seconds() - self._busy_before
+        busy_now, steal_now = _machine_busy_and_steal_seconds()
+        busy, steal = busy_now - self._busy_before, steal_now - self._steal_before
         own = self._ours(after) - self._ours_before
         ours = _descendants(os.getpid(), after)
-        used: Counter[str] = Counter()
+        used: dict[str, float] = {}
         for pid, proc in after.items():
             if pid in ours or proc.session in self._own_sessions:
                 continue
             before = self._before.get(pid)
             earlier = before.cpu_seconds if before is not None and before.comm == proc.comm else 0.0
             if proc.cpu_seconds > earlier:
-                used[proc.comm] += proc.cpu_seconds - earlier
+                used[proc.comm] = used.get(proc.comm, 0.0) + proc.cpu_seconds - earlier
         elapsed = time.monotonic() - self._started
         cores = os.cpu_count() or 1
         others = max(0.0, busy - own)
+        top = sorted(used.items(), key=lambda item: item[1], reverse=True)[:6]
         return {
             "cores": cores,
             "wall_seconds": round(elapsed, 1),
             "machine_busy_cpu_seconds": round(busy, 1),
             "benchmark_cpu_seconds": round(own, 1),
             "other_cpu_seconds": round(others, 1),
-            "other_share_of_machine": round(others / (elapsed * cores), 3) if elapsed else None,
-            "other_top": {name: round(sec, 1) for name, sec in used.most_common(6)},
+            "other_share_of_machine": _share(others, elapsed * cores),
+            "other_top": {name: round(sec, 1) for name, sec in top},
+            "steal_cpu_seconds": round(steal, 2),
+            # Usually a small fraction of a percent, yet worth telling apart from none at all.
+            "steal_share_of_machine": _share(steal, elapsed * cores, digits=6),
             "loadavg_before": [round(x, 2) for x in self._load_before],
             "loadavg_after": [round(x, 2) for x in os.getloadavg()],
         }
 
 
-def _machine_busy_seconds() -> float:
-    """All CPUs' non-idle time since boot (steal included: time another guest took from us)."""
+def _machine_busy_and_steal_seconds() -> tuple[float, float]:
+    """All CPUs' non-idle time since boot (steal included: time another guest took from us), and the steal."""
     fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
     user, nice, system, _idle, _iowait, irq, softirq, steal = fields[:8]
-    return (user + nice + system + irq + softirq + steal) / _TICKS
+    return (user + nice + system + irq + softirq + steal) / _TICKS, steal / _TICKS
+
+
+def _share(seconds: float, of_seconds: float, digits: int = 3) -> float | None:
+    return round(seconds / of_seconds, digits) if of_seconds else None
 
 
 def cpu_seconds_of(pids: list[int]) -> float:
