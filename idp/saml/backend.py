@@ -2,9 +2,10 @@
 
 pysaml2's default backend starts the `xmlsec1` program for every signature and every check: about 50 ms
 of process start each, so one worker signs about nine responses a second. This backend does the same work
-inside the process, with the private key parsed once. pysaml2 still prepares the <ds:Signature> template
-(with the algorithms we pass it); this backend only fills it in or checks it. Encryption and decryption,
-which we do not use for responses, stay on the inherited `xmlsec1` subprocess path.
+inside the process, with the private key parsed once, for what pysaml2 still builds and checks (our metadata,
+error and logout messages, SP signatures); pysaml2 prepares the <ds:Signature> template (with the algorithms
+we pass it) and this backend only fills it in or checks it. SSO responses skip pysaml2 (signing.py).
+Encryption and decryption, which pysaml2 does not do for us, stay on the inherited `xmlsec1` subprocess path.
 """
 
 from __future__ import annotations
@@ -28,7 +29,6 @@ class InProcessBackend(CryptoBackendXmlSec1):
         super().__init__(xmlsec_binary)
         self._keys: dict[str, xmlsec.Key] = {}
         self._lock = threading.Lock()
-        self._last_signed = threading.local()
         self._key(str(key_file))  # fail at start-up, not at the first sign-in
 
     @cached_property
@@ -40,9 +40,7 @@ class InProcessBackend(CryptoBackendXmlSec1):
         self, statement: str | bytes | SamlBase, node_name: str, key_file: str, node_id: str | None
     ) -> str:
         """Fill in the <ds:Signature> template that pysaml2 put inside the element node_name#node_id."""
-        root = self._tree_of_last_output(statement)
-        if root is None:  # not `or`: an lxml element's truth value is whether it has children
-            root = _parse(statement)
+        root = _parse(statement)
         node = _find_node(root, node_name, node_id)
         signature = xmlsec.tree.find_child(node, xmlsec.constants.NodeSignature, xmlsec.constants.DSigNs)
         if signature is None:
@@ -53,19 +51,7 @@ class InProcessBackend(CryptoBackendXmlSec1):
             ctx.sign(signature)
         except xmlsec.Error as exc:
             raise SignatureError(f"signing {node_name} {node_id} failed: {exc}") from exc
-        signed = etree.tostring(root, xml_declaration=True, encoding="UTF-8").decode("utf-8")
-        self._last_signed.pair = (signed, root)
-        return signed
-
-    def _tree_of_last_output(self, statement: object) -> etree._Element | None:
-        """pysaml2 signs the assertion, then hands our output straight back to sign the response: when the
-        text is that very object (strings are immutable), its tree is the one we serialised it from, and
-        parsing it again would only cost time."""
-        pair = getattr(self._last_signed, "pair", None)
-        self._last_signed.pair = None
-        if pair is not None and pair[0] is statement:
-            return pair[1]
-        return None
+        return etree.tostring(root, xml_declaration=True, encoding="UTF-8").decode("utf-8")
 
     def validate_signature(
         self, signedtext: str | bytes, cert_file: str, cert_type: str, node_name: str, node_id: str | None

@@ -1,7 +1,10 @@
 """What we send SPs: the signed Response with the person's assertion, SAML error responses, LogoutResponses,
-and the LogoutRequests of a single logout. Built from pysaml2's public element classes and signed with the
-in-process backend (backend.py); no private pysaml2 call, so an upgrade cannot change our output behind our
-back.
+and the LogoutRequests of a single logout.
+
+The Response with an assertion is on every sign-in's path: it is built as an lxml tree (response_tree.py) and
+signed where it stands (signing.py). The rarer messages are built from pysaml2's public element classes and
+signed with the in-process backend (backend.py); no private pysaml2 call, so an upgrade cannot change our
+output behind our back.
 
 Signatures are RSA-SHA256 with SHA-256 digests, always (pysaml2 would default to SHA-1: DESIGN.md §6).
 An encrypted assertion is signed first, then encrypted to the SP, then the response around it is signed.
@@ -24,7 +27,6 @@ from saml2.time_util import instant
 from idp.person import Person
 from idp.saml import bindings
 from idp.saml.algorithms import DIGEST_ALGORITHM, SIGNATURE_ALGORITHM
-from idp.saml.attributes import attribute_statement
 from idp.saml.encrypt import NoEncryptionCertificate, encrypt_assertion
 from idp.saml.messages import (
     AuthnRequestInfo,
@@ -36,7 +38,9 @@ from idp.saml.messages import (
     SentLogoutRequest,
 )
 from idp.saml.nameid import NoNameIdValue, UnsupportedNameIdFormat, choose_format, name_id_value
+from idp.saml.response_tree import Assertion, ResponseTree, response_tree
 from idp.saml.server import Loaded, SamlServer
+from idp.saml.signing import Signer
 from idp.settings import Settings
 from idp.sps.policy import SpPolicy
 from idp.sps.release import ReleasedAttribute
@@ -45,8 +49,6 @@ from idp.sps.vocabulary import FORMAT_URIS
 log = logging.getLogger(__name__)
 
 PASSWORD_PROTECTED_TRANSPORT = "urn:oasis:names:tc:SAML:2.0:ac:classes:PasswordProtectedTransport"  # noqa: S105
-# Our own output only; entities and the network stay off all the same.
-_PARSER = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=False, remove_blank_text=False)
 ErrorStatus = Literal["NoPassive", "AuthnFailed", "RequestDenied", "InvalidNameIDPolicy"]
 _STATUS_CODES: dict[ErrorStatus, str] = {
     "NoPassive": samlp.STATUS_NO_PASSIVE,
@@ -102,12 +104,32 @@ class SamlResponses:
         carries no InResponseTo. Raises NoEncryptionCertificate when the policy asks for encryption and the
         SP has none (the access decision refuses that case before anything is built)."""
         loaded = self._server.current()
-        assertion = self._assertion(loaded, req, policy, name_id, released, session_index, authn_instant)
-        response = _status_message(samlp.Response, loaded, req.request_id, req.acs_url, assertion=assertion)
+        now = datetime.now(UTC)
+        lifetime = policy.assertion_lifetime or self._settings.idp.assertion_lifetime
+        content = Assertion(
+            audience=req.sp_entity_id,
+            recipient=req.acs_url,
+            in_response_to=req.request_id,
+            name_id=name_id,
+            # NotBefore a little in the past: an SP whose clock runs behind ours would otherwise reject it.
+            not_before=now - timedelta(seconds=self._settings.idp.clock_skew),
+            not_on_or_after=now + timedelta(seconds=lifetime),
+            authn_instant=authn_instant,
+            session_index=session_index,
+            authn_context=PASSWORD_PROTECTED_TRANSPORT,
+            released=released,
+        )
+        tree = response_tree(self._settings.entity_id, now, content)
+        certificate = None
         if policy.encrypt_assertion:
-            xml = self._encrypted(loaded, req, policy, response, assertion)
-        else:
-            xml = self._signed(loaded, policy, response, assertion)
+            certificates = self._server.encryption_certificates(req.sp_entity_id)
+            if not certificates:
+                raise NoEncryptionCertificate(
+                    f"{req.sp_entity_id} must receive encrypted assertions but its metadata has no encryption "
+                    "certificate"
+                )
+            certificate = certificates[0]  # any certificate the SP lists is one whose key it holds
+        xml = _signed(loaded.signer, policy, tree, certificate)
         return _post_form(req.acs_url, "SAMLResponse", xml, req.relay_state)
 
     def error_response(self, req: AuthnRequestInfo, status: ErrorStatus, message: str | None = None) -> PostForm:
@@ -168,99 +190,20 @@ class SamlResponses:
         out = _send(loaded, binding, location, "SAMLRequest", request, None)
         return SentLogoutRequest(request.id, sp_entity_id, out)
 
-    # ---- internals ------------------------------------------------------------------------------
 
-    def _assertion(
-        self,
-        loaded: Loaded,
-        req: AuthnRequestInfo,
-        policy: SpPolicy,
-        name_id: NameId,
-        released: Sequence[ReleasedAttribute],
-        session_index: str,
-        authn_instant: datetime,
-    ) -> saml.Assertion:
-        now = datetime.now(UTC)
-        lifetime = policy.assertion_lifetime or self._settings.idp.assertion_lifetime
-        # NotBefore a little in the past: an SP whose clock runs behind ours would otherwise reject it.
-        not_before = _instant(now - timedelta(seconds=self._settings.idp.clock_skew))
-        not_on_or_after = _instant(now + timedelta(seconds=lifetime))
-        attributes = attribute_statement(released)
-        return saml.Assertion(
-            id=sid(),
-            version=VERSION,
-            issue_instant=instant(),
-            issuer=loaded.issuer(),
-            subject=saml.Subject(
-                name_id=_name_id_element(name_id),
-                subject_confirmation=[
-                    saml.SubjectConfirmation(
-                        method=saml.SCM_BEARER,
-                        subject_confirmation_data=saml.SubjectConfirmationData(
-                            in_response_to=req.request_id, recipient=req.acs_url, not_on_or_after=not_on_or_after
-                        ),
-                    )
-                ],
-            ),
-            conditions=saml.Conditions(
-                not_before=not_before,
-                not_on_or_after=not_on_or_after,
-                audience_restriction=[saml.AudienceRestriction(audience=[saml.Audience(text=req.sp_entity_id)])],
-            ),
-            authn_statement=[
-                saml.AuthnStatement(
-                    authn_instant=_instant(authn_instant),
-                    session_index=session_index,
-                    authn_context=saml.AuthnContext(
-                        authn_context_class_ref=saml.AuthnContextClassRef(text=PASSWORD_PROTECTED_TRANSPORT)
-                    ),
-                )
-            ],
-            attribute_statement=[attributes] if attributes is not None else [],
-        )
-
-    @staticmethod
-    def _signed(loaded: Loaded, policy: SpPolicy, response: samlp.Response, assertion: saml.Assertion) -> str:
-        """The assertion's signature first, then the response's around it (the backend reuses the tree)."""
-        to_sign = []
-        if policy.sign_assertion:
-            assertion.signature = _signature_template(loaded, assertion.id, 2)
-            to_sign.append((class_name(assertion), assertion.id))
-        if policy.sign_response:
-            response.signature = _signature_template(loaded, response.id)
-            to_sign.append((class_name(response), response.id))
-        return str(signed_instance_factory(response, loaded.server.sec, to_sign))
-
-    def _encrypted(
-        self,
-        loaded: Loaded,
-        req: AuthnRequestInfo,
-        policy: SpPolicy,
-        response: samlp.Response,
-        assertion: saml.Assertion,
-    ) -> str:
-        """Sign the assertion inside the response, encrypt it there to the SP, then sign the response."""
-        certificates = self._server.encryption_certificates(req.sp_entity_id)
-        if not certificates:
-            raise NoEncryptionCertificate(
-                f"{req.sp_entity_id} must receive encrypted assertions but its metadata has no encryption certificate"
-            )
-        if policy.sign_response:
-            response.signature = _signature_template(loaded, response.id)
-        if policy.sign_assertion:
-            assertion.signature = _signature_template(loaded, assertion.id, 2)
-            xml = loaded.server.sec.sign_statement(str(response), class_name(assertion), node_id=assertion.id)
-        else:
-            xml = str(response)
-        tree = etree.fromstring(xml.encode("utf-8"), _PARSER)
-        element = tree.find(f"{{{saml.NAMESPACE}}}Assertion")
-        assert element is not None  # we built the response around it a moment ago
-        # Any certificate the SP lists is one whose key it holds; take the first.
-        encrypt_assertion(element, certificates[0])
-        xml = etree.tostring(tree, xml_declaration=True, encoding="UTF-8").decode("utf-8")
-        if policy.sign_response:
-            xml = loaded.server.sec.sign_statement(xml, class_name(response), node_id=response.id)
-        return str(xml)
+def _signed(signer: Signer, policy: SpPolicy, tree: ResponseTree, encrypt_to: str | None) -> bytes:
+    """Both signatures as the policy asks, on the tree as built: the assertion's first, then (after it is
+    encrypted to ``encrypt_to``, when given) the response's around it. Serialised once, at the end."""
+    response_signature = None
+    if policy.sign_response:
+        response_signature = signer.add_signature(tree.response, after=tree.response_issuer)
+    if policy.sign_assertion:
+        signer.sign(signer.add_signature(tree.assertion, after=tree.assertion_issuer))
+    if encrypt_to is not None:
+        encrypt_assertion(tree.assertion, encrypt_to)
+    if response_signature is not None:
+        signer.sign(response_signature)
+    return etree.tostring(tree.response, xml_declaration=True, encoding="UTF-8")
 
 
 def _status_message(
@@ -333,8 +276,9 @@ def _instant(moment: datetime) -> str:
     return str(instant(time_stamp=int(moment.timestamp())))
 
 
-def _post_form(action: str, param: str, xml: str, relay_state: str | None) -> PostForm:
-    fields = {param: base64.b64encode(xml.encode("utf-8")).decode("ascii")}
+def _post_form(action: str, param: str, xml: str | bytes, relay_state: str | None) -> PostForm:
+    data = xml.encode("utf-8") if isinstance(xml, str) else xml
+    fields = {param: base64.b64encode(data).decode("ascii")}
     if relay_state is not None:
         fields["RelayState"] = relay_state
     return PostForm(action, fields)

@@ -24,6 +24,7 @@ from idp.saml import backend
 from idp.saml.algorithms import DIGEST_ALGORITHM, SIGNATURE_ALGORITHM
 from idp.saml.attributes import converter
 from idp.saml.metadata import idp_metadata_xml
+from idp.saml.signing import Signer
 from idp.settings import Settings
 from idp.sps.source import SpSource
 from idp.sps.vocabulary import FORMAT_URIS
@@ -99,6 +100,8 @@ class Loaded:
     metadata: bytes
     redirect_key: rsa.RSAPrivateKey
     """The active signing key, for query signatures (Redirect binding) that pysaml2 does not make for us."""
+    signer: Signer
+    """The active key again, for the SSO responses we build and sign ourselves (response_tree.py)."""
 
     def issuer(self) -> saml.Issuer:
         """The Issuer of everything we send: our entityID, in the entity format."""
@@ -127,7 +130,14 @@ class SamlServer:
                 keys = self._keyring.state()
                 server = build_server(self._settings, self._sps.metadata_files(), keys)
                 metadata = idp_metadata_xml(server.config, sign_with=server.sec)
-                loaded = Loaded(version, server, metadata, load_signing_key(keys.active.key_file))
+                active = keys.active
+                loaded = Loaded(
+                    version,
+                    server,
+                    metadata,
+                    load_signing_key(active.key_file),
+                    Signer(active.key_file, active.cert_file),
+                )
                 self._loaded = loaded
                 log.info("SAML server loaded (SP registry and keyring version %s)", version)
         return loaded

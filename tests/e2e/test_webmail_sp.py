@@ -41,6 +41,7 @@ SSO_URL = f"{IDP_BASE}/saml/sso"
 SLO_URL = f"{IDP_BASE}/saml/slo"
 RSA_SHA256 = "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256"
 
+
 @pytest.fixture(autouse=True)
 def _xmlsec1() -> None:
     # Skipped outside CI only; with CI=true a missing binary fails the run with this message.

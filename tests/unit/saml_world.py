@@ -169,6 +169,20 @@ class World:
     registry: Registry
     sp_pem: tuple[str, str]
 
+    def encrypting_sp(self) -> tuple[OneLogin_Saml2_Settings, str]:
+        """python3-saml wanting encrypted assertions, and its metadata, which then carries a use="encryption"
+        key."""
+        settings = self.sp()
+        data = {
+            "strict": True,
+            "sp": copy.deepcopy(settings.get_sp_data()),
+            "idp": copy.deepcopy(settings.get_idp_data()),
+            "security": {**settings.get_security_data(), "wantAssertionsEncrypted": True},
+        }
+        encrypting = OneLogin_Saml2_Settings(data)
+        metadata = encrypting.get_sp_metadata()
+        return encrypting, metadata.decode() if isinstance(metadata, bytes) else metadata
+
     def sp(
         self,
         *,

@@ -4,13 +4,11 @@ domain, attribute names and NameFormat, Alibaba Cloud roles, encryption, and uns
 from __future__ import annotations
 
 import base64
-import copy
 from datetime import UTC, datetime
 
 import pytest
 from onelogin.saml2.constants import OneLogin_Saml2_Constants as C
 from onelogin.saml2.response import OneLogin_Saml2_Response
-from onelogin.saml2.settings import OneLogin_Saml2_Settings
 
 from idp.person import Person
 from idp.saml.encrypt import NoEncryptionCertificate
@@ -150,22 +148,8 @@ def test_role_session_name_defaults_to_the_username_and_is_cleaned(world: World,
 # ---- encryption ---------------------------------------------------------------------------------------------
 
 
-def _encrypting_sp(world: World) -> tuple[OneLogin_Saml2_Settings, str]:
-    """python3-saml wanting encrypted assertions: its metadata then carries a use="encryption" key."""
-    settings = world.sp()
-    data = {
-        "strict": True,
-        "sp": copy.deepcopy(settings.get_sp_data()),
-        "idp": copy.deepcopy(settings.get_idp_data()),
-        "security": {**settings.get_security_data(), "wantAssertionsEncrypted": True},
-    }
-    encrypting = OneLogin_Saml2_Settings(data)
-    metadata = encrypting.get_sp_metadata()
-    return encrypting, metadata.decode() if isinstance(metadata, bytes) else metadata
-
-
 def test_encrypted_assertion_decrypts_and_validates_at_the_sp(world: World, alice: Person) -> None:
-    sp, metadata = _encrypting_sp(world)
+    sp, metadata = world.encrypting_sp()
     world.registry.add("mail", metadata, SpPolicy(attributes=["mail"], encrypt_assertion=True))
     assert world.idp.sp_can_encrypt(SP_ENTITY)
     saml_request, request_id = post_request(sp, sign=False)
