@@ -17,6 +17,7 @@ from sqlalchemy import Select, Table, bindparam, func, insert, select
 
 from idp import codes
 from idp.store.db import Database
+from idp.store.group_commit import GroupCommit
 from idp.store.models import AuditEvent
 
 log = logging.getLogger("idp.audit")
@@ -51,6 +52,8 @@ class AuditRecord:
 class AuditTrail:
     def __init__(self, db: Database) -> None:
         self._db = db
+        # Every sign-in writes a row: concurrent ones in this process share a transaction.
+        self._writer = GroupCommit(db.engine, _INSERT)
 
     def record(
         self,
@@ -74,8 +77,7 @@ class AuditTrail:
         }
         # The audit row is also a log line so that a log shipper sees the same story.
         log.info("%s %s reason=%s user=%s sp=%s ip=%s", event, result, reason, username, sp, ip)
-        with self._db.engine.begin() as conn:
-            conn.execute(_INSERT, row)
+        self._writer.write(row)
 
     def record_change(
         self,
