@@ -1,7 +1,8 @@
 """The yardsticks measured in the same run as the IdP, so ratios stay meaningful on a noisy shared machine.
 
-- pysaml2 signing a response with its default `xmlsec1` subprocess backend (what we replaced), and with
-  our in-process backend (what the IdP does, without HTTP, sessions and templates around it);
+- pysaml2 signing a response with its default `xmlsec1` subprocess backend (what we replaced first), and
+  with our in-process backend (what the IdP did until it built responses itself);
+- our own response builder (idp.saml.responses, what the IdP does now), without HTTP, sessions and templates;
 - the machine's RSA-2048 signing capacity (`openssl speed`), the floor under any signed response;
 - a bare ldap3 re-bind loop on kept-open LDAPS connections, the floor under any password sign-in.
 """
@@ -13,24 +14,28 @@ import re
 import ssl
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 from ldap3 import NONE, SIMPLE, Connection, Server, Tls
-from saml2 import saml
+from saml2 import BINDING_HTTP_POST, saml
 from saml2.server import Server as Saml2Server
 from saml2.sigver import CryptoBackendXmlSec1
 
 from bench.flows import SIGN_IN_USERS, ResponseSample
 from idp.demo.samba_dc import DemoUser, SambaDC
 from idp.directory.client import Directory
+from idp.keys.material import read_persistent_secret
 from idp.saml import backend
 from idp.saml.algorithms import DIGEST_ALGORITHM, SIGNATURE_ALGORITHM
-from idp.saml.responses import PASSWORD_PROTECTED_TRANSPORT
-from idp.saml.server import idp_config
+from idp.saml.messages import AuthnRequestInfo
+from idp.saml.responses import PASSWORD_PROTECTED_TRANSPORT, SamlResponses
+from idp.saml.server import SamlServer, idp_config
 from idp.settings import Settings, SpDefaults
-from idp.sps.release import released_by_key
+from idp.sps.policy import SpPolicy
+from idp.sps.release import release, released_by_key
 from idp.sps.vocabulary import CATALOGUE
 
 
@@ -102,6 +107,58 @@ def pysaml2_signing_rate(
         # The HTTP-POST binding carries it base64-encoded; the IdP pays for that too.
         return base64.b64encode(str(response).encode("utf-8")).decode("ascii")
 
+    return _signing_loop("in-process xmlsec" if in_process else "xmlsec1 subprocess", one, request_id, acs_url, seconds)
+
+
+class _OneSp:
+    """The SP source of one metadata file, with the default policy (both signatures, a mailbox's attributes)."""
+
+    def __init__(self, metadata: Path, defaults: SpDefaults) -> None:
+        self._metadata = metadata
+        self._policy = SpPolicy.from_defaults(defaults)
+
+    def metadata_files(self) -> list[Path]:
+        return [self._metadata]
+
+    def policy_for(self, entity_id: str) -> SpPolicy:
+        return self._policy
+
+    def metadata_expired(self, entity_id: str) -> datetime | None:
+        return None
+
+    def version(self) -> str:
+        return "1"
+
+
+def response_builder_rate(
+    settings: Settings, sp_metadata: Path, sp_entity_id: str, acs_url: str, request_id: str, *, seconds: float
+) -> SigningRate:
+    """What pysaml2_signing_rate measures, through the IdP's own response code (idp.saml.responses): the same
+    person, attributes, NameID and signatures, single thread, in process."""
+    sps = _OneSp(sp_metadata, settings.sp_defaults)
+    secret = read_persistent_secret(settings.idp.persistent_id_secret_file)
+    responses = SamlResponses(settings, SamlServer(settings, sps), secret)
+    policy = sps.policy_for(sp_entity_id)
+    with Directory(settings.ldap) as directory:
+        person = directory.find(SIGN_IN_USERS[0].username)
+    if person is None or not person.mail:
+        raise BaselineError(f"{SIGN_IN_USERS[0].username} not found in the benchmark DC")
+    request = AuthnRequestInfo(
+        request_id, sp_entity_id, sp_entity_id, acs_url, BINDING_HTTP_POST, False, False, None, None
+    )
+    name_id = responses.name_id(request, policy, person)
+    released = release(policy, person)
+
+    def one() -> str:
+        form = responses.authn_response(
+            request, policy, name_id, released, session_index="bench", authn_instant=datetime.now(UTC)
+        )
+        return form.fields["SAMLResponse"]
+
+    return _signing_loop("our response builder", one, request_id, acs_url, seconds)
+
+
+def _signing_loop(name: str, one: Callable[[], str], request_id: str, acs_url: str, seconds: float) -> SigningRate:
     sample = ResponseSample(request_id, acs_url, {"SAMLResponse": one()})
     count = 0
     started = time.perf_counter()
@@ -109,9 +166,7 @@ def pysaml2_signing_rate(
     while time.perf_counter() < deadline:
         one()
         count += 1
-    return SigningRate(
-        "in-process xmlsec" if in_process else "xmlsec1 subprocess", count, time.perf_counter() - started, sample
-    )
+    return SigningRate(name, count, time.perf_counter() - started, sample)
 
 
 @dataclass(frozen=True)

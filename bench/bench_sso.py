@@ -26,7 +26,14 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from bench.baselines import LdapRebindClient, RsaCapacity, SigningRate, pysaml2_signing_rate, rsa2048_capacity
+from bench.baselines import (
+    LdapRebindClient,
+    RsaCapacity,
+    SigningRate,
+    pysaml2_signing_rate,
+    response_builder_rate,
+    rsa2048_capacity,
+)
 from bench.environment import BenchEnvironment
 from bench.flows import SIGN_IN_USERS, AuthnRequests, FlowError, PasswordLoginClient, SsoSessionClient
 from bench.load import ClientFactory, StepResult, run_step
@@ -174,6 +181,17 @@ def _signing_baselines(
             )
         _check_samples(requests_, [rate.sample], f"pysaml2 {name}", problems)
         signing[name] = rate
+    with _phase("our response builder"):
+        rate = response_builder_rate(
+            settings,
+            env.sp_metadata_file,
+            env.sp.entity_id,
+            env.sp.acs_url,
+            requests_.signed_redirect().request_id,
+            seconds=seconds,
+        )
+    _check_samples(requests_, [rate.sample], "our response builder", problems)
+    signing["ours"] = rate
     return signing
 
 
@@ -360,8 +378,11 @@ def _baseline_rows(table: Table, r: dict[str, Any]) -> None:
     for key, label in (
         ("xmlsec1", "pysaml2 response, xmlsec1 subprocess"),
         ("in-process", "pysaml2 response, our in-process backend"),
+        ("ours", "our response builder (lxml + xmlsec)"),
     ):
-        s = r["pysaml2_signing"][key]
+        s = r["pysaml2_signing"].get(key)
+        if s is None:  # a run from before the builder
+            continue
         table.add_row(
             label,
             "1",
