@@ -12,6 +12,9 @@ when over its threshold, and never with threshold 0, so SessionFileCache sweeps 
 
 from __future__ import annotations
 
+import contextlib
+import os
+import struct
 import threading
 import time
 from collections.abc import Callable
@@ -64,6 +67,11 @@ never ordinary load. At about 4 KB a session, the directory stays under half a g
 
 
 class SessionFileCache(FileSystemCache):
+    """cachelib's file store without its shared file count: cachelib reads a count file before every write and
+    rewrites it after every new file and every delete, which tripled the file-system work of a sign-in. This
+    store counts at its sweeps instead, and between two sweeps by what this process wrote, so the bound holds
+    to within what the other workers wrote since their last sweep."""
+
     serializer = _FileMsgpack()
 
     def __init__(
@@ -75,21 +83,48 @@ class SessionFileCache(FileSystemCache):
         now: Callable[[], float] = time.time,
     ) -> None:
         """``now`` is the clock sweeps are scheduled and judged by; tests pass one they can move."""
-        super().__init__(cache_dir, threshold=max_files, default_timeout=default_timeout, mode=0o600)
+        # threshold 0: cachelib neither counts nor evicts; _prune below does both.
+        super().__init__(cache_dir, threshold=0, default_timeout=default_timeout, mode=0o600)
+        self._max_files = max_files
         self._now = now
         self._next_sweep = now()
         self._sweeping = threading.Lock()
+        self._counted = 0
+        self._written = 0
 
     def _prune(self) -> None:
-        """cachelib calls this before every write: sweep expired files at most once per PRUNE_INTERVAL, then
-        let cachelib evict by age if still over ``max_files``."""
+        """cachelib calls this before every write: sweep once per PRUNE_INTERVAL, or sooner when this write
+        could take the directory past ``max_files``."""
         now = self._now()
-        if now >= self._next_sweep and self._sweeping.acquire(blocking=False):
+        self._written += 1
+        due = now >= self._next_sweep or self._counted + self._written > self._max_files
+        if due and self._sweeping.acquire(blocking=False):
             try:
                 self._next_sweep = now + PRUNE_INTERVAL
-                self._remove_expired(now)
-                # Workers update the shared count without a lock, so it drifts; the sweep has just seen the truth.
-                self._update_count(value=sum(1 for _ in self._list_dir()))
+                self._counted = self._sweep(now)
+                self._written = 1
             finally:
                 self._sweeping.release()
-        super()._prune()
+
+    def _sweep(self, now: float) -> int:
+        """Remove expired files, then, if the directory is still full, those expiring first, leaving room for
+        the write that is coming; return how many files remain."""
+        kept: list[tuple[int, str]] = []
+        for name in self._list_dir():
+            try:
+                with open(name, "rb") as f:
+                    expires = struct.unpack("I", f.read(4))[0]
+                if expires != 0 and expires < now:
+                    os.remove(name)
+                    continue
+            except FileNotFoundError:  # another worker's sweep, or a session that ended
+                continue
+            except (OSError, struct.error):  # half-written by a writer that died: cachelib reads it as missing
+                continue
+            kept.append((expires, name))
+        excess = len(kept) - (self._max_files - 1)
+        if excess > 0:
+            for _, name in sorted(kept)[:excess]:
+                with contextlib.suppress(FileNotFoundError):
+                    os.remove(name)
+        return min(len(kept), self._max_files - 1)

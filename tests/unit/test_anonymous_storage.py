@@ -183,6 +183,15 @@ def test_the_file_store_holds_at_most_max_files(tmp_path: Path) -> None:
     assert cache.get("k99") == {"i": 99}  # the newest stay
 
 
+def test_the_file_store_writes_only_the_sessions_themselves(tmp_path: Path) -> None:
+    """No shared count file to read before and rewrite after each write: a new session is one file write."""
+    cache = SessionFileCache(str(tmp_path), default_timeout=3600)
+    for key in ("a", "b", "c"):
+        cache.set(key, {"k": key})
+    cache.delete("b")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(Path(cache._get_filename(k)).name for k in ("a", "c"))
+
+
 def test_redis_keys_expire(settings: Settings, world: World, tmp_path: Path) -> None:
     """Against the real Redis: nothing for an anonymous login page, and a TTL on everything that is kept."""
     store = redis.Redis.from_url(require_redis())
