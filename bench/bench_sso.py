@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import sys
 import time
 from collections.abc import Callable
@@ -34,7 +35,7 @@ from bench.baselines import (
     response_builder_rate,
     rsa2048_capacity,
 )
-from bench.environment import BenchEnvironment
+from bench.environment import DEFAULT_SERVE_COMMAND, BenchEnvironment
 from bench.flows import SIGN_IN_USERS, AuthnRequests, FlowError, PasswordLoginClient, SsoSessionClient
 from bench.load import ClientFactory, StepResult, run_step
 from bench.machine import CpuWitness, cpu_seconds_of, cpu_seconds_of_session
@@ -63,18 +64,25 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="skip the paced (open-loop) steps at 50%% and 100%% of each measured capacity: a quicker look",
     )
+    parser.add_argument(
+        "--serve-args",
+        default="",
+        help='extra `idp serve` options, e.g. "--workers 2 --threads 8", to compare gunicorn shapes',
+    )
     args = parser.parse_args(argv)
     levels = [int(x) for x in args.clients.split(",") if x.strip()]
     shares = () if args.no_paced else PACED_SHARES
 
     witness = CpuWitness()
     witness.start()
-    with BenchEnvironment(log=lambda line: console.print(f"[dim]{line}[/dim]")) as env:
+    serve = (*DEFAULT_SERVE_COMMAND, *shlex.split(args.serve_args))
+    with BenchEnvironment(log=lambda line: console.print(f"[dim]{line}[/dim]"), serve_command=serve) as env:
         samba = _samba_session(env)
         witness.exclude_session(samba)
         results = _measure(env, _Plan(levels, args.seconds, args.baseline_seconds, shares), samba)
         results["machine"] = witness.report()
     results["step_seconds"] = args.seconds
+    results["serve_args"] = args.serve_args
     results["paced_shares"] = list(shares)
     _print(results)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
