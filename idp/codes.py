@@ -64,6 +64,7 @@ SignInReason = Literal[
     "provisioning_failed",
     "no_passive",
     "no_nameid",
+    "no_mail_address",
     "account_not_found",
     "session_revoked",
 ]
@@ -76,11 +77,16 @@ LogoutReason = Literal["idp_page", "sp_initiated", "partial", "session_mismatch"
 """Where a logout started; "partial" when some SP of the session did not confirm it ended its session too,
 "session_mismatch" for an SP's LogoutRequest naming a person or session other than the browser's."""
 
-ProvisioningAction = Literal["create", "update", "freeze", "unfreeze", "delete", "skip"]
-"""What the sync does to one mailbox (idp.provisioning.sync); a ``provision`` row's reason names it."""
+ProvisioningAction = Literal["create", "update", "freeze", "unfreeze", "delete", "cannot_provision"]
+"""What the sync does to one mailbox (idp.provisioning.sync); a ``provision`` row's reason names it.
+"cannot_provision": AD lacks what a mailbox needs (an address), so nothing is sent."""
 
-ProvisioningReason = Literal[ProvisioningAction, "jit", "outbox", "safety_brake"]
-"""Which path wrote a ``provision`` row: a sync action, sign-in (jit), a retry (outbox), or the safety brake."""
+MailGroupAction = Literal["group_create", "group_update", "group_delete"]
+"""What the sync does to one mail group (a mail-enabled AD group at the provider)."""
+
+ProvisioningReason = Literal[ProvisioningAction, MailGroupAction, "jit", "outbox", "safety_brake", "outbox_dropped"]
+"""Which path wrote a ``provision`` row: a sync action, sign-in (jit), a retry (outbox), or the safety brake;
+"outbox_dropped": an admin dropped the person's queued work (the console's provisioning page)."""
 
 ProviderReason = Literal[
     "provider_error",
@@ -89,6 +95,7 @@ ProviderReason = Literal[
     "provider_rate_limited",
     "provider_rejected",
     "provider_unavailable",
+    "provider_unsupported",
 ]
 """What a mailbox provider refused or failed with (idp.provisioning.provider)."""
 
@@ -104,8 +111,11 @@ AdminActionReason = Literal[
     "found",
     "not_found",
     "directory_error",
+    "lease_held",
+    "provisioning_not_configured",
 ]
-"""The outcome of a console action that reads rather than changes: an export, a directory test, a user lookup."""
+"""The outcome of a console action that reads rather than changes: an export, a directory test, a user lookup;
+and why a console sync or outbox action was refused (another run holds the sync lease, no [provisioning])."""
 
 KeyReason = Literal[
     "out_of_order",
@@ -173,6 +183,11 @@ AuditEvent = Literal[
     "key_rollover_switch",
     "key_rollover_retire",
     "session_revoked",
+    "admin_sync_started",
+    "admin_outbox_retry",
+    "admin_outbox_drop",
+    "admin_provisioning_lookup",
+    "audit_purged",
 ]
 """What an audit row is about. The column is 40 characters wide (idp.store.models)."""
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import string
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
@@ -325,6 +326,16 @@ class ScimSettings(_RetrySettings):
         return self.bearer_token.get_secret_value()
 
 
+ADDRESS_PATTERN_FIELDS: dict[str, str] = {
+    "username": "sAMAccountName",
+    "given_name": "givenName",
+    "surname": "sn",
+    "mail_domain": "mail",
+}
+"""The placeholders of ``address_pattern``, each with the AD attribute an admin fills in when it is empty
+(a mail domain missing from the settings is fixed just as well by giving the person a ``mail``)."""
+
+
 class ProvisioningSettings(_Section):
     """Mailboxes follow AD: which provider, whose mailboxes, and the sync's safety limits."""
 
@@ -336,7 +347,16 @@ class ProvisioningSettings(_Section):
     scope_group_dn: str = ""
     """Only members of this group (nested membership counts); everyone in the OUs when empty."""
     mail_domain: str = ""
-    """For SCIM: the address of someone without AD mail is username@mail_domain (Alibaba Mail uses its own)."""
+    """For SCIM: the mail domain of the address pattern (Alibaba Mail uses its own)."""
+    mail_domains: list[str] = Field(default_factory=list)
+    """Further mail domains: a person without AD ``mail`` whose UPN ends in one of these (or in the mail
+    domain) gets the UPN as address."""
+    address_pattern: str = "{username}@{mail_domain}"
+    """The address of someone with neither AD ``mail`` nor a UPN in a mail domain. Placeholders:
+    {username} (sAMAccountName), {given_name}, {surname}, {mail_domain}."""
+    no_mailbox_group: str = ""
+    """DN of a group whose members (nested membership counts) never get a mailbox: service accounts,
+    shared logons, test users."""
     department_source: Literal["attribute", "ou"] = "attribute"
     """For SCIM: department from AD's department attribute or the OU path (Alibaba Mail uses its own)."""
     freeze_brake_share: float = Field(default=0.10, gt=0, le=1)
@@ -362,6 +382,21 @@ class ProvisioningSettings(_Section):
     outbox_max_backoff: float = Field(default=3600, ge=1)
     """Longest wait between two attempts at one outbox row (the wait doubles from 30 s up to this)."""
 
+    @field_validator("address_pattern")
+    @classmethod
+    def _address_pattern(cls, v: str) -> str:
+        try:
+            fields = {name for _, name, _, _ in string.Formatter().parse(v) if name is not None}
+        except ValueError as exc:
+            raise ValueError(f"not a pattern: {exc}") from None
+        unknown = sorted(fields - set(ADDRESS_PATTERN_FIELDS))
+        if unknown:
+            known = ", ".join("{" + name + "}" for name in ADDRESS_PATTERN_FIELDS)
+            raise ValueError(f"unknown placeholder(s) {unknown}; the pattern may use {known}")
+        if v.count("@") != 1 or v.endswith("@"):
+            raise ValueError("must make one address, e.g. {username}@{mail_domain}")
+        return v
+
     @model_validator(mode="after")
     def _provider_section(self) -> ProvisioningSettings:
         if getattr(self, self.provider) is None:
@@ -376,6 +411,18 @@ class ProvisioningSettings(_Section):
         return self.department_source, self.mail_domain
 
 
+class LogSettings(_Section):
+    """Log lines of `idp serve` (every command's lines have a timestamp; other commands log warnings only,
+    unless --verbose)."""
+
+    format: Literal["text", "json"] = "text"
+    """text: readable lines; json: one object a line (timestamp, level, logger, request_id, message)."""
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    syslog: str = ""
+    """Also send every line to syslog (facility auth): "/dev/log", or "host:port" of a syslog server over UDP.
+    Every audit row is a log line too (logger idp.audit), so this forwards the audit trail as it is written."""
+
+
 class Settings(_Section):
     server: ServerSettings = ServerSettings()
     idp: IdpSettings = IdpSettings()
@@ -386,6 +433,7 @@ class Settings(_Section):
     sp_defaults: SpDefaults = SpDefaults()
     admin: AdminSettings = AdminSettings()
     provisioning: ProvisioningSettings | None = None
+    log: LogSettings = LogSettings()
 
     @property
     def entity_id(self) -> str:
@@ -456,10 +504,16 @@ def _describe(err: ValidationError, source: str) -> str:
     return "\n".join(lines)
 
 
+def config_file(path: str | os.PathLike[str] | None = None, environ: dict[str, str] | None = None) -> Path:
+    """The configuration file load_settings reads: ``path``, else $IDP_CONFIG, else ./idp.toml."""
+    environ = dict(os.environ if environ is None else environ)
+    return Path(path or environ.get("IDP_CONFIG", "idp.toml"))
+
+
 def load_settings(path: str | os.PathLike[str] | None = None, environ: dict[str, str] | None = None) -> Settings:
     """Read, merge and validate the configuration; raise SettingsError naming every bad key."""
     environ = dict(os.environ if environ is None else environ)
-    config_path = Path(path or environ.get("IDP_CONFIG", "idp.toml"))
+    config_path = config_file(path, environ)
     data: dict[str, Any] = {}
     if config_path.exists():
         try:

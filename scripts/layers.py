@@ -18,7 +18,8 @@ from pathlib import Path
 
 # Lowest floor first. A room is a top-level module or package of idp/.
 FLOORS: list[tuple[str, ...]] = [
-    ("settings", "person", "codes", "metrics"),
+    ("settings", "person", "codes", "metrics", "logs"),
+    ("mail_address",),
     ("store",),
     ("audit",),
     ("directory", "keys", "sps", "audit_report"),

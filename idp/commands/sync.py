@@ -24,10 +24,12 @@ from idp.cli import settings_from
 from idp.directory.errors import DirectoryError
 from idp.directory.listing import DirectoryListing
 from idp.provisioning.factory import ProvisioningNotConfigured, make_provider
+from idp.provisioning.group_sync import GroupAction
 from idp.provisioning.outbox import drain as drain_outbox
 from idp.provisioning.provider import ProviderError
 from idp.provisioning.records import ProvisioningRecords
-from idp.provisioning.sync import EXIT_FAILURES, MailboxSync, Outcome, Plan, SyncReport
+from idp.provisioning.runs import RecordedRun
+from idp.provisioning.sync import EXIT_FAILURES, Action, MailboxSync, Outcome, Plan, SyncReport
 from idp.settings import Settings
 from idp.store.db import Database
 from idp.store.lease import Lease, LeaseHeld
@@ -55,6 +57,7 @@ def parse_interval(text: str) -> float:
 @click.option("--json", "as_json", is_flag=True, help="Print the plan or the result as JSON.")
 @click.option("--list-failed", is_flag=True, help="List people whose last provisioning action failed, and exit.")
 @click.option("--retry-failed", is_flag=True, help="Retry only the people whose last action failed.")
+@click.option("--show-skipped", is_flag=True, help="Also list the accounts given no mailbox, and why.")
 @click.pass_context
 def sync(
     ctx: click.Context,
@@ -65,6 +68,7 @@ def sync(
     as_json: bool,
     list_failed: bool,
     retry_failed: bool,
+    show_skipped: bool,
 ) -> None:
     """Create, update, freeze and unfreeze mailboxes so that they match Active Directory."""
     settings = settings_from(ctx)
@@ -75,7 +79,7 @@ def sync(
         if list_failed:
             ctx.exit(_list_failed(ProvisioningRecords(db), console, as_json))
         while True:
-            code = _run_once(settings, db, console, dry_run, incremental, force, as_json, retry_failed)
+            code = _run_once(settings, db, console, dry_run, incremental, force, as_json, retry_failed, show_skipped)
             if interval is None:
                 ctx.exit(code)
             log.info("sync finished with exit code %d; next run in %.0f s", code, interval)
@@ -93,6 +97,7 @@ def _run_once(
     force: bool,
     as_json: bool,
     retry_failed: bool,
+    show_skipped: bool,
 ) -> int:
     try:
         provider = make_provider(settings.provisioning)
@@ -104,17 +109,19 @@ def _run_once(
             runner = MailboxSync(settings.provisioning, listing, provider, db, AuditTrail(db))
             if dry_run:
                 plan = runner.plan(incremental=incremental, only_failed=retry_failed)
-                _show_plan(console, plan, as_json)
+                _show_plan(console, plan, runner.brake_refusal(plan), as_json, show_skipped)
                 return 0
             lease = Lease(db, ttl_seconds=settings.provisioning.lease_seconds)
-            with lease.held():
+            # RecordedRun: this run in the console's run history (idp.provisioning.runs), from start to end.
+            with lease.held(), RecordedRun.of_command(db, lease) as recorded:
                 # Sign-ins' queued work first: the plan then sees those mailboxes as they now are.
                 drained = drain_outbox(settings.provisioning, db, provider)
                 if drained.handled:
                     log.info("%s", drained.summary())
                 plan = runner.plan(incremental=incremental, only_failed=retry_failed)
                 report = _apply_with_progress(runner, plan, force, console, as_json)
-            _show_report(console, report, as_json)
+                recorded.finished(report)
+            _show_report(console, report, as_json, show_skipped)
             return report.exit_code
     except LeaseHeld as exc:
         _say(console, as_json, {"skipped": str(exc)}, f"[yellow]Not run:[/yellow] {escape(str(exc))}")
@@ -127,7 +134,7 @@ def _run_once(
 
 
 def _apply_with_progress(runner: MailboxSync, plan: Plan, force: bool, console: Console, as_json: bool) -> SyncReport:
-    writes = len(plan.writes)
+    writes = len(plan.all_writes)
     if not console.is_terminal or as_json or not writes:
         return runner.apply(plan, force=force)
     columns = (TextColumn("provisioning"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
@@ -147,18 +154,17 @@ def _say(console: Console, as_json: bool, data: dict[str, Any], text: str) -> No
         console.print(text)
 
 
-def _show_plan(console: Console, plan: Plan, as_json: bool) -> None:
+def _show_plan(console: Console, plan: Plan, brake: str | None, as_json: bool, show_skipped: bool) -> None:
     if as_json:
-        click.echo(json.dumps(plan.to_json(), ensure_ascii=False, indent=2))
+        click.echo(json.dumps({**plan.to_json(), "brake": brake}, ensure_ascii=False, indent=2))
         return
-    table = Table(title="Sync plan (dry run: nothing was changed)")
-    for column in ("action", "username", "email", "reason", "changes"):
-        table.add_column(column)
-    for action in plan.actions:
-        changes = ", ".join(f"{k}={_text(v)}" for k, v in action.changes.items())
-        table.add_row(action.kind, escape(action.username), escape(action.email), action.reason, escape(changes))
-    if plan.actions:
-        console.print(table)
+    if brake is not None:
+        # First, before a long table scrolls it away: applying this plan would be refused.
+        console.print(f"[red]This plan would trip the safety brake:[/red] {escape(brake)}")
+    _show_notes(console, plan)
+    if plan.all_writes:
+        console.print(_actions_table("Sync plan (dry run: nothing was changed)", plan.all_writes))
+    _show_left_alone(console, plan, show_skipped)
     console.print(_counts_line(plan.counts()), markup=False)
     console.print(
         f"would freeze {plan.freezes} of {plan.active_mailboxes} active mailboxes ({plan.freeze_share:.0%})",
@@ -166,25 +172,60 @@ def _show_plan(console: Console, plan: Plan, as_json: bool) -> None:
     )
 
 
-def _show_report(console: Console, report: SyncReport, as_json: bool) -> None:
+def _actions_table(title: str, actions: list[Action | GroupAction]) -> Table:
+    rows: list[tuple[Action | GroupAction, str]] = []
+    for action in actions:
+        changes = ", ".join(f"{k}={_text(v)}" for k, v in action.changes.items())
+        rows.append((action, f"{action.reason}: {changes}" if changes else action.reason))
+    return _address_table(title, "reason / changes", rows)
+
+
+def _address_table(title: str, last_column: str, rows: list[tuple[Action | GroupAction, str]]) -> Table:
+    """One entry per action: the address on a line of its own, never cut at any terminal width (it is what
+    an admin looks for and copies), then who and why on the lines below it."""
+    table = Table(title=title, show_lines=True)
+    table.add_column("action", no_wrap=True)
+    table.add_column(f"email / username: {last_column}", overflow="fold", ratio=1)
+    for action, text in rows:
+        table.add_row(action.kind, f"{escape(action.email)}\n[dim]{escape(action.username)}:[/dim] {escape(text)}")
+    return table
+
+
+def _show_notes(console: Console, plan: Plan) -> None:
+    for note in plan.notes:
+        console.print(f"[yellow]Note:[/yellow] {escape(note)}")
+
+
+def _show_left_alone(console: Console, plan: Plan, show_skipped: bool) -> None:
+    """Who gets no mailbox: always those AD gives no address (an admin must act), on request the accounts
+    the default scope skips (built-in, service, inactive)."""
+    if plan.cannot_provision:
+        table = Table(title="Cannot provision (AD gives no mail address)")
+        table.add_column("username", no_wrap=True)
+        table.add_column("why", overflow="fold", ratio=1)
+        for action in plan.cannot_provision:
+            table.add_row(escape(action.username), escape(action.reason))
+        console.print(table)
+    if show_skipped and plan.skipped:
+        table = Table(title="Skipped (no mailbox by the default scope)")
+        table.add_column("username", no_wrap=True)
+        table.add_column("why", overflow="fold", ratio=1)
+        for skipped in sorted(plan.skipped, key=lambda s: s.username.casefold()):
+            table.add_row(escape(skipped.username), escape(skipped.reason))
+        console.print(table)
+
+
+def _show_report(console: Console, report: SyncReport, as_json: bool, show_skipped: bool) -> None:
     if as_json:
         click.echo(json.dumps(report.to_json(), ensure_ascii=False, indent=2))
         return
     if report.refused:
         console.print(f"[red]Refused by the safety brake:[/red] {escape(report.refused)}")
         return
+    _show_notes(console, report.plan)
     if report.failed:
-        table = Table(title="Failed")
-        for column in ("action", "username", "email", "error"):
-            table.add_column(column)
-        for outcome in report.failed:
-            table.add_row(
-                outcome.action.kind,
-                escape(outcome.action.username),
-                escape(outcome.action.email),
-                escape(outcome.error or ""),
-            )
-        console.print(table)
+        console.print(_address_table("Failed", "error", [(o.action, o.error or "") for o in report.failed]))
+    _show_left_alone(console, report.plan, show_skipped)
     counts = report.plan.counts()
     console.print(f"{_counts_line(counts)}; applied {report.applied}, failed {len(report.failed)}", markup=False)
 

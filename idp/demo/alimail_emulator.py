@@ -1,14 +1,19 @@
 """An emulator of the Alibaba Mail Open API v2, with fault injection, for tests and ``idp demo``.
 
-It follows the contract described in ``idp/provisioning/alimail.py`` (token expiry, cursor paging, the
-``{detailErrorCode, message, developerMessage}`` error body, 409 on duplicates, 40 requests/s per
-mail domain answered with 429 and ``Retry-After``) and can be told to misbehave:
+Its routes, the request fields it accepts and the response fields it writes all come from the one
+contract table, ``idp/provisioning/alimail_contract.py``: a request field the table does not list is
+refused with 400, as the real API refuses what it does not know. Beyond the table it keeps the API's
+manners (token expiry, cursor paging, the ``{detailErrorCode, message, developerMessage}`` error body,
+409 on duplicates, 40 requests/s per mail domain answered with 429 and ``Retry-After``) and can be
+told to misbehave:
 
     with run_emulator() as emu:
         emu.faults.fail_next(3, status=429, retry_after=0.2)   # a burst of 429s
         emu.faults.fail_next(2, status=503)                    # 5xx
         emu.faults.drop_next(1)                                # connection closed, no response
+        emu.faults.time_out_after_applying(1, "/v2/users")     # the create happens, its answer never comes
         emu.faults.latency = 2.0                               # every answer late
+        emu.emulator.quirks.extra = {"avatar": {}}             # unknown response fields
         emu.expire_tokens()                                    # next call gets 401
 
 It is a werkzeug WSGI app served on a loopback port in a thread; state lives in memory only.
@@ -19,6 +24,7 @@ from __future__ import annotations
 import base64
 import collections
 import contextlib
+import dataclasses
 import json
 import secrets
 import socket
@@ -34,18 +40,8 @@ from werkzeug.routing import Map, Rule
 from werkzeug.serving import WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
-MAX_PAGE_SIZE = 100
-USER_FIELDS = (
-    "email",
-    "name",
-    "firstName",
-    "lastName",
-    "departmentIds",
-    "jobTitle",
-    "phone",
-    "employeeNo",
-    "status",
-)
+from idp.provisioning.alimail_contract import GROUP_PAGE_SIZE, MAX_PAGE_SIZE, OPERATIONS, ROOT_DEPARTMENT, Operation
+
 USER_STATUSES = ("NORMAL", "FREEZE")
 
 
@@ -76,9 +72,12 @@ def _json(body: Any, status: int = 200) -> Response:
 
 @dataclass
 class _Fault:
-    status: int | None  # None means: drop the connection
+    kind: str  # "status", "drop" (close the connection unanswered) or "late" (apply, then never answer in time)
+    status: int | None
     retry_after: float | None
     path_prefix: str
+    method: str | None
+    delay: float = 0.0
 
 
 @dataclass
@@ -89,36 +88,66 @@ class Faults:
     _queue: collections.deque[_Fault] = field(default_factory=collections.deque)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def fail_next(self, times: int, status: int, retry_after: float | None = None, path_prefix: str = "/v2/") -> None:
+    def _add(self, times: int, fault: _Fault) -> None:
         with self._lock:
-            self._queue.extend(_Fault(status, retry_after, path_prefix) for _ in range(times))
+            self._queue.extend(dataclasses.replace(fault) for _ in range(times))
 
-    def drop_next(self, times: int = 1, path_prefix: str = "/v2/") -> None:
-        with self._lock:
-            self._queue.extend(_Fault(None, None, path_prefix) for _ in range(times))
+    def fail_next(
+        self,
+        times: int,
+        status: int,
+        retry_after: float | None = None,
+        path_prefix: str = "/v2/",
+        method: str | None = None,
+    ) -> None:
+        self._add(times, _Fault("status", status, retry_after, path_prefix, method))
+
+    def drop_next(self, times: int = 1, path_prefix: str = "/v2/", method: str | None = None) -> None:
+        self._add(times, _Fault("drop", None, None, path_prefix, method))
+
+    def time_out_after_applying(
+        self, times: int = 1, path_prefix: str = "/v2/", method: str | None = "POST", delay: float = 1.0
+    ) -> None:
+        """The request is carried out, but its answer comes ``delay`` seconds late: longer than the client
+        waits, so the client cannot know whether it happened."""
+        self._add(times, _Fault("late", None, None, path_prefix, method, delay))
 
     def clear(self) -> None:
         with self._lock:
             self._queue.clear()
             self.latency = 0.0
 
-    def take(self, path: str) -> _Fault | None:
+    def take(self, method: str, path: str) -> _Fault | None:
         with self._lock:
             for fault in self._queue:
-                if path.startswith(fault.path_prefix):
+                if path.startswith(fault.path_prefix) and fault.method in (None, method):
                     self._queue.remove(fault)
                     return fault
         return None
 
 
+@dataclass
+class Quirks:
+    """Ways the answers may differ from the table without being wrong, to prove the client tolerant."""
+
+    extra: dict[str, Any] = field(default_factory=dict)
+    """Fields added to every user, department and group answered: ones the client does not know."""
+    omit: frozenset[str] = frozenset()
+    """Fields left out of every object answered (never ``id``): optional ones the client must default."""
+
+
 @dataclass(frozen=True)
 class Call:
-    """One request as the emulator saw it, for tests that count or time calls."""
+    """One request as the emulator saw it, for tests that count, time or inspect calls."""
 
     at: float
     method: str
     path: str
     status: int
+    operation: str = ""
+    """The contract table's name for it; empty when no route matched."""
+    fields: tuple[str, ...] = ()
+    """The request's body (or form) and query field names, as sent."""
 
 
 def _encode_cursor(seq: int) -> str:
@@ -137,6 +166,17 @@ def _decode_cursor(cursor: str) -> int:
     raise ApiError(400, "InvalidParameter.Cursor", "cursor is not valid", f"cursor {cursor!r} was not issued by us")
 
 
+def _body_fields(request: Request, name: str) -> dict[str, Any]:
+    if name == "token":
+        return dict(request.form)
+    if not request.get_data():
+        return {}
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise ApiError(400, "InvalidParameter.Body", "request body must be a JSON object")
+    return body
+
+
 class AlimailEmulator:
     """The WSGI app and its in-memory state."""
 
@@ -153,23 +193,17 @@ class AlimailEmulator:
         self.token_ttl = token_ttl
         self.rate_limit = rate_limit
         self.faults = Faults()
+        self.quirks = Quirks()
         self.calls: collections.deque[Call] = collections.deque(maxlen=100_000)
         self.tokens_issued = 0
         self._tokens: dict[str, float] = {}
         self._users: dict[str, dict[str, Any]] = {}
         self._departments: dict[str, dict[str, Any]] = {}
+        self._groups: dict[str, dict[str, Any]] = {}
         self._seq = 0
         self._recent: collections.deque[float] = collections.deque()
         self._lock = threading.RLock()
-        self._map = Map(
-            [
-                Rule("/oauth2/v2.0/token", endpoint="token", methods=["POST"]),
-                Rule("/v2/users", endpoint="users", methods=["GET", "POST"]),
-                Rule("/v2/users/<path:key>", endpoint="user", methods=["GET", "PATCH", "DELETE"]),
-                Rule("/v2/departments", endpoint="departments", methods=["GET", "POST"]),
-                Rule("/v2/departments/<dept_id>", endpoint="department", methods=["GET"]),
-            ]
-        )
+        self._map = Map([Rule(op.path, endpoint=name, methods=[op.method]) for name, op in OPERATIONS.items()])
 
     # -- test helpers -------------------------------------------------------------------------
 
@@ -182,10 +216,22 @@ class AlimailEmulator:
         with self._lock:
             return [self._public(u) for u in sorted(self._users.values(), key=lambda u: u["_seq"])]
 
+    def departments(self) -> list[tuple[str, ...]]:
+        """The path of every department, in the order they were created."""
+        with self._lock:
+            ordered = sorted(self._departments.values(), key=lambda d: d["_seq"])
+            return [self.department_path(d["id"]) for d in ordered]
+
+    def groups(self) -> list[dict[str, Any]]:
+        """Every mail group with its ``members`` as a list of addresses."""
+        with self._lock:
+            ordered = sorted(self._groups.values(), key=lambda g: g["_seq"])
+            return [{**self._public(g), "members": [m["email"] for m in g["_members"]]} for g in ordered]
+
     def department_path(self, dept_id: str) -> tuple[str, ...]:
         with self._lock:
             path: list[str] = []
-            while dept_id:
+            while dept_id and dept_id != ROOT_DEPARTMENT:
                 dept = self._departments[dept_id]
                 path.insert(0, dept["name"])
                 dept_id = dept["parentId"]
@@ -195,42 +241,63 @@ class AlimailEmulator:
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
         request = Request(environ)
-        response = self._handle(request, environ)
-        if response is None:
-            # The socket is already shut down: writing this fails quietly inside werkzeug, which is
-            # what a dropped connection looks like to the client.
-            return Response(status=500)(environ, start_response)
-        with self._lock:
-            self.calls.append(Call(time.monotonic(), request.method, request.path, response.status_code))
-        return response(environ, start_response)
-
-    def _handle(self, request: Request, environ: dict[str, Any]) -> Response | None:
         if self.faults.latency:
             time.sleep(self.faults.latency)
-        fault = self.faults.take(request.path)
-        if fault is not None and fault.status is None:
-            sock = environ.get("werkzeug.socket")
-            if sock is not None:
-                with contextlib.suppress(OSError):
-                    sock.shutdown(socket.SHUT_RDWR)
-            return None
+        fault = self.faults.take(request.method, request.path)
+        if fault is not None and fault.kind == "drop":
+            return self._hang_up(environ, start_response)
+        response, operation, fields = self._handle(request, environ, fault)
+        with self._lock:
+            self.calls.append(
+                Call(time.monotonic(), request.method, request.path, response.status_code, operation, fields)
+            )
+        if fault is not None and fault.kind == "late":
+            time.sleep(fault.delay)
+            return self._hang_up(environ, start_response)
+        return response(environ, start_response)
+
+    @staticmethod
+    def _hang_up(environ: dict[str, Any], start_response: Any) -> Any:
+        sock = environ.get("werkzeug.socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+        # The socket is shut down: writing this fails quietly inside werkzeug, which is what a dropped
+        # connection looks like to the client.
+        return Response(status=500)(environ, start_response)
+
+    def _handle(
+        self, request: Request, environ: dict[str, Any], fault: _Fault | None
+    ) -> tuple[Response, str, tuple[str, ...]]:
+        name, fields = "", tuple(request.args)
         try:
-            if fault is not None and fault.status is not None:
+            if fault is not None and fault.kind == "status":
                 self._raise_fault(fault)
             self._throttle()
             adapter = self._map.bind_to_environ(environ)
-            endpoint, args = adapter.match()
-            if endpoint != "token":
+            name, args = adapter.match()
+            if name != "token":
                 self._authenticate(request)
-            return getattr(self, f"_ep_{endpoint}")(request, **args)
+            body = _body_fields(request, name)
+            fields = (*body, *request.args)
+            self._check_fields(OPERATIONS[name], body, request)
+            return getattr(self, f"_ep_{name}")(request, body, **args), name, fields
         except ApiError as exc:
-            return exc.response()
+            return exc.response(), name, fields
         except MethodNotAllowed:
-            return ApiError(405, "MethodNotAllowed", f"{request.method} is not allowed on {request.path}").response()
+            error = ApiError(405, "MethodNotAllowed", f"{request.method} is not allowed on {request.path}")
+            return error.response(), name, fields
         except NotFound:
-            return ApiError(404, "NotFound", f"no such endpoint {request.path}").response()
+            return ApiError(404, "NotFound", f"no such endpoint {request.path}").response(), name, fields
         except HTTPException as exc:
-            return ApiError(exc.code or 500, "HttpError", str(exc.description)).response()
+            return ApiError(exc.code or 500, "HttpError", str(exc.description)).response(), name, fields
+
+    @staticmethod
+    def _check_fields(op: Operation, body: dict[str, Any], request: Request) -> None:
+        """Refuse what the contract table does not list, as the API refuses what it does not know."""
+        unknown = sorted((set(body) - {f.name for f in op.body}) | (set(request.args) - {f.name for f in op.query}))
+        if unknown:
+            raise ApiError(400, "InvalidParameter", f"unknown field(s) {unknown}")
 
     @staticmethod
     def _raise_fault(fault: _Fault) -> None:
@@ -273,72 +340,94 @@ class AlimailEmulator:
         if expires <= time.time():
             raise ApiError(401, "InvalidToken.Expired", "access token has expired")
 
-    # -- endpoints ------------------------------------------------------------------------------
+    # -- answers ---------------------------------------------------------------------------------
 
-    def _ep_token(self, request: Request) -> Response:
-        form = request.form
-        if form.get("grant_type") != "client_credentials":
+    def _shape(self, name: str, obj: dict[str, Any]) -> dict[str, Any]:
+        """``obj`` as the table says ``name`` answers it: only its response fields, with the quirks applied."""
+        listed = OPERATIONS[name].response_fields()
+        return self._quirky({k: v for k, v in obj.items() if k in listed})
+
+    def _answer(self, name: str, obj: dict[str, Any], status: int = 200) -> Response:
+        return _json(self._shape(name, obj), status)
+
+    def _quirky(self, obj: dict[str, Any]) -> dict[str, Any]:
+        kept = {k: v for k, v in obj.items() if k == "id" or k not in self.quirks.omit}
+        return {**kept, **self.quirks.extra}
+
+    def _page_size(self, request: Request, name: str = "size", most: int = MAX_PAGE_SIZE) -> int:
+        try:
+            size = int(request.args.get(name, most))
+        except ValueError:
+            raise ApiError(400, f"InvalidParameter.{name.title()}", f"{name} must be a number") from None
+        if not 1 <= size <= most:
+            raise ApiError(400, f"InvalidParameter.{name.title()}", f"{name} must be between 1 and {most}")
+        return size
+
+    def _page(
+        self, items: list[dict[str, Any]], request: Request, most: int = MAX_PAGE_SIZE
+    ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        """One cursor page of ``items`` and the paging fields of the answer."""
+        size = self._page_size(request, most=most)
+        after = _decode_cursor(request.args.get("cursor", ""))
+        rest = [item for item in sorted(items, key=lambda i: i["_seq"]) if item["_seq"] > after]
+        page, more = rest[:size], len(rest) > size
+        return page, {"nextCursor": _encode_cursor(page[-1]["_seq"]) if more else "", "hasMore": more}
+
+    def _next_seq(self) -> int:
+        self._seq += 1
+        return self._seq
+
+    def _public(self, obj: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in obj.items() if not k.startswith("_")}
+
+    def _check_address(self, address: Any, what: str) -> str:
+        local, _, domain = str(address or "").partition("@")
+        if not local or domain.lower() != self.mail_domain:
+            raise ApiError(
+                400,
+                "InvalidParameter.Email",
+                "email address is not valid for this organization",
+                f"{what} must be an address of {self.mail_domain}, got {address!r}",
+            )
+        return str(address)
+
+    def _address_taken(self, address: str, by: str = "") -> bool:
+        """Whether a user (as address or alias) or a group other than ``by`` holds ``address``."""
+        lowered = address.lower()
+        for user in self._users.values():
+            if user["id"] != by and lowered in [user["email"].lower(), *(a.lower() for a in user["emailAliases"])]:
+                return True
+        return any(g["id"] != by and g["email"].lower() == lowered for g in self._groups.values())
+
+    # -- token ---------------------------------------------------------------------------------
+
+    def _ep_token(self, request: Request, body: dict[str, Any]) -> Response:
+        if body.get("grant_type") != "client_credentials":
             raise ApiError(400, "InvalidParameter.GrantType", "grant_type must be client_credentials")
-        if form.get("client_id") != self.client_id or not secrets.compare_digest(
-            form.get("client_secret", ""), self.client_secret
+        if body.get("client_id") != self.client_id or not secrets.compare_digest(
+            str(body.get("client_secret", "")), self.client_secret
         ):
             raise ApiError(401, "InvalidClient", "client_id or client_secret is wrong")
         token = secrets.token_urlsafe(24)
         with self._lock:
             self._tokens[token] = time.time() + self.token_ttl
             self.tokens_issued += 1
-        return _json({"access_token": token, "token_type": "bearer", "expires_in": self.token_ttl})
+        return self._answer("token", {"access_token": token, "token_type": "bearer", "expires_in": self.token_ttl})
 
-    def _page_size(self, request: Request) -> int:
-        try:
-            size = int(request.args.get("size", MAX_PAGE_SIZE))
-        except ValueError:
-            raise ApiError(400, "InvalidParameter.Size", "size must be a number") from None
-        if not 1 <= size <= MAX_PAGE_SIZE:
-            raise ApiError(400, "InvalidParameter.Size", f"size must be between 1 and {MAX_PAGE_SIZE}")
-        return size
-
-    def _page(self, items: list[dict[str, Any]], request: Request) -> tuple[list[dict[str, Any]], str, bool]:
-        size = self._page_size(request)
-        after = _decode_cursor(request.args.get("cursor", ""))
-        rest = [item for item in sorted(items, key=lambda i: i["_seq"]) if item["_seq"] > after]
-        page, more = rest[:size], len(rest) > size
-        return page, _encode_cursor(page[-1]["_seq"]) if more else "", more
-
-    def _next_seq(self) -> int:
-        self._seq += 1
-        return self._seq
-
-    @staticmethod
-    def _public(user: dict[str, Any]) -> dict[str, Any]:
-        return {k: v for k, v in user.items() if not k.startswith("_")}
+    # -- users ---------------------------------------------------------------------------------
 
     def _find_user(self, key: str) -> dict[str, Any]:
-        user = self._users_by_key(key)
+        user = self._users.get(key)
+        if user is None:
+            lowered = key.lower()
+            user = next((u for u in self._users.values() if u["email"].lower() == lowered), None)
         if user is None:
             raise ApiError(404, "UserNotFound", f"user {key} does not exist")
         return user
 
-    def _users_by_key(self, key: str) -> dict[str, Any] | None:
-        if key in self._users:
-            return self._users[key]
-        lowered = key.lower()
-        return next((u for u in self._users.values() if u["email"].lower() == lowered), None)
-
-    def _check_user_fields(self, body: dict[str, Any], creating: bool) -> None:
-        unknown = sorted(set(body) - set(USER_FIELDS))
-        if unknown:
-            raise ApiError(400, "InvalidParameter", f"unknown field(s) {unknown}")
+    def _check_user(self, body: dict[str, Any], creating: bool) -> None:
         if creating or "email" in body:
-            email = str(body.get("email") or "")
-            local, _, domain = email.partition("@")
-            if not local or domain.lower() != self.mail_domain:
-                raise ApiError(
-                    400,
-                    "InvalidParameter.Email",
-                    "email address is not valid for this organization",
-                    f"email must be an address of {self.mail_domain}, got {email!r}",
-                )
+            self._check_address(body.get("email"), "email")
         if creating and not str(body.get("name") or "").strip():
             raise ApiError(400, "InvalidParameter.Name", "name is required")
         if "status" in body and body["status"] not in USER_STATUSES:
@@ -347,16 +436,15 @@ class AlimailEmulator:
             if dept_id not in self._departments:
                 raise ApiError(400, "InvalidParameter.DepartmentId", f"department {dept_id} does not exist")
 
-    def _ep_users(self, request: Request) -> Response:
+    def _ep_list_users(self, request: Request, body: dict[str, Any]) -> Response:
         with self._lock:
-            if request.method == "GET":
-                page, cursor, more = self._page(list(self._users.values()), request)
-                return _json({"users": [self._public(u) for u in page], "nextCursor": cursor, "hasMore": more})
-            body = request.get_json(silent=True)
-            if not isinstance(body, dict):
-                raise ApiError(400, "InvalidParameter.Body", "request body must be a JSON object")
-            self._check_user_fields(body, creating=True)
-            if self._users_by_key(body["email"]) is not None:
+            page, paging = self._page(list(self._users.values()), request)
+            return _json({"users": [self._shape("get_user", u) for u in page], **paging})
+
+    def _ep_create_user(self, request: Request, body: dict[str, Any]) -> Response:
+        with self._lock:
+            self._check_user(body, creating=True)
+            if self._address_taken(body["email"]):
                 raise ApiError(409, "UserAlreadyExists", f"user {body['email']} already exists")
             user = {
                 "id": uuid.uuid4().hex,
@@ -368,61 +456,165 @@ class AlimailEmulator:
                 "jobTitle": body.get("jobTitle") or "",
                 "phone": body.get("phone") or "",
                 "employeeNo": body.get("employeeNo") or "",
-                "status": body.get("status") or "NORMAL",
+                "status": "NORMAL",
+                "emailAliases": [],
                 "_seq": self._next_seq(),
             }
             self._users[user["id"]] = user
-            return _json(self._public(user), 201)
+            return self._answer("create_user", user, 201)
 
-    def _ep_user(self, request: Request, key: str) -> Response:
+    def _ep_get_user(self, request: Request, body: dict[str, Any], key: str) -> Response:
+        with self._lock:
+            return self._answer("get_user", self._find_user(key))
+
+    def _ep_update_user(self, request: Request, body: dict[str, Any], key: str) -> Response:
         with self._lock:
             user = self._find_user(key)
-            if request.method == "GET":
-                return _json(self._public(user))
-            if request.method == "DELETE":
-                del self._users[user["id"]]
-                return Response(status=204)
-            body = request.get_json(silent=True)
-            if not isinstance(body, dict):
-                raise ApiError(400, "InvalidParameter.Body", "request body must be a JSON object")
-            self._check_user_fields(body, creating=False)
-            if "email" in body:
-                other = self._users_by_key(body["email"])
-                if other is not None and other["id"] != user["id"]:
-                    raise ApiError(409, "UserAlreadyExists", f"user {body['email']} already exists")
-            user.update({k: v for k, v in body.items()})
-            return _json(self._public(user))
+            self._check_user(body, creating=False)
+            if "email" in body and self._address_taken(body["email"], by=user["id"]):
+                raise ApiError(409, "UserAlreadyExists", f"user {body['email']} already exists")
+            user.update(body)
+            return self._answer("update_user", user)
 
-    def _ep_departments(self, request: Request) -> Response:
+    def _ep_delete_user(self, request: Request, body: dict[str, Any], key: str) -> Response:
         with self._lock:
-            if request.method == "GET":
-                parent = request.args.get("parentId", "")
-                children = [d for d in self._departments.values() if d["parentId"] == parent]
-                page, cursor, more = self._page(children, request)
-                return _json({"departments": [self._public(d) for d in page], "nextCursor": cursor, "hasMore": more})
-            body = request.get_json(silent=True)
-            if not isinstance(body, dict) or not str(body.get("name") or "").strip():
-                raise ApiError(400, "InvalidParameter.Name", "department name is required")
-            parent = body.get("parentId") or ""
-            if parent and parent not in self._departments:
-                raise ApiError(400, "InvalidParameter.ParentId", f"department {parent} does not exist")
-            if any(d["parentId"] == parent and d["name"] == body["name"] for d in self._departments.values()):
-                raise ApiError(409, "DepartmentAlreadyExists", f"department {body['name']} already exists here")
-            dept = {
-                "id": uuid.uuid4().hex,
-                "name": body["name"],
-                "parentId": parent,
-                "_seq": self._next_seq(),
-            }
-            self._departments[dept["id"]] = dept
-            return _json(self._public(dept), 201)
+            del self._users[self._find_user(key)["id"]]
+            return Response(status=204)
 
-    def _ep_department(self, request: Request, dept_id: str) -> Response:
+    def _ep_add_alias(self, request: Request, body: dict[str, Any], key: str) -> Response:
+        with self._lock:
+            user = self._find_user(key)
+            alias = self._check_address(body.get("alias"), "alias")
+            if self._address_taken(alias):
+                raise ApiError(409, "AliasAlreadyExists", f"address {alias} is already in use")
+            user["emailAliases"].append(alias)
+            return self._answer("add_alias", user)
+
+    def _ep_remove_alias(self, request: Request, body: dict[str, Any], key: str) -> Response:
+        with self._lock:
+            user = self._find_user(key)
+            alias = str(body.get("alias") or "").lower()
+            if alias not in (a.lower() for a in user["emailAliases"]):
+                raise ApiError(404, "AliasNotFound", f"{alias} is not an alias of {user['email']}")
+            user["emailAliases"] = [a for a in user["emailAliases"] if a.lower() != alias]
+            return self._answer("remove_alias", user)
+
+    # -- departments -----------------------------------------------------------------------------
+
+    def _ep_get_department(self, request: Request, body: dict[str, Any], dept_id: str) -> Response:
         with self._lock:
             dept = self._departments.get(dept_id)
             if dept is None:
                 raise ApiError(404, "DepartmentNotFound", f"department {dept_id} does not exist")
-            return _json(self._public(dept))
+            return self._answer("get_department", dept)
+
+    def _ep_list_child_departments(self, request: Request, body: dict[str, Any], dept_id: str) -> Response:
+        with self._lock:
+            if dept_id != ROOT_DEPARTMENT and dept_id not in self._departments:
+                raise ApiError(404, "DepartmentNotFound", f"department {dept_id} does not exist")
+            limit = self._page_size(request, "limit")
+            try:
+                offset = max(0, int(request.args.get("offset", 0)))
+            except ValueError:
+                raise ApiError(400, "InvalidParameter.Offset", "offset must be a number") from None
+            children = sorted(
+                (d for d in self._departments.values() if d["parentId"] == dept_id), key=lambda d: d["_seq"]
+            )
+            page = [self._shape("get_department", d) for d in children[offset : offset + limit]]
+            return _json({"departments": page, "total": len(children)})
+
+    def _ep_create_department(self, request: Request, body: dict[str, Any]) -> Response:
+        with self._lock:
+            name = str(body.get("name") or "").strip()
+            if not name:
+                raise ApiError(400, "InvalidParameter.Name", "department name is required")
+            parent = str(body.get("parentId") or ROOT_DEPARTMENT)
+            if parent != ROOT_DEPARTMENT and parent not in self._departments:
+                raise ApiError(400, "InvalidParameter.ParentId", f"department {parent} does not exist")
+            if any(d["parentId"] == parent and d["name"] == name for d in self._departments.values()):
+                raise ApiError(409, "DepartmentAlreadyExists", f"department {name} already exists here")
+            dept_id = uuid.uuid4().hex
+            dept = {"id": dept_id, "name": name, "parentId": parent, "_seq": self._next_seq()}
+            self._departments[dept_id] = dept
+            return self._answer("create_department", dept, 201)
+
+    # -- mail groups -----------------------------------------------------------------------------
+
+    def _find_group(self, key: str) -> dict[str, Any]:
+        group = self._groups.get(key)
+        if group is None:
+            lowered = key.lower()
+            group = next((g for g in self._groups.values() if g["email"].lower() == lowered), None)
+        if group is None:
+            raise ApiError(404, "GroupNotFound", f"mail group {key} does not exist")
+        return group
+
+    def _ep_list_groups(self, request: Request, body: dict[str, Any]) -> Response:
+        with self._lock:
+            page, paging = self._page(list(self._groups.values()), request, most=GROUP_PAGE_SIZE)
+            return _json({"groups": [self._shape("get_group", g) for g in page], **paging})
+
+    def _ep_create_group(self, request: Request, body: dict[str, Any]) -> Response:
+        with self._lock:
+            email = self._check_address(body.get("email"), "email")
+            name = str(body.get("name") or "").strip()
+            if not name:
+                raise ApiError(400, "InvalidParameter.Name", "mail group name is required")
+            if self._address_taken(email):
+                raise ApiError(409, "GroupAlreadyExists", f"address {email} is already in use")
+            group_id = uuid.uuid4().hex
+            group = {"id": group_id, "email": email, "name": name, "_members": [], "_seq": self._next_seq()}
+            self._groups[group_id] = group
+            return self._answer("create_group", group, 201)
+
+    def _ep_get_group(self, request: Request, body: dict[str, Any], group: str) -> Response:
+        with self._lock:
+            return self._answer("get_group", self._find_group(group))
+
+    def _ep_update_group(self, request: Request, body: dict[str, Any], group: str) -> Response:
+        with self._lock:
+            found = self._find_group(group)
+            if "name" in body:
+                name = str(body["name"] or "").strip()
+                if not name:
+                    raise ApiError(400, "InvalidParameter.Name", "mail group name is required")
+                found["name"] = name
+            return self._answer("update_group", found)
+
+    def _ep_delete_group(self, request: Request, body: dict[str, Any], group: str) -> Response:
+        with self._lock:
+            del self._groups[self._find_group(group)["id"]]
+            return Response(status=204)
+
+    def _members_of(self, body: dict[str, Any]) -> list[str]:
+        members = body.get("members")
+        if not isinstance(members, list) or not members:
+            raise ApiError(400, "InvalidParameter.Members", "members must be a non-empty list of addresses")
+        return [str(m) for m in members]
+
+    def _ep_list_group_members(self, request: Request, body: dict[str, Any], group: str) -> Response:
+        with self._lock:
+            page, paging = self._page(self._find_group(group)["_members"], request)
+            return _json({"members": [self._quirky({"email": m["email"]}) for m in page], **paging})
+
+    def _ep_add_group_members(self, request: Request, body: dict[str, Any], group: str) -> Response:
+        with self._lock:
+            found = self._find_group(group)
+            have = {m["email"].lower() for m in found["_members"]}
+            for address in self._members_of(body):
+                if "@" not in address:
+                    raise ApiError(400, "InvalidParameter.Members", f"{address!r} is not a mail address")
+                if address.lower() not in have:  # adding a member twice changes nothing
+                    found["_members"].append({"email": address, "_seq": self._next_seq()})
+                    have.add(address.lower())
+            return Response(status=204)
+
+    def _ep_remove_group_members(self, request: Request, body: dict[str, Any], group: str) -> Response:
+        with self._lock:
+            found = self._find_group(group)
+            gone = {a.lower() for a in self._members_of(body)}
+            found["_members"] = [m for m in found["_members"] if m["email"].lower() not in gone]
+            return Response(status=204)
 
 
 class _QuietHandler(WSGIRequestHandler):

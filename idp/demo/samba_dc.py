@@ -342,6 +342,7 @@ def _provision(dc: SambaDC) -> None:
     _ldb("ldbadd", sam, _directory_ldif(time.time()))
     _ldb("ldbmodify", sam, _domain_policy_ldif())
     _let_read_password_policies(sam, SERVICE_ACCOUNT.username)
+    _let_list_deleted_objects(sam, SERVICE_ACCOUNT.username)
     # Samba's password_hash module accepts only 0 or -1 for pwdLastSet, even with the relax control, so a
     # password set long ago is written to the domain partition directly, below the module stack.
     partition = dc.target_dir / "private" / "sam.ldb.d" / f"{BASE_DN.upper()}.ldb"
@@ -487,15 +488,41 @@ def _let_read_password_policies(sam: Path, username: str) -> None:
     """AD hides fine-grained password policies from everyone but admins; the sign-in throttle wants their
     lockout thresholds, so the demo does what the README asks an admin to do: let the service account read
     the Password Settings Container (the ACE is inherited by every PSO in it)."""
-    found = subprocess.run(
-        ["ldbsearch", "-H", str(sam), f"(sAMAccountName={username})", "objectSid"],
-        capture_output=True, text=True, timeout=60, check=True,
-    ).stdout  # fmt: skip
-    sid = next(line.split(":", 1)[1].strip() for line in found.splitlines() if line.startswith("objectSid:"))
+    sid = _sid_of(sam, username)
     _run(
         ["samba-tool", "dsacl", "set", "-H", str(sam), f"--objectdn={_PSO_DN}", f"--sddl=(A;CI;RPLCLORC;;;{sid})"],
         "let the service account read password policies",
     )
+
+
+def _let_list_deleted_objects(sam: Path, username: str) -> None:
+    """The incremental sync reads deletions from the Deleted Objects container, which AD lets only
+    administrators list; the demo grants the service account List Contents and Read Property there, as the
+    README asks an admin to do with dsacls. (samba-tool dsacl cannot see the container: it is itself a
+    deleted object, found only with the show-deleted control.)"""
+    dn = f"CN=Deleted Objects,{BASE_DN}"
+    found = subprocess.run(
+        ["ldbsearch", "-H", str(sam), "--controls=show_deleted:1", "-s", "base", "-b", dn, "nTSecurityDescriptor"],
+        capture_output=True, text=True, timeout=60, check=True,
+    ).stdout  # fmt: skip
+    unfolded = found.replace("\n ", "")  # LDIF folds long values onto lines that start with a space
+    sddl = next(line.split(":", 1)[1].strip() for line in unfolded.splitlines() if line.startswith("nTSec"))
+    dacl_end = sddl.find("S:") if "S:" in sddl else len(sddl)  # the new entry goes last in the DACL
+    granted = f"{sddl[:dacl_end]}(A;;RPLC;;;{_sid_of(sam, username)}){sddl[dacl_end:]}"
+    ldif = f"dn: {dn}\nchangetype: modify\nreplace: nTSecurityDescriptor\nnTSecurityDescriptor: {granted}\n"
+    _run(
+        ["ldbmodify", "-H", str(sam), "--controls=show_deleted:1"],
+        "let the service account list deleted objects",
+        stdin=ldif,
+    )
+
+
+def _sid_of(sam: Path, username: str) -> str:
+    found = subprocess.run(
+        ["ldbsearch", "-H", str(sam), f"(sAMAccountName={username})", "objectSid"],
+        capture_output=True, text=True, timeout=60, check=True,
+    ).stdout  # fmt: skip
+    return next(line.split(":", 1)[1].strip() for line in found.splitlines() if line.startswith("objectSid:"))
 
 
 def _ldb(tool: str, url: Path, ldif: str) -> None:

@@ -42,7 +42,7 @@ def account_refusal(first: Callable[[str], str | None], now: float) -> Directory
     expires = _int(first("accountExpires"))
     if control & _ACCOUNTDISABLE:
         return AccountDisabled("the account is disabled (userAccountControl)")
-    if expires not in _NEVER and expires <= (now + _FILETIME_EPOCH_OFFSET) * 10_000_000:
+    if has_expired(expires, now):
         return AccountExpired("the account has expired (accountExpires)")
     if computed & _UF_LOCKOUT:
         return AccountLocked("the account is locked (msDS-User-Account-Control-Computed)")
@@ -52,6 +52,17 @@ def account_refusal(first: Callable[[str], str | None], now: float) -> Directory
     if computed & _UF_PASSWORD_EXPIRED:
         return PasswordExpired("the password has expired (msDS-User-Account-Control-Computed)")
     return None
+
+
+def has_expired(account_expires: int, now: float) -> bool:
+    """True when AD's ``accountExpires`` (FILETIME; 0 and 0x7FFFFFFFFFFFFFFF mean never) is not after ``now``
+    (epoch seconds)."""
+    return account_expires not in _NEVER and account_expires <= filetime(now)
+
+
+def filetime(epoch_seconds: float) -> int:
+    """Epoch seconds as AD's FILETIME: 100 ns intervals since 1601-01-01."""
+    return int((epoch_seconds + _FILETIME_EPOCH_OFFSET) * 10_000_000)
 
 
 def _int(value: str | None) -> int:

@@ -20,6 +20,7 @@ from ldap3.utils.conv import escape_filter_chars
 
 from idp.directory.account import ACCOUNT_STATE_ATTRIBUTES, account_refusal
 from idp.directory.ad_codes import WRONG_USERNAME_OR_PASSWORD, bind_refusal
+from idp.directory.attributes import further_attributes
 from idp.directory.errors import DirectoryError, InvalidCredentials
 from idp.directory.groups import SECURITY_GROUP_BIT, Group, GroupGraph
 from idp.directory.lockout import PSO_ATTRIBUTES, LockoutPolicies, LockoutPolicy, filetime_seconds
@@ -106,7 +107,7 @@ class Directory:
         controllers = DomainControllers(settings)
         self._searches = ConnectionPool(settings, controllers, bind_as_service=True)
         self._binds = ConnectionPool(settings, controllers, bind_as_service=False)
-        self._attributes = tuple(dict.fromkeys((*_PERSON_ATTRIBUTES, *settings.extra_attributes)))
+        self._attributes = tuple(dict.fromkeys((*_PERSON_ATTRIBUTES, *further_attributes(settings))))
         self._groups = GroupGraph(self._all_groups, ttl=settings.group_cache_seconds, clock=clock)
         self._lockout = LockoutPolicies(
             self._read_object, settings.base_dn, ttl=settings.group_cache_seconds, clock=clock
@@ -275,7 +276,7 @@ class Directory:
             raise DirectoryError(f"{entry.dn} has no objectGUID; is base_dn an Active Directory domain?")
         extra = {
             name: tuple(_text(v) for v in entry.attributes[name.lower()])
-            for name in self._settings.extra_attributes
+            for name in further_attributes(self._settings)
             if entry.attributes.get(name.lower())
         }
         return Person(

@@ -9,7 +9,10 @@ from idp.provisioning.provider import (
     Conflict,
     Mailbox,
     MailboxSpec,
+    MailGroup,
+    MailGroupSpec,
     NotFound,
+    NotSupported,
     Provider,
     ProviderError,
     RateLimited,
@@ -21,9 +24,12 @@ from idp.provisioning.reconcile import Reconciled, ensure_mailbox
 
 __all__ = [
     "Conflict",
+    "MailGroup",
+    "MailGroupSpec",
     "Mailbox",
     "MailboxSpec",
     "NotFound",
+    "NotSupported",
     "PersonNotProvisionable",
     "Provider",
     "ProviderError",

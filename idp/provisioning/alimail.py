@@ -1,24 +1,18 @@
-"""Alibaba Mail (阿里邮箱) Open API v2 as a mailbox ``Provider``.
+"""Alibaba Mail (阿里邮箱) Open API v2 as a mailbox ``Provider``, mail groups and aliases included.
 
-The contract we follow. Documented publicly: the token endpoint (``POST /oauth2/v2.0/token``, form
-fields ``grant_type=client_credentials``, ``client_id``, ``client_secret``; answer ``access_token``,
-``token_type``, ``expires_in``), ``Authorization: bearer <token>``, users under ``/v2/users`` and
-departments under ``/v2/departments``, freezing with ``PATCH {"status": "FREEZE"}`` (``"NORMAL"``
-undoes it), cursor paging (``cursor`` + ``size`` in, ``nextCursor`` + ``hasMore`` out), errors as JSON
-``{detailErrorCode, message, developerMessage}``, and 40 requests/s per mail domain shared by every app.
-
-Where the public documents are silent we chose, and the emulator (``idp/demo/alimail_emulator.py``) holds the
-same choices: user fields ``email, name, firstName, lastName, departmentIds, jobTitle, phone,
-employeeNo, status``; ``GET|PATCH|DELETE /v2/users/{id or email}``; departments ``{id, name,
-parentId}`` with ``parentId`` empty at the top, listed as children with ``GET
-/v2/departments?parentId=``, created with ``POST /v2/departments {name, parentId}``; a page holds at
-most 100 items; ``Retry-After`` in seconds on 429.
+What we send and read, field by field, and which public page (or, where none, which SDK's source)
+each field rests on, is the table in ``idp/provisioning/alimail_contract.py``; the emulator follows the
+same table and the tests fail if this client sends a field it does not list. Answers are read
+tolerantly: unknown fields are ignored and a missing optional field takes its default, so only a
+missing ``id`` or ``email`` is an error (``Rejected`` with code ``InvalidResponse``).
 
 Every request (the token, department look-ups and creates, retries, the repeat after a 401) goes
 through one ``_send``: paced by the shared rate limiter, then held inside the API's window of 40
 arrivals per second by the shared ``ArrivalWindow`` until it is answered. Every call has timeouts and
 is retried on 429 / 5xx / dropped connections / timeouts by ``RetryPolicy``. A 401 renews the token
-once and repeats the call.
+once and repeats the call. Every create (mailbox, department, mail group, alias) goes through
+``RetryPolicy.create``: after an attempt that may have been carried out, it looks the object up by its
+address (a department: its parent and name) before trying again, so a timeout never makes two.
 """
 
 from __future__ import annotations
@@ -32,16 +26,21 @@ from urllib.parse import quote
 
 import httpx
 
+from idp.provisioning.alimail_contract import GROUP_PAGE_SIZE, MAX_PAGE_SIZE, ROOT_DEPARTMENT
 from idp.provisioning.provider import (
     SPEC_FIELDS,
     Conflict,
     Mailbox,
     MailboxSpec,
+    MailGroup,
+    MailGroupSpec,
     NotFound,
     RateLimited,
     Rejected,
     Unavailable,
+    changed_fields,
     check_changes,
+    normal_addresses,
 )
 from idp.provisioning.ratelimit import ArrivalWindow, RateLimiter, make_arrival_window, make_rate_limiter
 from idp.provisioning.retry import RetryPolicy, parse_retry_after
@@ -49,7 +48,6 @@ from idp.settings import AlimailSettings
 
 log = logging.getLogger(__name__)
 
-MAX_PAGE_SIZE = 100
 TOKEN_PATH = "/oauth2/v2.0/token"  # noqa: S105 - a URL path, not a secret
 
 
@@ -65,6 +63,37 @@ def _error_fields(response: httpx.Response) -> tuple[str, str, str]:
     code = str(body.get("detailErrorCode") or body.get("code") or body.get("error") or "")
     message = str(body.get("message") or body.get("error_description") or response.reason_phrase)
     return code, message, str(body.get("developerMessage") or "")
+
+
+def _body(response: httpx.Response, what: str) -> dict[str, Any]:
+    """A successful answer's JSON object; an empty body (204) is an empty object."""
+    if not response.content:
+        return {}
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if not isinstance(body, dict):
+        raise Rejected("InvalidResponse", f"{what}: the answer is not a JSON object")
+    return body
+
+
+def _required(obj: Mapping[str, Any], key: str, what: str) -> str:
+    """A field no answer can do without; its absence is the API's fault, reported as such."""
+    value = obj.get(key)
+    if value is None or value == "":
+        raise Rejected("InvalidResponse", f"{what}: the answer carries no {key!r}")
+    return str(value)
+
+
+def _texts(value: Any) -> tuple[str, ...]:
+    """A list of strings from an answer, tolerating null and stray non-strings."""
+    return tuple(str(v) for v in value if isinstance(v, str)) if isinstance(value, list) else ()
+
+
+def _chunks(items: list[str], size: int) -> Iterator[list[str]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
 
 
 def raise_for_status(response: httpx.Response, what: str) -> None:
@@ -185,11 +214,16 @@ class AlimailProvider:
                 developer,
                 response.status_code,
             )
-        raise_for_status(response, "get access token")
-        body = response.json()
-        return str(body["access_token"]), float(body.get("expires_in") or 3600)
+        what = "get access token"
+        raise_for_status(response, what)
+        body = _body(response, what)
+        try:
+            lifetime = float(body.get("expires_in") or 3600)
+        except (TypeError, ValueError):
+            lifetime = 3600.0  # the API's usual lifetime; a 401 renews it early if it was shorter
+        return _required(body, "access_token", what), lifetime
 
-    def _attempt(self, method: str, path: str, what: str, **kwargs: Any) -> httpx.Response:
+    def _attempt(self, method: str, path: str, what: str, **kwargs: Any) -> dict[str, Any]:
         token = self._tokens.get()
         response = self._send(method, path, what, headers={"Authorization": f"bearer {token}"}, **kwargs)
         if response.status_code == 401:
@@ -198,57 +232,82 @@ class AlimailProvider:
             token = self._tokens.get()
             response = self._send(method, path, what, headers={"Authorization": f"bearer {token}"}, **kwargs)
         raise_for_status(response, what)
-        return response
+        return _body(response, what)
 
-    def _call(self, method: str, path: str, what: str, **kwargs: Any) -> httpx.Response:
+    def _call(self, method: str, path: str, what: str, **kwargs: Any) -> dict[str, Any]:
         return self._retry.call(lambda: self._attempt(method, path, what, **kwargs), what)
 
     @staticmethod
     def _user_path(id_or_email: str) -> str:
         return f"/v2/users/{quote(id_or_email, safe='@')}"
 
+    def _cursor_pages(self, path: str, key: str, what: str, size: int) -> Iterator[Mapping[str, Any]]:
+        """Every item under ``key`` of every page: ``cursor`` + ``size`` in, ``nextCursor`` + ``hasMore`` out."""
+        cursor = ""
+        while True:
+            page = self._call("GET", path, what, params={"cursor": cursor, "size": size})
+            for item in page.get(key) or []:
+                if isinstance(item, Mapping):
+                    yield item
+            cursor = str(page.get("nextCursor") or "")
+            if not page.get("hasMore") or not cursor:
+                return
+
     # -- departments -------------------------------------------------------------------------
 
     def _department_path(self, dept_id: str) -> tuple[str, ...]:
+        if not dept_id or dept_id == ROOT_DEPARTMENT:
+            return ()
         if dept_id in self._dept_paths:
             return self._dept_paths[dept_id]
-        dept = self._call("GET", f"/v2/departments/{quote(dept_id, safe='')}", "read department").json()
-        parent = str(dept.get("parentId") or "")
-        path = (*self._department_path(parent), str(dept["name"])) if parent else (str(dept["name"]),)
+        what = "read department"
+        dept = self._call("GET", f"/v2/departments/{quote(dept_id, safe='')}", what)
+        path = (*self._department_path(str(dept.get("parentId") or "")), _required(dept, "name", what))
         with self._dept_lock:
             self._dept_paths[dept_id], self._dept_ids[path] = path, dept_id
         return path
 
     def _find_child_department(self, parent_id: str, name: str) -> str | None:
-        cursor = ""
+        """The id of ``parent_id``'s child called ``name``; children are paged by ``offset`` and ``limit``."""
+        offset = 0
         while True:
             page = self._call(
                 "GET",
-                "/v2/departments",
+                f"/v2/departments/{quote(parent_id, safe='')}/departments",
                 "list departments",
-                params={"parentId": parent_id, "cursor": cursor, "size": MAX_PAGE_SIZE},
-            ).json()
-            for dept in page.get("departments") or []:
-                if dept.get("name") == name:
+                params={"offset": offset, "limit": MAX_PAGE_SIZE},
+            )
+            children = [d for d in page.get("departments") or [] if isinstance(d, Mapping)]
+            for dept in children:
+                if dept.get("name") == name and dept.get("id"):
                     return str(dept["id"])
-            cursor = str(page.get("nextCursor") or "")
-            if not page.get("hasMore") or not cursor:
+            offset += len(children)
+            total = page.get("total")
+            # Without a total, a short page is the last one.
+            if len(children) < MAX_PAGE_SIZE or (isinstance(total, int) and offset >= total):
                 return None
+
+    def _create_department(self, parent_id: str, name: str) -> str:
+        what = f"create department {name}"
+        body = {"name": name, "parentId": parent_id}
+
+        # Another node may create it after we looked: a department is only its name, so theirs is ours.
+        dept_id, _ = self._retry.create(
+            lambda: _required(self._attempt("POST", "/v2/departments", what, json=body), "id", what),
+            lambda: self._find_child_department(parent_id, name),
+            what,
+            adopt=True,
+        )
+        return dept_id
 
     def ensure_department(self, path: tuple[str, ...]) -> str:
         """The id of the department at ``path``, creating missing levels (another node may race us)."""
-        parent = ""
+        parent = ROOT_DEPARTMENT
         for depth in range(1, len(path) + 1):
             prefix, name = path[:depth], path[depth - 1]
             dept_id = self._dept_ids.get(prefix) or self._find_child_department(parent, name)
             if dept_id is None:
-                try:
-                    body = {"name": name, "parentId": parent}
-                    dept_id = str(self._call("POST", "/v2/departments", "create department", json=body).json()["id"])
-                except Conflict:
-                    dept_id = self._find_child_department(parent, name)
-                    if dept_id is None:
-                        raise
+                dept_id = self._create_department(parent, name)
             with self._dept_lock:
                 self._dept_ids[prefix], self._dept_paths[dept_id] = dept_id, prefix
             parent = dept_id
@@ -256,25 +315,28 @@ class AlimailProvider:
 
     # -- mapping -----------------------------------------------------------------------------
 
-    def _to_mailbox(self, user: Mapping[str, Any]) -> Mailbox:
+    def _to_mailbox(self, user: Mapping[str, Any], what: str = "read mailbox") -> Mailbox:
         def text(key: str) -> str | None:
-            return str(user.get(key) or "") or None
+            value = user.get(key)
+            return str(value) if value not in (None, "") else None
 
-        dept_ids = user.get("departmentIds") or []
+        dept_ids = _texts(user.get("departmentIds"))
         return Mailbox(
-            id=str(user["id"]),
-            email=str(user["email"]),
+            id=_required(user, "id", what),
+            email=_required(user, "email", what),
             display_name=str(user.get("name") or ""),
             given_name=text("firstName"),
             surname=text("lastName"),
-            department=self._department_path(str(dept_ids[0])) if dept_ids else (),
+            department=self._department_path(dept_ids[0]) if dept_ids else (),
             title=text("jobTitle"),
             phone=text("phone"),
             employee_number=text("employeeNo"),
+            aliases=_texts(user.get("emailAliases")),
             frozen=user.get("status") == "FREEZE",
         )
 
     def _to_body(self, fields: Mapping[str, Any], creating: bool) -> dict[str, Any]:
+        """The JSON body for ``fields`` (MailboxSpec names); aliases have calls of their own."""
         names = {
             "email": "email",
             "display_name": "name",
@@ -286,6 +348,8 @@ class AlimailProvider:
         }
         body: dict[str, Any] = {}
         for key, value in fields.items():
+            if key == "aliases":
+                continue
             if key == "department":
                 body["departmentIds"] = [self.ensure_department(tuple(value))] if value else []
             elif value is not None:
@@ -294,10 +358,10 @@ class AlimailProvider:
                 body[names[key]] = ""  # clearing a field on update
         return body
 
-    # -- Provider ----------------------------------------------------------------------------
+    # -- mailboxes ---------------------------------------------------------------------------
 
     def get(self, id_or_email: str) -> Mailbox:
-        return self._to_mailbox(self._call("GET", self._user_path(id_or_email), "read mailbox").json())
+        return self._to_mailbox(self._call("GET", self._user_path(id_or_email), "read mailbox"))
 
     def find(self, email: str) -> Mailbox | None:
         try:
@@ -307,31 +371,73 @@ class AlimailProvider:
 
     def list_all(self, page_size: int = MAX_PAGE_SIZE) -> Iterator[Mailbox]:
         size = max(1, min(page_size, MAX_PAGE_SIZE))
-        cursor = ""
-        while True:
-            page = self._call("GET", "/v2/users", "list mailboxes", params={"cursor": cursor, "size": size}).json()
-            for user in page.get("users") or []:
-                yield self._to_mailbox(user)
-            cursor = str(page.get("nextCursor") or "")
-            if not page.get("hasMore") or not cursor:
-                return
+        for user in self._cursor_pages("/v2/users", "users", "list mailboxes", size):
+            yield self._to_mailbox(user, "list mailboxes")
 
     def create(self, spec: MailboxSpec) -> Mailbox:
-        fields = {name: getattr(spec, name) for name in SPEC_FIELDS}
-        body = self._to_body(fields, creating=True)
-        return self._to_mailbox(self._call("POST", "/v2/users", f"create mailbox {spec.email}", json=body).json())
+        """Create the mailbox; Conflict when one with that address existed before we tried.
+
+        A retry after a timeout finds the mailbox our first attempt made and reconciles it to ``spec``."""
+        what = f"create mailbox {spec.email}"
+        body = self._to_body({name: getattr(spec, name) for name in SPEC_FIELDS}, creating=True)
+        mailbox, created = self._retry.create(
+            lambda: self._to_mailbox(self._attempt("POST", "/v2/users", what, json=body), what),
+            lambda: self.find(spec.email),
+            what,
+        )
+        if not created:
+            changes = changed_fields(mailbox.spec(), spec)
+            return self.update(mailbox.id, changes) if changes else mailbox
+        return self._set_aliases(mailbox, spec.aliases) if spec.aliases else mailbox
 
     def update(self, id_or_email: str, changes: Mapping[str, Any]) -> Mailbox:
         check_changes(changes)
         if not changes:
             return self.get(id_or_email)
-        body = self._to_body(changes, creating=False)
-        response = self._call("PATCH", self._user_path(id_or_email), f"update mailbox {id_or_email}", json=body)
-        return self._to_mailbox(response.json())
+        fields = {key: value for key, value in changes.items() if key != "aliases"}
+        mailbox = None
+        if fields:
+            what = f"update mailbox {id_or_email}"
+            body = self._to_body(fields, creating=False)
+            mailbox = self._to_mailbox(self._call("PATCH", self._user_path(id_or_email), what, json=body), what)
+        if "aliases" in changes:
+            mailbox = self._set_aliases(mailbox or self.get(id_or_email), changes["aliases"])
+        return mailbox or self.get(id_or_email)
+
+    def _set_aliases(self, mailbox: Mailbox, wanted: tuple[str, ...]) -> Mailbox:
+        """Add the aliases ``mailbox`` lacks and remove those not ``wanted``, one call each (the API's way)."""
+        want = set(normal_addresses(wanted, excluding=mailbox.email))
+        have = set(mailbox.aliases)
+        for alias in sorted(want - have):
+            mailbox = self._add_alias(mailbox, alias)
+        for alias in sorted(have - want):
+            what = f"remove alias {alias} from {mailbox.email}"
+            path = f"{self._user_path(mailbox.id)}/emailAliases"
+            try:
+                mailbox = self._to_mailbox(self._call("DELETE", path, what, json={"alias": alias}), what)
+            except NotFound:
+                mailbox = self.get(mailbox.id)  # a retried removal: gone already is what we wanted
+                if alias in mailbox.aliases:
+                    raise
+        return mailbox
+
+    def _add_alias(self, mailbox: Mailbox, alias: str) -> Mailbox:
+        what = f"add alias {alias} to {mailbox.email}"
+
+        def holding() -> Mailbox | None:
+            current = self.get(mailbox.id)
+            return current if alias in current.aliases else None
+
+        def attempt() -> Mailbox:
+            path = f"{self._user_path(mailbox.id)}/emailAliases"
+            return self._to_mailbox(self._attempt("POST", path, what, json={"alias": alias}), what)
+
+        added, _ = self._retry.create(attempt, holding, what)
+        return added
 
     def _set_status(self, id_or_email: str, status: str) -> Mailbox:
         what = f"set mailbox {id_or_email} to {status}"
-        return self._to_mailbox(self._call("PATCH", self._user_path(id_or_email), what, json={"status": status}).json())
+        return self._to_mailbox(self._call("PATCH", self._user_path(id_or_email), what, json={"status": status}))
 
     def freeze(self, id_or_email: str) -> Mailbox:
         return self._set_status(id_or_email, "FREEZE")
@@ -341,6 +447,77 @@ class AlimailProvider:
 
     def delete(self, id_or_email: str) -> None:
         self._call("DELETE", self._user_path(id_or_email), f"delete mailbox {id_or_email}")
+
+    # -- mail groups -------------------------------------------------------------------------
+
+    supports_groups = True
+
+    @staticmethod
+    def _group_path(id_or_email: str) -> str:
+        return f"/v2/groups/{quote(id_or_email, safe='@')}"
+
+    def _members(self, group_id: str) -> tuple[str, ...]:
+        path = f"{self._group_path(group_id)}/members"
+        entries = self._cursor_pages(path, "members", "list mail group members", MAX_PAGE_SIZE)
+        return tuple(str(m["email"]) for m in entries if m.get("email"))
+
+    def _to_group(self, group: Mapping[str, Any], what: str, members: tuple[str, ...] | None = None) -> MailGroup:
+        group_id = _required(group, "id", what)
+        return MailGroup(
+            email=_required(group, "email", what),
+            name=str(group.get("name") or ""),
+            members=self._members(group_id) if members is None else members,
+            id=group_id,
+        )
+
+    def _find_group(self, id_or_email: str) -> MailGroup | None:
+        what = f"read mail group {id_or_email}"
+        try:
+            return self._to_group(self._call("GET", self._group_path(id_or_email), what), what)
+        except NotFound:
+            return None
+
+    def list_groups(self) -> Iterator[MailGroup]:
+        for group in self._cursor_pages("/v2/groups", "groups", "list mail groups", GROUP_PAGE_SIZE):
+            yield self._to_group(group, "list mail groups")
+
+    def create_group(self, spec: MailGroupSpec) -> MailGroup:
+        what = f"create mail group {spec.email}"
+        body = {"email": spec.email, "name": spec.name}
+        # A group that exists already is adopted; a Conflict with no group found is a mailbox at that address.
+        group, _ = self._retry.create(
+            lambda: self._to_group(self._attempt("POST", "/v2/groups", what, json=body), what, ()),
+            lambda: self._find_group(spec.email),
+            what,
+            adopt=True,
+        )
+        return self._reconcile_group(group, spec)
+
+    def update_group(self, group_id: str, spec: MailGroupSpec) -> MailGroup:
+        group = self._find_group(group_id)
+        if group is None:
+            raise NotFound(f"update mail group {group_id}: no such group")
+        return self._reconcile_group(group, spec)
+
+    def _reconcile_group(self, group: MailGroup, spec: MailGroupSpec) -> MailGroup:
+        """Make ``group``'s name and members those of ``spec`` (its address is its identity, never changed)."""
+        path = self._group_path(group.id)
+        name = group.name
+        if spec.name != group.name:
+            what = f"rename mail group {group.email}"
+            name = self._to_group(self._call("PATCH", path, what, json={"name": spec.name}), what, ()).name
+        # Adding a member twice or removing one twice changes nothing, so these are safe to repeat.
+        for chunk in _chunks(sorted(set(spec.members) - set(group.members)), MAX_PAGE_SIZE):
+            self._call("POST", f"{path}/members", f"add members to {group.email}", json={"members": chunk})
+        for chunk in _chunks(sorted(set(group.members) - set(spec.members)), MAX_PAGE_SIZE):
+            self._call("DELETE", f"{path}/members", f"remove members from {group.email}", json={"members": chunk})
+        return MailGroup(email=group.email, name=name, members=spec.members, id=group.id)
+
+    def delete_group(self, group_id: str) -> None:
+        try:
+            self._call("DELETE", self._group_path(group_id), f"delete mail group {group_id}")
+        except NotFound:
+            return  # gone already (a retried delete whose first answer was lost): what we wanted
 
     def close(self) -> None:
         self._http.close()

@@ -1,7 +1,8 @@
 """Just-in-time provisioning: at sign-in, make sure the person's mailbox exists and matches AD.
 
 Which sign-ins: every SP's, or only those listed in ``[provisioning] jit_sps``; none when ``jit = false``
-or there is no ``[provisioning]`` section.
+or there is no ``[provisioning]`` section. Members of ``no_mailbox_group`` never get a mailbox here either:
+the sync would freeze it again.
 
 A steady-state sign-in costs one database read and no provider call: the local record's fingerprint of
 the last provisioned spec equals the spec AD gives now. Only a first sign-in, a changed attribute, a
@@ -35,7 +36,7 @@ from idp.store.db import Database
 
 log = logging.getLogger(__name__)
 
-JitAction = Literal["unchanged", "provisioned", "queued", "not_provisionable"]
+JitAction = Literal["unchanged", "provisioned", "queued", "not_provisionable", "not_mailbox_holder"]
 
 
 class JitRefused(Exception):
@@ -100,9 +101,11 @@ class JitProvisioner:
     def provision(self, person: Person, *, sp: str | None = None, ip: str | None = None) -> JitOutcome:
         """Bring the person's mailbox in line with AD, within the budget; raise JitRefused under "deny"."""
         deny = self.settings.on_failure == "deny"
-        department_source, mail_domain = self.settings.mapping
+        if _in_no_mailbox_group(person, self.settings):
+            # The sync freezes such a mailbox: making (or thawing) it here would undo that at every sign-in.
+            return JitOutcome("not_mailbox_holder", "in the no-mailbox group")
         try:
-            spec = spec_from_person(person, department_source, mail_domain)
+            spec = spec_from_person(person, self.settings)
         except PersonNotProvisionable as exc:
             self._audit.record(
                 "provision", "failure", reason="jit", username=person.username, sp=sp, ip=ip, detail=str(exc)
@@ -162,6 +165,12 @@ class JitProvisioner:
             if self._provider is None:
                 self._provider = self._make_provider()
             return self._provider
+
+
+def _in_no_mailbox_group(person: Person, settings: ProvisioningSettings) -> bool:
+    """Whether the person is in ``no_mailbox_group`` (nested membership counts: group_dns holds every group)."""
+    group = settings.no_mailbox_group.strip().casefold()
+    return bool(group) and group in (dn.casefold() for dn in person.group_dns)
 
 
 def _steady(record: ProvisioningRecord | None, spec: MailboxSpec) -> bool:

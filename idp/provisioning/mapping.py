@@ -4,14 +4,20 @@ from __future__ import annotations
 
 from typing import Literal
 
+from idp.mail_address import NoMailAddress, mail_address
 from idp.person import Person
 from idp.provisioning.provider import MailboxSpec
+from idp.settings import ProvisioningSettings
 
 DepartmentSource = Literal["attribute", "ou"]
 
 
 class PersonNotProvisionable(ValueError):
-    """AD lacks something a mailbox needs (an email address); the message names what."""
+    """AD lacks something a mailbox needs (an email address); ``missing`` names the AD attribute."""
+
+    def __init__(self, message: str, *, missing: str) -> None:
+        super().__init__(message)
+        self.missing = missing
 
 
 def _first(person: Person, *names: str) -> str | None:
@@ -55,13 +61,25 @@ def department_from_attribute(value: str | None) -> tuple[str, ...]:
     return tuple(level.strip() for level in value.split("/") if level.strip())
 
 
-def spec_from_person(
-    person: Person, department_source: DepartmentSource = "attribute", mail_domain: str = ""
-) -> MailboxSpec:
-    """The mailbox ``person`` should have; the address is AD's ``mail``, else ``username@mail_domain``."""
-    email = person.mail or (f"{person.username}@{mail_domain}" if mail_domain else "")
-    if not email:
-        raise PersonNotProvisionable(f"{person.username} has no mail attribute in AD and no mail domain is set")
+def aliases_from(person: Person) -> tuple[str, ...]:
+    """AD ``proxyAddresses`` as mailbox aliases: the ``smtp:`` entries (lower-case prefix, secondary
+    addresses); ``SMTP:`` marks the primary address, which is the mailbox itself, and x500:, sip: and the
+    like are not mail."""
+    by_lower = {k.lower(): v for k, v in person.attributes.items()}
+    return tuple(
+        value[5:].strip()
+        for value in by_lower.get("proxyaddresses", ())
+        if value.startswith("smtp:") and value[5:].strip()
+    )
+
+
+def spec_from_person(person: Person, settings: ProvisioningSettings | None = None) -> MailboxSpec:
+    """The mailbox ``person`` should have, at the address the one address rule gives (idp.mail_address)."""
+    try:
+        email = mail_address(person, settings)
+    except NoMailAddress as exc:
+        raise PersonNotProvisionable(str(exc), missing=exc.missing) from None
+    department_source: DepartmentSource = settings.mapping[0] if settings is not None else "attribute"
     if department_source == "ou":
         department = department_from_dn(person.dn)
     else:
@@ -77,4 +95,5 @@ def spec_from_person(
         title=_first(person, "title"),
         phone=_first(person, "telephoneNumber", "mobile"),
         employee_number=_first(person, "employeeID", "employeeNumber"),
+        aliases=aliases_from(person),
     )

@@ -21,12 +21,12 @@ import os
 import random
 import socket
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import ColumnElement, delete, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from idp.audit import AuditTrail
@@ -155,11 +155,14 @@ class Outbox:
         with self._db.session() as s:
             return [_item(r) for r in s.scalars(q.order_by(OutboxRow.next_attempt_at, OutboxRow.id))]
 
-    def claim(self, owner: str, limit: int = 20) -> list[OutboxItem]:
-        """Take up to ``limit`` due rows for ``owner``; the database decides who wins each row."""
+    def claim(self, owner: str, limit: int = 20, *, ids: Collection[int] | None = None) -> list[OutboxItem]:
+        """Take up to ``limit`` due rows (of ``ids`` only, when given) for ``owner``; the database decides who
+        wins each row."""
         now = self._now()
         free = or_(OutboxRow.lease_expires_at.is_(None), OutboxRow.lease_expires_at < now)
-        due = (OutboxRow.state == "pending", OutboxRow.next_attempt_at <= now, free)
+        due: tuple[ColumnElement[bool], ...] = (OutboxRow.state == "pending", OutboxRow.next_attempt_at <= now, free)
+        if ids is not None:
+            due = (*due, OutboxRow.id.in_(list(ids)))
         with self._db.session() as s:
             candidates = list(
                 s.scalars(select(OutboxRow.id).where(*due).order_by(OutboxRow.next_attempt_at).limit(limit))
@@ -220,6 +223,22 @@ class Outbox:
             q = q.where(OutboxRow.id.in_(list(ids)))
         with self._db.session() as s:
             return rowcount(s.execute(q.values(state="pending", next_attempt_at=self._now(), attempts=0)))
+
+    def drop(self, row_id: int) -> OutboxItem | None:
+        """Remove a row an admin gave up on (the caller records who and why in the audit trail). None when
+        the row is done or gone, or a worker is working it right now."""
+        now = self._now()
+        free = or_(OutboxRow.lease_expires_at.is_(None), OutboxRow.lease_expires_at < now)
+        with self._db.session() as s:
+            row = s.get(OutboxRow, row_id)
+            if row is None or row.state == "done":
+                return None
+            item = _item(row)
+        with self._db.session() as s:
+            # Only the version read above: a newer spec queued meanwhile is not what the admin chose to drop.
+            mine = (OutboxRow.id == row_id, OutboxRow.version == item.version, OutboxRow.state != "done", free)
+            gone = rowcount(s.execute(delete(OutboxRow).where(*mine)))
+        return item if gone else None
 
     def _release(self, item: OutboxItem, owner: str, **values: Any) -> None:
         with self._db.session() as s:
@@ -309,10 +328,10 @@ class OutboxWorker:
         self._provider: Provider | None = None
         self.owner = owner or worker_token()
 
-    def run_once(self, limit: int = 50) -> WorkerReport:
-        """Work every row due now (in batches of ``limit``) and return the tally."""
+    def run_once(self, limit: int = 50, *, ids: Collection[int] | None = None) -> WorkerReport:
+        """Work every row due now (of ``ids`` only, when given; in batches of ``limit``) and return the tally."""
         report = WorkerReport()
-        while batch := self._outbox.claim(self.owner, limit):
+        while batch := self._outbox.claim(self.owner, limit, ids=ids):
             for item in batch:
                 self._work(item, report)
         return report

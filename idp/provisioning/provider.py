@@ -8,11 +8,17 @@ password (mailboxes of SSO users have none): it gets a ``MailboxSpec``.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 from idp.codes import ProviderReason
+
+
+def normal_addresses(addresses: Iterable[str], excluding: str = "") -> tuple[str, ...]:
+    """Mail addresses as a provider compares them: lower-case, each once, sorted, without ``excluding``."""
+    skip = excluding.strip().lower()
+    return tuple(sorted({a.strip().lower() for a in addresses if a.strip() and a.strip().lower() != skip}))
 
 
 @dataclass(frozen=True)
@@ -28,6 +34,12 @@ class MailboxSpec:
     title: str | None = None
     phone: str | None = None
     employee_number: str | None = None
+    aliases: tuple[str, ...] = ()
+    """Further addresses that deliver to this mailbox (AD ``proxyAddresses``); kept sorted and lower-case."""
+
+    def __post_init__(self) -> None:
+        # Normalised once here so that every comparison (changed_fields, the sync's plan) is plain equality.
+        object.__setattr__(self, "aliases", normal_addresses(self.aliases, excluding=self.email))
 
 
 SPEC_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(MailboxSpec))
@@ -59,6 +71,29 @@ def changed_fields(current: MailboxSpec, wanted: MailboxSpec) -> dict[str, Any]:
         if have != want:
             changes[name] = want
     return changes
+
+
+@dataclass(frozen=True)
+class MailGroupSpec:
+    """A mail group (distribution list) as AD describes it: mail to ``email`` reaches every member."""
+
+    email: str
+    name: str
+    members: tuple[str, ...]
+    """Member mailbox addresses, sorted, lower-case (normalised on construction)."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "members", normal_addresses(self.members))
+
+
+@dataclass(frozen=True)
+class MailGroup(MailGroupSpec):
+    """A mail group as the provider holds it; ``id`` is the provider's own."""
+
+    id: str
+
+    def spec(self) -> MailGroupSpec:
+        return MailGroupSpec(email=self.email, name=self.name, members=self.members)
 
 
 def check_changes(changes: Mapping[str, Any]) -> None:
@@ -114,6 +149,12 @@ class Rejected(ProviderError):
         self.status = status
 
 
+class NotSupported(ProviderError):
+    """The provider's API has no way to do this (e.g. mail groups); the caller reports it and moves on."""
+
+    reason = "provider_unsupported"
+
+
 class Unavailable(ProviderError):
     """The provider did not answer usably (timeouts, dropped connections, 5xx) after our retries."""
 
@@ -124,15 +165,21 @@ class Unavailable(ProviderError):
 class Provider(Protocol):
     """A mail service that holds one mailbox per employee.
 
-    ``id_or_email`` accepts the provider's id or the mailbox's email address.
+    ``id_or_email`` accepts the provider's id or the mailbox's email address. Every create is safe to
+    repeat after a timeout: it looks up by the stable key (the address) and reconciles what it finds.
+    The group methods raise ``NotSupported`` where the service has no mail groups: always when
+    ``supports_groups`` is false, and when a SCIM service turns out to offer no Groups.
     """
+
+    supports_groups: bool
 
     def find(self, email: str) -> Mailbox | None: ...
 
     def list_all(self, page_size: int = 100) -> Iterator[Mailbox]: ...
 
     def create(self, spec: MailboxSpec) -> Mailbox:
-        """Raise Conflict when a mailbox with that address already exists."""
+        """Raise Conflict when a mailbox with that address existed before the first attempt; one a timed-out
+        attempt of this call made is found, reconciled to ``spec`` and returned."""
         ...
 
     def update(self, id_or_email: str, changes: Mapping[str, Any]) -> Mailbox:
@@ -144,5 +191,17 @@ class Provider(Protocol):
     def unfreeze(self, id_or_email: str) -> Mailbox: ...
 
     def delete(self, id_or_email: str) -> None: ...
+
+    def list_groups(self) -> Iterator[MailGroup]: ...
+
+    def create_group(self, spec: MailGroupSpec) -> MailGroup:
+        """Idempotent: an existing group with that address is reconciled to ``spec`` and returned."""
+        ...
+
+    def update_group(self, group_id: str, spec: MailGroupSpec) -> MailGroup:
+        """Make the group's name and members match ``spec``."""
+        ...
+
+    def delete_group(self, group_id: str) -> None: ...
 
     def close(self) -> None: ...

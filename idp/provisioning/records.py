@@ -4,6 +4,9 @@ A record says which mailbox belongs to which AD object (by objectGUID, so rename
 the fingerprint of the MailboxSpec last written, whether we froze it and when, and the provider's
 error if the last action failed. The sync and JIT provisioning compare a person's fingerprint with the
 record's to know, without asking the provider, that nothing needs writing.
+
+Mail groups made from mail-enabled AD groups have records of their own (by the group's objectGUID): only
+a group recorded there is ever deleted by the sync.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from sqlalchemy import delete, select
 
 from idp.provisioning.provider import MailboxSpec
 from idp.store.db import Database
-from idp.store.models import ProvisioningRecordRow, SyncWatermarkRow, utcnow
+from idp.store.models import MailGroupRecordRow, ProvisioningRecordRow, SyncWatermarkRow, utcnow
 
 
 def fingerprint(spec: MailboxSpec) -> str:
@@ -134,3 +137,33 @@ class Watermarks:
             row = s.get(SyncWatermarkRow, dc) or SyncWatermarkRow(dc=dc)
             row.usn = usn
             s.add(row)
+
+
+@dataclass(frozen=True)
+class GroupRecord:
+    """A mail group the sync made for a mail-enabled AD group (by the group's objectGUID)."""
+
+    guid: str
+    email: str
+    group_id: str
+
+
+class GroupRecords:
+    """The mail groups the sync manages: only these are ever deleted."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    def all(self) -> dict[str, GroupRecord]:
+        with self._db.session() as s:
+            return {r.guid: GroupRecord(r.guid, r.email, r.group_id) for r in s.scalars(select(MailGroupRecordRow))}
+
+    def remember(self, guid: str, email: str, group_id: str) -> None:
+        with self._db.session() as s:
+            row = s.get(MailGroupRecordRow, guid) or MailGroupRecordRow(guid=guid)
+            row.email, row.group_id = email, group_id
+            s.add(row)
+
+    def forget(self, guid: str) -> None:
+        with self._db.session() as s:
+            s.execute(delete(MailGroupRecordRow).where(MailGroupRecordRow.guid == guid))

@@ -3,7 +3,9 @@
 A provider raises ``RateLimited`` or ``Unavailable`` from one attempt; this module decides whether and
 when to try again. A ``Retry-After`` the provider sent wins over our own backoff (capped, so a
 misbehaving server cannot park a sign-in for an hour). Everything else (``Rejected``, ``NotFound``,
-``Conflict``) is an answer, not a failure, and is never retried.
+``Conflict``) is an answer, not a failure, and is never retried. A create is special
+(``RetryPolicy.create``): an attempt that timed out may still have been carried out, so the next one
+looks for the object first.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import email.utils
 import logging
 import time
 from collections.abc import Callable
+from contextvars import ContextVar
 from typing import TypeVar
 
 from tenacity import (
@@ -22,11 +25,14 @@ from tenacity import (
     wait_random_exponential,
 )
 
-from idp.provisioning.provider import RateLimited, Unavailable
+from idp.provisioning.provider import Conflict, RateLimited, Unavailable
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+_RETRYING: ContextVar[bool] = ContextVar("retrying", default=False)
+"""Set while a retry loop runs: a provider call made inside one (a create's look-up) is tried once."""
 
 
 def parse_retry_after(value: str | None) -> float | None:
@@ -72,6 +78,9 @@ class RetryPolicy:
                 state.next_action.sleep if state.next_action else 0.0,
             )
 
+        if _RETRYING.get():
+            # The loop around us retries this too; a second loop here would multiply the attempts.
+            return attempt()
         retrying = Retrying(
             retry=retry_if_exception_type((RateLimited, Unavailable)),
             stop=stop_after_attempt(self.max_attempts),
@@ -79,4 +88,37 @@ class RetryPolicy:
             before_sleep=before_sleep,
             reraise=True,
         )
-        return retrying(attempt)
+        running = _RETRYING.set(True)
+        try:
+            return retrying(attempt)
+        finally:
+            _RETRYING.reset(running)
+
+    def create(
+        self, attempt: Callable[[], T], find: Callable[[], T | None], what: str, *, adopt: bool = False
+    ) -> tuple[T, bool]:
+        """Create something exactly once across timeouts; return it and whether this call created it.
+
+        ``find`` looks the object up by its stable key (an address; a parent and a name). After an attempt
+        whose fate is unknown (a timeout, a dropped connection, a 5xx: the provider may have carried it
+        out), the next attempt first looks, and "already exists" then means our own earlier attempt
+        worked: both return what was found, with ``False``, for the caller to reconcile. A Conflict on the
+        first attempt is somebody else's object: it is raised, unless ``adopt`` says to take that too.
+        """
+        uncertain = False
+
+        def once() -> tuple[T, bool]:
+            nonlocal uncertain
+            if uncertain and (found := find()) is not None:
+                return found, False
+            try:
+                return attempt(), True
+            except Unavailable:
+                uncertain = True
+                raise
+            except Conflict:
+                if not (uncertain or adopt) or (found := find()) is None:
+                    raise
+                return found, False
+
+        return self.call(once, what)

@@ -3,14 +3,21 @@ its application.
 
 The plan compares three things: the people AD lists in scope, the mailboxes the provider holds, and our
 records of what we provisioned. It yields create (new in AD), update (only the changed fields), freeze
-(disabled in AD, or no longer in scope), unfreeze (enabled again, for mailboxes we froze) and, only when
-enabled and after a grace period, delete. Mailboxes we never provisioned and whose address no one in
-scope has (shared mailboxes, the admin's own) are never touched.
+(disabled or expired in AD, deleted, or no longer in scope), unfreeze (active again, for mailboxes we
+froze) and, only when enabled and after a grace period, delete. Mailboxes we never provisioned and whose
+address no one in scope has (shared mailboxes, the admin's own) are never touched.
+
+Who is in scope by default: people who can sign in. Built-in and service accounts (eligibility.py in the
+directory) are skipped, with the reason; a person AD gives no address (idp.mail_address) is listed as
+"cannot provision", never sent. A person is matched to their mailbox by the objectGUID in our record, so a
+rename (new ``mail`` or ``sAMAccountName``) updates the same mailbox and never makes a second one.
 
 ``--incremental`` lists only people whose uSNChanged passed the high-water mark of the last complete run
-and asks the provider only about those whose fingerprint differs from the record: a steady state costs
-one small LDAP search and no provider call. Group membership changes do not change a user's uSNChanged
-(the ``member`` attribute lives on the group), so a group-scoped setup should also run a full sync daily.
+(and those whose accountExpires has passed since), reads the Deleted Objects container for deletions, and
+asks the provider only about those whose fingerprint differs from the record: a steady state costs a few
+small LDAP searches and no provider call. A membership change touches only the group's uSNChanged, so
+when any group changed and the scope depends on groups, the whole scope is listed again (still without
+provider calls for people whose record matches).
 
 The safety brake: a plan that would freeze (or delete) more than ``freeze_brake_share`` of the active
 mailboxes is refused unless forced. A wrong OU in the settings, or an AD answer that came back short,
@@ -29,11 +36,13 @@ from typing import Any, Protocol
 
 from idp.audit import AuditTrail
 from idp.codes import ProvisioningAction
+from idp.directory.errors import DirectoryError
 from idp.directory.listing import DirectoryListing, ListedPerson, Scope, Watermark
+from idp.provisioning.group_sync import GroupAction, GroupInSync, plan_groups
 from idp.provisioning.mapping import PersonNotProvisionable, spec_from_person
 from idp.provisioning.provider import Conflict, Mailbox, MailboxSpec, Provider, ProviderError, changed_fields
 from idp.provisioning.reconcile import ensure_mailbox
-from idp.provisioning.records import ProvisioningRecord, ProvisioningRecords, Watermarks, fingerprint
+from idp.provisioning.records import GroupRecords, ProvisioningRecord, ProvisioningRecords, Watermarks, fingerprint
 from idp.settings import ProvisioningSettings
 from idp.store.db import Database
 from idp.store.models import utcnow
@@ -79,6 +88,20 @@ class InSync:
     frozen_by_us: bool
 
 
+@dataclass(frozen=True)
+class Skipped:
+    """An account the sync leaves alone, and why: a built-in or service account, or someone inactive in AD
+    who has no mailbox to freeze."""
+
+    guid: str
+    username: str
+    dn: str
+    reason: str
+
+    def to_json(self) -> dict[str, str]:
+        return {"username": self.username, "dn": self.dn, "reason": self.reason}
+
+
 @dataclass
 class Plan:
     actions: list[Action]
@@ -91,10 +114,26 @@ class Plan:
     watermark: Watermark | None
     complete: bool = True
     """False for a partial run (--retry-failed): it must not move the high-water mark."""
+    skipped: list[Skipped] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    """What the admin should know about the run as a whole (a part of AD it could not read, ...)."""
+    group_actions: list[GroupAction] = field(default_factory=list)
+    """Writes to mail groups, carried out after the mailboxes (their members) are in place."""
+    group_in_sync: list[GroupInSync] = field(default_factory=list)
 
     @property
     def writes(self) -> list[Action]:
         return [a for a in self.actions if a.kind in WRITE_KINDS]
+
+    @property
+    def all_writes(self) -> list[Action | GroupAction]:
+        """Every write, mailboxes first; what a progress bar counts."""
+        return [*self.writes, *self.group_actions]
+
+    @property
+    def cannot_provision(self) -> list[Action]:
+        """People in scope AD gives no mail address; the reason names the missing attribute."""
+        return [a for a in self.actions if a.kind == "cannot_provision"]
 
     @property
     def freezes(self) -> int:
@@ -105,10 +144,12 @@ class Plan:
         return self.freezes / max(self.active_mailboxes, 1)
 
     def counts(self) -> dict[str, int]:
-        counts: dict[str, int] = dict.fromkeys((*WRITE_KINDS, "skip"), 0)
+        counts: dict[str, int] = dict.fromkeys((*WRITE_KINDS, "cannot_provision"), 0)
         for action in self.actions:
             counts[action.kind] += 1
-        return {**counts, "unchanged": self.unchanged}
+        for group_action in self.group_actions:
+            counts[group_action.kind] = counts.get(group_action.kind, 0) + 1
+        return {**counts, "unchanged": self.unchanged, "skipped": len(self.skipped)}
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -116,13 +157,17 @@ class Plan:
             "counts": self.counts(),
             "active_mailboxes": self.active_mailboxes,
             "freeze_share": round(self.freeze_share, 4),
-            "actions": [a.to_json() for a in self.actions],
+            "actions": [a.to_json() for a in self.actions if a.kind != "cannot_provision"],
+            "groups": [a.to_json() for a in self.group_actions],
+            "cannot_provision": [a.to_json() for a in self.cannot_provision],
+            "skipped": [s.to_json() for s in self.skipped],
+            "notes": self.notes,
         }
 
 
 @dataclass(frozen=True)
 class Outcome:
-    action: Action
+    action: Action | GroupAction
     ok: bool
     error: str | None = None
 
@@ -202,20 +247,24 @@ class MailboxSync:
         provider: Provider,
         db: Database,
         audit: AuditTrail | None = None,
+        *,
+        clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.settings = settings
         self._listing = listing
         self._provider = provider
         self._records = ProvisioningRecords(db)
+        self._group_records = GroupRecords(db)
         self._watermarks = Watermarks(db)
         self._audit = audit or AuditTrail(db)
-        self._scope = Scope(tuple(settings.scope_base_dns), settings.scope_group_dn)
+        self._clock = clock
+        self._scope = Scope(tuple(settings.scope_base_dns), settings.scope_group_dn, settings.no_mailbox_group)
 
     # -- planning ---------------------------------------------------------------------------------
 
     def plan(self, *, incremental: bool = False, only_failed: bool = False, now: datetime | None = None) -> Plan:
         """What a run would do now. Reads AD and the provider; writes nothing."""
-        now = now or utcnow()
+        now = now or self._clock()
         # Read before listing: whatever changes while we list has a larger USN and is seen next time.
         watermark = self._listing.watermark()
         records = self._records.all()
@@ -223,33 +272,45 @@ class MailboxSync:
         if incremental and since is None:
             log.info("no high-water mark for %s yet: this run is a full sync", watermark.dc)
         only = {guid for guid, r in records.items() if r.failed} if only_failed else None
+        notes: list[str] = []
 
+        leavers: dict[str, str]  # guid -> why, for records of people no longer listed in scope
+        groups_changed = True
         if since is None:
             people = self._listing.people(self._scope)
             full = _ListedMailboxes(self._provider.list_all())
             mailboxes: _Mailboxes = full
             listed: _ListedMailboxes | None = full
             in_scope = {str(p.person.guid) for p in people}
-            leavers = [r for guid, r in records.items() if guid not in in_scope]
+            leavers = {guid: "out of scope" for guid in records if guid not in in_scope}
         else:
-            people = self._listing.people(self._scope, changed_after=since)
-            in_scope = {str(p.person.guid) for p in people}
-            changed = {str(p.person.guid) for p in self._listing.changed_anywhere(since)}
-            leavers = [records[g] for g in changed - in_scope if g in records]
+            groups_changed = bool(self._listing.groups_changed(since))
+            people, leavers = self._changed_people(since, records, groups_changed, notes)
             mailboxes, listed = _AskedMailboxes(self._provider), None
         if only is not None:
             people = [p for p in people if str(p.person.guid) in only]
-            leavers = [r for r in leavers if r.guid in only]
+            leavers = {g: why for g, why in leavers.items() if g in only}
 
         planner = _Planner(self.settings, records, mailboxes, now, trust_records=since is not None)
         for listed_person in people:
             planner.person(listed_person)
-        for record in leavers:
-            planner.leaver(record)
+        for guid, why in leavers.items():
+            planner.leaver(records[guid], why)
+        if since is not None and only is None:
+            # A frozen mailbox whose person AD no longer shows us is deleted on time by incremental runs too.
+            seen = {str(p.person.guid) for p in people} | set(leavers)
+            for record in records.values():
+                if record.guid not in seen and planner.delete_due(record):
+                    planner.leaver(record, "frozen")
         if listed is not None:
             active = planner.active_managed
         else:
             active = sum(1 for r in records.values() if r.mailbox_id and not r.frozen)
+        group_actions: list[GroupAction] = []
+        group_in_sync: list[GroupInSync] = []
+        # Mail groups change when a group did or when a member's mailbox did; a quiet run asks nothing.
+        if only is None and (groups_changed or any(a.kind in WRITE_KINDS for a in planner.actions)):
+            group_actions, group_in_sync = self._plan_groups(planner.addresses, notes)
         return Plan(
             actions=planner.actions,
             in_sync=planner.in_sync,
@@ -258,19 +319,66 @@ class MailboxSync:
             incremental=since is not None,
             watermark=watermark,
             complete=only is None,
+            skipped=planner.skipped,
+            notes=notes,
+            group_actions=group_actions,
+            group_in_sync=group_in_sync,
+        )
+
+    def _plan_groups(
+        self, addresses: Mapping[str, str], notes: list[str]
+    ) -> tuple[list[GroupAction], list[GroupInSync]]:
+        ad_groups = self._listing.mail_groups(self._scope)
+        records = self._group_records.all()
+        if not ad_groups and not records:
+            return [], []
+        if not self._provider.supports_groups:
+            notes.append(
+                f"the mail provider has no mail groups: {len(ad_groups)} mail-enabled AD group(s) are not synced"
+            )
+            return [], []
+        return plan_groups(ad_groups, self._provider.list_groups(), records, addresses)
+
+    def _changed_people(
+        self, since: int, records: Mapping[str, ProvisioningRecord], groups_changed: bool, notes: list[str]
+    ) -> tuple[list[ListedPerson], dict[str, str]]:
+        """An incremental run's people (changed since the high-water mark) and leavers (guid -> why)."""
+        scope_by_group = bool(self._scope.group_dn or self._scope.no_mailbox_group_dn)
+        if scope_by_group and groups_changed:
+            # Someone may have joined or left a group of the scope, which changed no person's uSNChanged.
+            people = self._listing.people(self._scope)
+            in_scope = {str(p.person.guid) for p in people}
+            leavers = {guid: "out of scope" for guid in records if guid not in in_scope}
+        else:
+            people = self._listing.people(self._scope, changed_after=since)
+            in_scope = {str(p.person.guid) for p in people}
+            changed = {str(p.person.guid) for p in self._listing.changed_anywhere(since)}
+            leavers = {guid: "out of scope" for guid in changed - in_scope if guid in records}
+        try:
+            deleted = self._listing.deleted(since)
+        except DirectoryError as exc:
+            notes.append(f"deletions not read ({exc.detail or exc}); the next full sync freezes deleted people")
+        else:
+            leavers.update({str(g): "deleted in AD" for g in deleted if str(g) in records})
+        return people, leavers
+
+    def brake_refusal(self, plan: Plan) -> str | None:
+        """Why the safety brake stops this plan (it freezes or deletes too large a share), or None."""
+        share = self.settings.freeze_brake_share
+        if not plan.freezes or plan.freeze_share <= share:
+            return None
+        return (
+            f"the plan freezes {plan.freezes} of {plan.active_mailboxes} active mailboxes "
+            f"({plan.freeze_share:.0%}), more than the {share:.0%} allowed; check the scope and AD, "
+            "then run again with --force if this is intended"
         )
 
     # -- applying ---------------------------------------------------------------------------------
 
     def apply(self, plan: Plan, *, force: bool = False, on_done: Callable[[Outcome], None] | None = None) -> SyncReport:
         """Carry out the plan; one person's failure is recorded and reported, never stops the others."""
-        share = self.settings.freeze_brake_share
-        if plan.freezes and plan.freeze_share > share and not force:
-            reason = (
-                f"the plan freezes {plan.freezes} of {plan.active_mailboxes} active mailboxes "
-                f"({plan.freeze_share:.0%}), more than the {share:.0%} allowed; check the scope and AD, "
-                "then run again with --force if this is intended"
-            )
+        reason = self.brake_refusal(plan)
+        if reason is not None and not force:
             self._audit.record("provision", "refused", reason="safety_brake", detail=reason)
             return SyncReport(plan, [], refused=reason)
         for item in plan.in_sync:
@@ -292,6 +400,14 @@ class MailboxSync:
 
         with ThreadPoolExecutor(max_workers=self.settings.workers, thread_name_prefix="sync") as pool:
             outcomes = list(pool.map(run, plan.writes))
+        for group in plan.group_in_sync:
+            self._group_records.remember(group.guid, group.email, group.group_id)
+        # Deletes first: a group whose address moved is deleted at the old one before its record is rewritten.
+        for group_action in sorted(plan.group_actions, key=lambda a: a.kind != "group_delete"):
+            outcome = self._execute_group(group_action)
+            outcomes.append(outcome)
+            if on_done is not None:
+                on_done(outcome)
         report = SyncReport(plan, outcomes)
         if plan.complete and plan.watermark is not None and not report.failed:
             self._watermarks.set(plan.watermark.dc, plan.watermark.usn)
@@ -308,6 +424,30 @@ class MailboxSync:
             self._records.failed_with(
                 action.guid, username=action.username, email=action.email, action=action.kind, error=error
             )
+            self._audit.record("provision", "failure", reason=action.kind, username=action.username, detail=error)
+            return Outcome(action, ok=False, error=error)
+        self._audit.record("provision", "success", reason=action.kind, username=action.username, detail=detail)
+        return Outcome(action, ok=True)
+
+    def _execute_group(self, action: GroupAction) -> Outcome:
+        try:
+            if action.kind == "group_delete" and action.group_id:
+                self._provider.delete_group(action.group_id)
+                self._group_records.forget(action.guid)
+                detail = action.reason
+            elif action.spec is not None:
+                if action.kind == "group_update" and action.group_id:
+                    group = self._provider.update_group(action.group_id, action.spec)
+                else:
+                    group = self._provider.create_group(action.spec)
+                self._group_records.remember(action.guid, group.email, group.id)
+                detail = _describe({"members": action.spec.members, "name": action.spec.name})
+            else:
+                raise ValueError(f"cannot carry out {action.kind} for {action.email}: the plan lacks what it needs")
+        except Exception as exc:  # one group's trouble must not stop the others
+            if not isinstance(exc, ProviderError):
+                log.exception("%s of %s failed unexpectedly", action.kind, action.email)
+            error = f"{getattr(exc, 'reason', type(exc).__name__)}: {exc}"
             self._audit.record("provision", "failure", reason=action.kind, username=action.username, detail=error)
             return Outcome(action, ok=False, error=error)
         self._audit.record("provision", "success", reason=action.kind, username=action.username, detail=detail)
@@ -371,32 +511,47 @@ class _Planner:
         trust_records: bool,
     ) -> None:
         self._settings = settings
-        self._department_source, self._mail_domain = settings.mapping
         self._records = records
         self._mailboxes = mailboxes
         self._now = now
         self._trust_records = trust_records
         self.actions: list[Action] = []
         self.in_sync: list[InSync] = []
+        self.skipped: list[Skipped] = []
         self.unchanged = 0
         self.active_managed = 0
+        self.addresses = {guid: r.email for guid, r in records.items() if r.mailbox_id and not r.frozen}
+        """The active mailbox of each person after this run, by objectGUID: what mail groups are made of."""
 
     def person(self, listed: ListedPerson) -> None:
         person, guid = listed.person, str(listed.person.guid)
         record = self._records.get(guid)
-        try:
-            spec = spec_from_person(person, self._department_source, self._mail_domain)
-        except PersonNotProvisionable as exc:
-            email = record.email if record else ""
-            self.actions.append(Action("skip", guid, person.username, email, str(exc)))
+        self.addresses.pop(guid, None)
+        if listed.excluded is not None:
+            if record is not None:
+                self.leaver(record, listed.excluded)  # a mailbox we made before the rule (or the group) said no
+            else:
+                self.skipped.append(Skipped(guid, person.username, person.dn, listed.excluded))
             return
-        if self._trust_records and record is not None and _record_matches(record, spec, listed.enabled):
+        try:
+            spec = spec_from_person(person, self._settings)
+        except PersonNotProvisionable as exc:
+            if listed.inactive is not None and (record is None or record.mailbox_id is None):
+                self.skipped.append(Skipped(guid, person.username, person.dn, listed.inactive))
+            else:
+                email = record.email if record else ""
+                self.actions.append(Action("cannot_provision", guid, person.username, email, str(exc)))
+            return
+        if listed.inactive is None:
+            self.addresses[guid] = spec.email
+        if self._trust_records and record is not None and _record_matches(record, spec, listed):
             # Touched in AD (a password change, a logon) but nothing a mailbox shows: no provider call.
             self.unchanged += 1
             return
-        mailbox = self._mailboxes.by_email(spec.email)
-        if mailbox is None and record is not None:
-            mailbox = self._mailboxes.by_record(record)  # the address changed in AD: a rename
+        # Our record first (by objectGUID): after a rename the new address may not exist yet, or be another's.
+        mailbox = self._mailboxes.by_record(record) if record is not None and record.mailbox_id else None
+        if mailbox is None:
+            mailbox = self._mailboxes.by_email(spec.email)
         if mailbox is not None and not mailbox.frozen:
             self.active_managed += 1
         self._decide(listed, guid, spec, record, mailbox)
@@ -409,13 +564,14 @@ class _Planner:
         record: ProvisioningRecord | None,
         mailbox: Mailbox | None,
     ) -> None:
-        username = listed.person.username
-        if not listed.enabled:
+        person = listed.person
+        username = person.username
+        if listed.inactive is not None:
             if mailbox is None:
-                self.unchanged += 1  # a disabled account never gets a mailbox
+                self.skipped.append(Skipped(guid, username, person.dn, listed.inactive))  # never gets a mailbox
             elif not mailbox.frozen:
-                self.actions.append(Action("freeze", guid, username, mailbox.email, "disabled in AD", spec, mailbox.id))
-            elif self._delete_due(record):
+                self.actions.append(Action("freeze", guid, username, mailbox.email, listed.inactive, spec, mailbox.id))
+            elif self.delete_due(record):
                 self.actions.append(
                     Action("delete", guid, username, mailbox.email, self._delete_reason(), spec, mailbox.id)
                 )
@@ -430,26 +586,25 @@ class _Planner:
         # Unfreeze only what we froze: a mailbox an admin froze by hand stays frozen.
         if mailbox.frozen and record is not None and record.frozen:
             self.actions.append(
-                Action("unfreeze", guid, username, mailbox.email, "enabled again in AD", spec, mailbox.id, changes)
+                Action("unfreeze", guid, username, mailbox.email, "active again in AD", spec, mailbox.id, changes)
             )
         elif changes:
-            self.actions.append(
-                Action("update", guid, username, mailbox.email, "changed in AD", spec, mailbox.id, changes)
-            )
+            reason = "address changed in AD (rename)" if "email" in changes else "changed in AD"
+            self.actions.append(Action("update", guid, username, mailbox.email, reason, spec, mailbox.id, changes))
         else:
             self._matches(guid, username, mailbox, spec, record, frozen_by_us=False)
 
-    def leaver(self, record: ProvisioningRecord) -> None:
-        """Someone we provisioned who is no longer in scope (moved, removed from the group, deleted)."""
+    def leaver(self, record: ProvisioningRecord, why: str) -> None:
+        """Someone we provisioned who no longer gets a mailbox (moved, removed from the group, deleted,
+        now excluded by the default scope): freeze, then delete after the grace period when enabled."""
+        self.addresses.pop(record.guid, None)
         mailbox = self._mailboxes.by_record(record)
         if mailbox is None:
             return
         if not mailbox.frozen:
             self.active_managed += 1
-            self.actions.append(
-                Action("freeze", record.guid, record.username, mailbox.email, "out of scope", None, mailbox.id)
-            )
-        elif self._delete_due(record):
+            self.actions.append(Action("freeze", record.guid, record.username, mailbox.email, why, None, mailbox.id))
+        elif self.delete_due(record):
             self.actions.append(
                 Action("delete", record.guid, record.username, mailbox.email, self._delete_reason(), None, mailbox.id)
             )
@@ -467,11 +622,11 @@ class _Planner:
         frozen_by_us: bool,
     ) -> None:
         self.unchanged += 1
-        stale = record is None or record.failed or record.mailbox_id != mailbox.id
+        stale = record is None or record.failed or record.mailbox_id != mailbox.id or record.username != username
         if stale or record is None or record.frozen != frozen_by_us or record.fingerprint != fingerprint(spec):
             self.in_sync.append(InSync(guid, username, mailbox, spec, frozen_by_us))
 
-    def _delete_due(self, record: ProvisioningRecord | None) -> bool:
+    def delete_due(self, record: ProvisioningRecord | None) -> bool:
         if not self._settings.delete_enabled or record is None or not record.frozen or record.frozen_at is None:
             return False
         return self._now - record.frozen_at >= timedelta(days=self._settings.delete_grace_days)
@@ -480,12 +635,13 @@ class _Planner:
         return f"frozen for more than {self._settings.delete_grace_days} days"
 
 
-def _record_matches(record: ProvisioningRecord, spec: MailboxSpec, enabled: bool) -> bool:
+def _record_matches(record: ProvisioningRecord, spec: MailboxSpec, listed: ListedPerson) -> bool:
     return (
         not record.failed
         and record.mailbox_id is not None
         and record.fingerprint == fingerprint(spec)
-        and record.frozen != enabled
+        and record.frozen != listed.enabled
+        and record.username == listed.person.username
     )
 
 

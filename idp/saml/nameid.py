@@ -3,7 +3,8 @@
 emailAddress and unspecified: the first value of the SP's ``nameid_attribute`` (a catalogue key; by default
 mail for emailAddress, sAMAccountName for unspecified), optionally re-homed to ``nameid_domain``: an Alibaba
 Cloud RAM user signs in as <name>@<account default domain>, so alice@corp.example becomes
-alice@corp.onaliyun.com.
+alice@corp.onaliyun.com. "mail" means the person's address by the one address rule (idp.mail_address), the
+same the mailbox was made with; when none can be made, NoMailAddress says which AD attribute is missing.
 
 persistent: HMAC-SHA256(secret, objectGUID bytes + SP entityID), hex. Opaque (reveals nothing about the
 user), stable across renames (objectGUID never changes), and different at every SP, so that two SPs
@@ -18,8 +19,9 @@ import secrets
 
 from saml2.saml import NAMEID_FORMAT_UNSPECIFIED
 
+from idp.mail_address import mail_address
 from idp.person import Person
-from idp.settings import NameIdFormatName
+from idp.settings import NameIdFormatName, ProvisioningSettings
 from idp.sps.vocabulary import CATALOGUE, FORMAT_URIS
 
 _NAMES_BY_URI = {uri: name for name, uri in FORMAT_URIS.items()}
@@ -54,15 +56,17 @@ def name_id_value(
     *,
     attribute: str | None = None,
     domain: str | None = None,
+    provisioning: ProvisioningSettings | None = None,
 ) -> str:
     """The NameID value; ``attribute`` and ``domain`` (the SP's policy) apply to emailAddress and unspecified
-    only: persistent and transient NameIDs never come from AD, so they cannot leak or change with it."""
+    only: persistent and transient NameIDs never come from AD, so they cannot leak or change with it.
+    ``provisioning`` holds the mail domains and pattern of the address rule."""
     if fmt == "persistent":
         return persistent_id(secret, person, sp_entity_id)
     if fmt == "transient":
         return "_" + secrets.token_hex(20)
     key = attribute or _DEFAULT_SOURCE[fmt]
-    values = CATALOGUE[key].values(person)
+    values = [mail_address(person, provisioning)] if key == "mail" else CATALOGUE[key].values(person)
     if not values:
         raise NoNameIdValue(f"{person.username} has no {key} in the directory")
     value = values[0]

@@ -67,7 +67,8 @@ class SamlResponses:
         self._secret = persistent_id_secret
 
     def name_id(self, req: AuthnRequestInfo, policy: SpPolicy, person: Person) -> NameId:
-        """The NameID for this SP and person; raise NameIdPolicyError when none can be issued.
+        """The NameID for this SP and person; raise NameIdPolicyError when none can be issued, or NoMailAddress
+        (idp.mail_address) when the person has no mail address: that is for the person to read, not the SP.
 
         The request's NameIDPolicy wins when we support its format, else the policy's format applies. A
         transient NameID is new on every call, so the sign-in computes it once and keeps it."""
@@ -80,6 +81,7 @@ class SamlResponses:
                 self._secret,
                 attribute=policy.nameid_attribute,
                 domain=policy.nameid_domain,
+                provisioning=self._settings.provisioning,
             )
         except (UnsupportedNameIdFormat, NoNameIdValue) as exc:
             raise NameIdPolicyError(str(exc)) from None

@@ -22,6 +22,7 @@ from idp.codes import SignInReason
 from idp.directory.account import REFUSALS
 from idp.directory.client import Directory, normalize_username
 from idp.directory.errors import DirectoryError, InvalidCredentials, ServiceAccountRejected
+from idp.mail_address import NoMailAddress
 from idp.provisioning.jit import JitProvisioner, JitRefused
 from idp.saml.messages import NameIdPolicyError
 from idp.saml.responses import SamlResponses
@@ -240,9 +241,10 @@ class Provision:
 
 
 class IssueNameId:
-    """[release] The NameID, computed once (a transient one is new at every call). A person the format has
-    no value for (no mail for emailAddress) gets a SAML InvalidNameIDPolicy response, so the SP can show its
-    own message."""
+    """[release] The NameID, computed once (a transient one is new at every call). A person without a mail
+    address (idp.mail_address) reads our own page naming what AD lacks: the SP's error page could only say
+    "InvalidNameIDPolicy". Any other format the person has no value for gets that SAML status, so the SP
+    can show its own message."""
 
     previews = True
 
@@ -256,6 +258,9 @@ class IssueNameId:
             return None
         try:
             ctx.name_id = self._responses.name_id(req, self._sps.policy_for(req.sp_entity_id), person)
+        except NoMailAddress as exc:
+            ctx.name_id_problem = str(exc)
+            return Refused("no_mail_address", 403, req.sp_name, f"{exc} (missing: {exc.missing})")
         except NameIdPolicyError as exc:
             ctx.name_id_problem = str(exc)
             form = self._responses.error_response(

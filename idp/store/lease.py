@@ -16,7 +16,8 @@ import socket
 import threading
 import uuid
 from collections.abc import Callable, Iterator
-from datetime import datetime, timedelta
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import delete, or_, update
 from sqlalchemy.exc import IntegrityError
@@ -28,7 +29,14 @@ log = logging.getLogger(__name__)
 
 
 class LeaseHeld(Exception):
-    """Another runner holds the lease; the message names it."""
+    """Another runner holds the lease; the message names it and says until when."""
+
+
+@dataclass(frozen=True)
+class LeaseHolder:
+    holder: str
+    expires_at: datetime
+    """Aware, UTC. The holder renews it while it works, so it moves on until the run ends."""
 
 
 class Lease:
@@ -65,9 +73,27 @@ class Lease:
         return True
 
     def current_holder(self) -> str | None:
+        current = self.current()
+        return current.holder if current else None
+
+    def current(self) -> LeaseHolder | None:
+        """Who holds the lease now, and until when; None when nobody does (an expired lease is nobody's)."""
         with self._db.session() as s:
             row = s.get(SyncLeaseRow, self.name)
-            return row.holder if row else None
+            if row is None:
+                return None
+            expires = row.expires_at if row.expires_at.tzinfo else row.expires_at.replace(tzinfo=UTC)
+            return LeaseHolder(row.holder, expires) if expires >= self._now() else None
+
+    def held_message(self) -> str:
+        """Why this runner cannot take the lease now: who holds it, and until when."""
+        current = self.current()
+        if current is None:
+            return f"another runner held the {self.name} lease a moment ago; try again"
+        return (
+            f"another runner holds the {self.name} lease ({current.holder}) "
+            f"until {current.expires_at:%Y-%m-%d %H:%M:%S} UTC"
+        )
 
     def release(self) -> None:
         with self._db.session() as s:
@@ -79,7 +105,7 @@ class Lease:
     def held(self) -> Iterator[None]:
         """Hold the lease for the block, renewing it in the background; raise LeaseHeld when taken."""
         if not self.try_acquire():
-            raise LeaseHeld(f"another runner holds the {self.name} lease ({self.current_holder()})")
+            raise LeaseHeld(self.held_message())
         stop = threading.Event()
         renewer = threading.Thread(target=self._renew_until, args=(stop,), name=f"lease-{self.name}", daemon=True)
         renewer.start()

@@ -73,6 +73,18 @@ class ProvisioningRecordRow(Base):
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
 
 
+class MailGroupRecordRow(Base):
+    """A mail group the sync made from a mail-enabled AD group, keyed by the group's objectGUID: only the
+    groups recorded here are ever deleted, never one made by hand at the provider."""
+
+    __tablename__ = "mail_group_records"
+
+    guid: Mapped[str] = mapped_column(String(36), primary_key=True)
+    email: Mapped[str] = mapped_column(String(320))
+    group_id: Mapped[str] = mapped_column(String(256))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+
+
 class SyncLeaseRow(Base):
     """One row per named job; whoever holds an unexpired lease runs it, every other node waits."""
 
@@ -189,3 +201,42 @@ class SsoSessionRow(Base):
     """Entity IDs of the SPs this session has signed in to."""
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     revoked_by: Mapped[str | None] = mapped_column(String(256))
+
+
+class SyncRunRow(Base):
+    """One sync run that held the sync lease (`idp sync`, or the console's Sync now and Dry run), for the
+    console's history: written when the run starts, updated while it works, completed when it ends."""
+
+    __tablename__ = "sync_runs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    """NULL while it runs (or when its process died: the lease it held then expires)."""
+    started_by: Mapped[str] = mapped_column(String(256))
+    """The admin who pressed the button, or the operating-system user `idp sync` ran as."""
+    origin: Mapped[str] = mapped_column(String(20))
+    """console | cli"""
+    dry_run: Mapped[bool] = mapped_column(Boolean, default=False)
+    incremental: Mapped[bool] = mapped_column(Boolean, default=False)
+    lease_holder: Mapped[str] = mapped_column(String(200))
+    """The lease holder of the run: a running row whose holder no longer holds the lease was interrupted."""
+    phase: Mapped[str] = mapped_column(String(20), default="starting")
+    """starting | outbox | planning | applying | done"""
+    status: Mapped[str] = mapped_column(String(20), default="running")
+    """running | ok | failures | brake | error"""
+    counts: Mapped[dict | None] = mapped_column(JSON)
+    """The plan's actions by kind (create, update, freeze, unfreeze, delete, skip) and the unchanged."""
+    planned_writes: Mapped[int] = mapped_column(Integer, default=0)
+    done: Mapped[int] = mapped_column(Integer, default=0)
+    """Writes carried out so far, successful or not: the progress of a running sync."""
+    applied: Mapped[int] = mapped_column(Integer, default=0)
+    failed: Mapped[int] = mapped_column(Integer, default=0)
+    brake: Mapped[bool] = mapped_column(Boolean, default=False)
+    """The safety brake stopped the run (for a dry run: would stop it)."""
+    outbox: Mapped[str | None] = mapped_column(Text)
+    """What working the outbox first did, in words."""
+    note: Mapped[str | None] = mapped_column(Text)
+    """The brake's or the error's own sentence."""
+    actions: Mapped[list | None] = mapped_column(JSON)
+    """The first planned actions of a dry run, or the first failed ones of a run, with their reason or error."""

@@ -9,7 +9,7 @@ from collections.abc import Callable
 import pytest
 
 from idp.demo.alimail_emulator import RunningEmulator, run_emulator
-from idp.provisioning import Conflict, MailboxSpec, RateLimited, Rejected, Unavailable, ensure_mailbox
+from idp.provisioning import Conflict, MailboxSpec, MailGroupSpec, RateLimited, Rejected, Unavailable, ensure_mailbox
 from idp.provisioning.alimail import AlimailProvider, AlimailSettings
 from tests.support import FakeClock
 
@@ -165,9 +165,11 @@ def test_persistent_429_surfaces_rate_limited(
 
 
 def test_5xx_is_retried_then_succeeds(alimail: AlimailProvider, emulator: RunningEmulator) -> None:
-    emulator.faults.fail_next(2, status=503, path_prefix="/v2/users")
+    emulator.faults.fail_next(2, status=503, path_prefix="/v2/users", method="POST")
     assert alimail.create(ALICE).email == ALICE.email
-    assert _statuses(emulator, "/v2/users") == [503, 503, 201]
+    # A 5xx may come after the create was carried out: each retry looks the address up first.
+    calls = [(c.method, c.status) for c in emulator.emulator.calls if c.path.startswith("/v2/users")]
+    assert calls == [("POST", 503), ("GET", 404), ("POST", 503), ("GET", 404), ("POST", 201)]
 
 
 def test_5xx_that_persists_becomes_unavailable(
@@ -250,3 +252,31 @@ def test_two_nodes_provisioning_the_same_person_at_once_reconcile_on_409(
     assert len(set(ids)) == 1
     assert _statuses(emulator, "/v2/users").count(409) == 1
     assert len(emulator.emulator.users()) == 1
+
+
+def test_departments_and_mail_groups_are_found_past_the_first_page(
+    alimail: AlimailProvider, emulator: RunningEmulator, settings_for: Callable[..., AlimailSettings]
+) -> None:
+    ids = [alimail.ensure_department(("Stores", f"Store {i:03d}")) for i in range(105)]  # 100 children a page
+    for i in range(35):  # 30 mail groups a page
+        alimail.create_group(MailGroupSpec(email=f"list{i:02d}@example.com", name=f"List {i}", members=()))
+    with AlimailProvider(settings_for(emulator)) as fresh:  # empty caches: it has to look
+        assert fresh.ensure_department(("Stores", "Store 104")) == ids[-1]
+        assert len(list(fresh.list_groups())) == 35
+    assert len(emulator.emulator.departments()) == 106
+    pages = [c.fields for c in emulator.emulator.calls if c.operation == "list_groups"]
+    assert len(pages) == 2
+
+
+def test_an_outage_during_a_create_costs_no_more_attempts_than_any_call(
+    emulator: RunningEmulator, settings_for: Callable[..., AlimailSettings]
+) -> None:
+    emulator.faults.fail_next(100, status=503, path_prefix="/v2/users")
+    with (
+        AlimailProvider(settings_for(emulator, max_attempts=3)) as provider,
+        pytest.raises(Unavailable, match="503"),
+    ):
+        provider.create(MailboxSpec(email="new@example.com", display_name="New Hire"))
+    # The look-ups before each retry are part of the create's three attempts, not three more each.
+    calls = [(c.method, c.status) for c in emulator.emulator.calls if c.path.startswith("/v2/users")]
+    assert calls == [("POST", 503), ("GET", 503), ("GET", 503)]

@@ -45,13 +45,13 @@ def outbox(db: Database, clock: FakeClock) -> Outbox:
 @pytest.fixture
 def worker_for(
     db: Database, outbox: Outbox, emulator: RunningEmulator, settings_for: Callable[..., AlimailSettings]
-) -> Iterator[Callable[[str], OutboxWorker]]:
+) -> Iterator[Callable[..., OutboxWorker]]:
     workers: list[OutboxWorker] = []
 
-    def make(owner: str) -> OutboxWorker:
-        worker = OutboxWorker(
-            outbox, ProvisioningRecords(db), AuditTrail(db), lambda: AlimailProvider(settings_for(emulator)), owner
-        )
+    def make(owner: str, **client_settings: Any) -> OutboxWorker:
+        """A worker named ``owner`` whose Alibaba Mail client has ``client_settings`` on top of the tests' own."""
+        settings = settings_for(emulator, **client_settings)
+        worker = OutboxWorker(outbox, ProvisioningRecords(db), AuditTrail(db), lambda: AlimailProvider(settings), owner)
         workers.append(worker)
         return worker
 
@@ -70,8 +70,12 @@ def spec(name: str = "dora", **fields: Any) -> MailboxSpec:
     return MailboxSpec(**{**values, **fields})
 
 
-def creates(emu: RunningEmulator) -> int:
-    return sum(1 for c in emu.emulator.calls if c.method == "POST" and c.path == "/v2/users" and c.status < 300)
+def creates(emu: RunningEmulator, path: str = "/v2/users", *, refused_too: bool = False) -> int:
+    """How many creates at ``path`` the emulator carried out (whether or not the client heard the answer);
+    with ``refused_too``, how many it was asked for."""
+    return sum(
+        1 for c in emu.emulator.calls if c.method == "POST" and c.path == path and (refused_too or c.status < 300)
+    )
 
 
 def audit_rows(db: Database) -> list[Any]:
@@ -93,7 +97,7 @@ def test_only_one_worker_wins_a_row_and_a_newer_spec_replaces_the_queued_one(out
 
 
 def test_the_worker_creates_the_mailbox_records_it_and_audits(
-    db: Database, outbox: Outbox, emulator: RunningEmulator, worker_for: Callable[[str], OutboxWorker]
+    db: Database, outbox: Outbox, emulator: RunningEmulator, worker_for: Callable[..., OutboxWorker]
 ) -> None:
     outbox.enqueue("g1", "dora", spec(), "provider_unavailable: down")
     report = worker_for("w").run_once()
@@ -108,7 +112,7 @@ def test_the_worker_creates_the_mailbox_records_it_and_audits(
 
 
 def test_a_worker_that_died_after_claiming_is_recovered_exactly_once(
-    outbox: Outbox, clock: FakeClock, emulator: RunningEmulator, worker_for: Callable[[str], OutboxWorker]
+    outbox: Outbox, clock: FakeClock, emulator: RunningEmulator, worker_for: Callable[..., OutboxWorker]
 ) -> None:
     outbox.enqueue("g1", "dora", spec(), "provider_unavailable: down")
     assert outbox.claim("dead-worker")  # and then the process died before calling the provider
@@ -125,7 +129,7 @@ def test_a_worker_that_died_after_the_create_call_does_not_create_twice(
     clock: FakeClock,
     emulator: RunningEmulator,
     alimail: AlimailProvider,
-    worker_for: Callable[[str], OutboxWorker],
+    worker_for: Callable[..., OutboxWorker],
 ) -> None:
     outbox.enqueue("g1", "dora", spec(), "provider_unavailable: down")
     assert outbox.claim("dead-worker")
@@ -137,12 +141,55 @@ def test_a_worker_that_died_after_the_create_call_does_not_create_twice(
     assert outbox.items() == []
 
 
+TIMEOUT, LATE = 0.3, 1.0
+"""The client's read timeout in the tests below, and how late the emulator answers a create it carried out."""
+
+
+def test_creates_whose_answers_timed_out_are_carried_out_once(
+    db: Database, outbox: Outbox, emulator: RunningEmulator, worker_for: Callable[..., OutboxWorker]
+) -> None:
+    # The API makes each department level and the mailbox, but the client hears none of it in time: each
+    # retry looks up what the lost attempt may have made (parent + name, address) and finds it.
+    outbox.enqueue("g1", "dora", spec(department=("Sales", "EMEA")), "provider_unavailable: down")
+    emulator.faults.time_out_after_applying(2, "/v2/departments", delay=LATE)
+    emulator.faults.time_out_after_applying(1, "/v2/users", delay=LATE)
+    report = worker_for("w", read_timeout=TIMEOUT).run_once()
+    assert (report.done, report.retried) == (1, 0)
+    assert emulator.emulator.departments() == [("Sales",), ("Sales", "EMEA")]
+    # Looked up, not asked again (a second ask would be refused as a duplicate, but it must not be needed).
+    assert creates(emulator, "/v2/departments", refused_too=True) == 2
+    (user,) = emulator.emulator.users()
+    assert creates(emulator, refused_too=True) == 1
+    assert emulator.emulator.department_path(user["departmentIds"][0]) == ("Sales", "EMEA")
+    record = ProvisioningRecords(db).get("g1")
+    assert record is not None and record.mailbox_id == user["id"]
+
+
+def test_a_create_the_client_gave_up_on_is_found_by_the_outbox_retry(
+    db: Database,
+    outbox: Outbox,
+    clock: FakeClock,
+    emulator: RunningEmulator,
+    worker_for: Callable[..., OutboxWorker],
+) -> None:
+    outbox.enqueue("g1", "dora", spec(), "provider_unavailable: down")
+    emulator.faults.time_out_after_applying(1, "/v2/users", delay=LATE)
+    first = worker_for("w1", read_timeout=TIMEOUT, max_attempts=1).run_once()
+    assert first.retried == 1  # the worker cannot know the mailbox was made...
+    assert len(emulator.emulator.users()) == 1  # ...but it was
+    clock.advance(3600)
+    assert worker_for("w2").run_once().done == 1
+    assert creates(emulator) == 1 and len(emulator.emulator.users()) == 1
+    assert outbox.items() == []
+    assert [r.result for r in audit_rows(db)] == ["success", "failure"]
+
+
 def test_an_outage_backs_off_and_the_row_succeeds_later(
     db: Database,
     outbox: Outbox,
     clock: FakeClock,
     emulator: RunningEmulator,
-    worker_for: Callable[[str], OutboxWorker],
+    worker_for: Callable[..., OutboxWorker],
 ) -> None:
     outbox.enqueue("g1", "dora", spec(), "provider_unavailable: down")
     emulator.faults.fail_next(50, status=503)
@@ -161,7 +208,7 @@ def test_an_outage_backs_off_and_the_row_succeeds_later(
 
 
 def test_a_rejected_spec_is_given_up_and_listed_as_failed(
-    outbox: Outbox, emulator: RunningEmulator, worker_for: Callable[[str], OutboxWorker]
+    outbox: Outbox, emulator: RunningEmulator, worker_for: Callable[..., OutboxWorker]
 ) -> None:
     outbox.enqueue("g1", "eve", spec("eve", email="eve@not-our-domain.test"), "provider_unavailable: down")
     report = worker_for("w").run_once()
@@ -172,7 +219,7 @@ def test_a_rejected_spec_is_given_up_and_listed_as_failed(
 
 
 def test_a_row_provisioned_since_by_someone_else_is_done_without_a_provider_call(
-    db: Database, outbox: Outbox, emulator: RunningEmulator, worker_for: Callable[[str], OutboxWorker]
+    db: Database, outbox: Outbox, emulator: RunningEmulator, worker_for: Callable[..., OutboxWorker]
 ) -> None:
     outbox.enqueue("g1", "dora", spec(), "provider_unavailable: down")  # the outbox's clock stands still
     ProvisioningRecords(db).succeeded(  # the sync provisioned AD's newer state after the row was queued

@@ -11,6 +11,7 @@ import pytest
 from onelogin.saml2.constants import OneLogin_Saml2_Constants as C
 
 from idp.access import AccessDecision
+from idp.mail_address import NoMailAddress
 from idp.person import Person
 from idp.saml.errors import SamlRequestError
 from idp.saml.nameid import persistent_id
@@ -287,12 +288,24 @@ def test_transient_nameid_changes_every_time(world: World, alice: Person) -> Non
     assert world.idp.name_id_for(info, alice) != world.idp.name_id_for(info, alice)
 
 
-def test_email_nameid_without_mail_is_invalid_nameid_policy(world: World, alice: Person) -> None:
+def test_email_nameid_without_a_mail_address_is_for_the_person_to_read(world: World, alice: Person) -> None:
+    """Not the SP's InvalidNameIDPolicy: the sign-in shows our own page naming what AD lacks."""
     sp = world.sp(nameid_format=C.NAMEID_EMAIL_ADDRESS)
     saml_request, _ = post_request(sp, sign=False)
     info = world.idp.parse_authn_request("post", saml_request, None)
     no_mail = Person(username="bob", dn="CN=bob", guid=alice.guid)
-    form = _respond(world, info, no_mail)
+    with pytest.raises(NoMailAddress) as refused:
+        world.idp.name_id_for(info, no_mail)
+    assert refused.value.missing == "mail"
+
+
+def test_a_nameid_attribute_the_person_lacks_is_invalid_nameid_policy(world: World, alice: Person) -> None:
+    world.registry.policies[SP_ENTITY] = SpPolicy(nameid_format="unspecified", nameid_attribute="upn")
+    sp = world.sp(nameid_format=C.NAMEID_UNSPECIFIED)
+    saml_request, _ = post_request(sp, sign=False)
+    info = world.idp.parse_authn_request("post", saml_request, None)
+    no_upn = Person(username="bob", dn="CN=bob", guid=alice.guid)
+    form = _respond(world, info, no_upn)
     tree = response_tree(form)
     codes = tree.xpath("//*[local-name()='StatusCode']/@Value")
     assert codes == [

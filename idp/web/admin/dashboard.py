@@ -20,6 +20,7 @@ NAV = (
     ("admin.directory", "admin.nav.directory"),
     ("admin.sessions", "admin.nav.sessions"),
     ("admin.activity", "admin.nav.activity"),
+    ("admin.provisioning", "admin.nav.provisioning"),
 )
 KEY_EXPIRY_WARNING = timedelta(days=60)
 """Rolling a key over means every SP re-reads our metadata; two months leaves time for the slow ones."""
