@@ -32,7 +32,7 @@ from idp.sps.scheduler import start_refresher
 from idp.store.attempts import AttemptCounters
 from idp.store.db import Database
 from idp.store.seen import SeenRequests
-from idp.web import admin, health, launcher, login, ratelimit, sso
+from idp.web import admin, health, launcher, login, ratelimit, request_log, sso
 from idp.web.i18n import current_language, translate, translate_code
 from idp.web.pending import PendingPosts
 from idp.web.services import Services
@@ -79,6 +79,8 @@ def create_app(settings: Settings) -> Flask:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)  # type: ignore[method-assign]
 
     svc = app.extensions["idp"] = build_services(settings, cache)
+    # First: every request, even one the rate limit ends at once, gets its id and its duration measured.
+    request_log.install(app, trust_incoming=settings.server.trusted_proxy_count > 0)
     ratelimit.install(app, settings.server.rate_limit_per_minute)
     start_refresher(settings, svc.db, svc.registry, svc.audit)  # metadata URLs, one node at a time
     app.register_blueprint(sso.bp)

@@ -13,14 +13,18 @@ from datetime import UTC, datetime
 from functools import cache
 from typing import Any, cast
 
-from sqlalchemy import Select, Table, bindparam, func, insert, select
+from sqlalchemy import Select, Table, bindparam, delete, func, insert, select
 
 from idp import codes
-from idp.store.db import Database
+from idp.store.db import Database, rowcount
 from idp.store.group_commit import GroupCommit
 from idp.store.models import AuditEvent
 
 log = logging.getLogger("idp.audit")
+
+PURGE_BATCH = 5000
+"""Rows deleted per transaction by purge(): each batch holds SQLite's write lock for milliseconds, so sign-ins
+writing their own rows meanwhile wait that long, not for the whole purge."""
 
 # One compiled statement, executed on a bare connection: an ORM session (identity map, unit of work, flush)
 # cost a sixth of an SSO response's CPU for a row nobody reads back.
@@ -122,6 +126,18 @@ class AuditTrail:
         with self._db.engine.connect() as conn:
             # The query already leaves out rows without an SP; the test is for the type checker.
             return {sp: at for sp, at in conn.execute(q) if sp is not None}
+
+    def purge(self, before: datetime, *, batch: int = PURGE_BATCH) -> int:
+        """Delete the rows written before ``before`` (aware), oldest first, a batch per transaction; return how
+        many went. The caller records the purge itself (it is an admin action)."""
+        deleted = 0
+        while True:
+            oldest = select(AuditEvent.id).where(AuditEvent.at < before).order_by(AuditEvent.id).limit(batch)
+            with self._db.engine.begin() as conn:
+                count = rowcount(conn.execute(delete(AuditEvent).where(AuditEvent.id.in_(oldest.scalar_subquery()))))
+            deleted += count
+            if count < batch:
+                return deleted
 
     def recent(
         self, limit: int = 100, *, username: str | None = None, event: codes.AuditEvent | None = None

@@ -18,14 +18,20 @@ def ldap() -> None:
 
 @ldap.command("test")
 @click.option("--user", default=None, help="Also look this person up: alice, alice@corp.example.com or CORP\\alice.")
+@click.option(
+    "--allow-cleartext", is_flag=True, help="Pass a DC reached by ldap:// without StartTLS (a test lab only)."
+)
 @click.pass_context
-def test(ctx: click.Context, user: str | None) -> None:
-    """Check every domain controller step by step; exit 0 when AD is usable, 1 when not."""
+def test(ctx: click.Context, user: str | None, allow_cleartext: bool) -> None:
+    """Check every domain controller step by step; exit 0 when AD is usable, 1 when not.
+
+    Passwords must travel encrypted (LDAPS, or ldap:// with start_tls = true): a DC reached in clear text
+    fails the tls step unless --allow-cleartext."""
     settings = settings_from(ctx)
-    report = check_directory(settings.ldap, user, login=settings.login)
-    console = Console()
+    report = check_directory(settings.ldap, user, login=settings.login, allow_cleartext=allow_cleartext)
+    console = Console(highlight=False)
     console.print(_controllers_table(report))
-    _print_failures(console, report)
+    _print_steps(console, report)
     if report.user is not None:
         _print_user(console, report.user)
     if report.lockout is not None:
@@ -39,28 +45,35 @@ def test(ctx: click.Context, user: str | None) -> None:
 
 def _controllers_table(report: DirectoryReport) -> Table:
     table = Table(title="Domain controllers")
-    table.add_column("DC", no_wrap=True, min_width=max(len(dc.url) for dc in report.controllers))
+    # Folded, never cut: the URL is what the admin compares with ldap.urls.
+    table.add_column("DC", overflow="fold", ratio=1)
     for name in STEPS:
-        table.add_column(name)
-    table.add_column("usable")
+        table.add_column(name, no_wrap=True)
+    table.add_column("usable", no_wrap=True)
     for dc in report.controllers:
-        table.add_row(dc.url, *_cells(dc), "[green]yes[/green]" if dc.ok else "[red]no[/red]")
+        table.add_row(escape(dc.url), *_cells(dc), "[green]yes[/green]" if dc.ok else "[red]no[/red]")
     return table
 
 
 def _cells(dc: ControllerReport) -> list[str]:
-    cells = [
-        f"[green]ok[/green] {step.ms:.0f} ms" if step.ok else f"[red]FAILED[/red] {step.ms:.0f} ms" for step in dc.steps
-    ]
+    cells = []
+    for step in dc.steps:
+        # The tls cell names the mode used: what an admin needs to see at a glance is "clear text".
+        word = dc.tls_mode if step.name == "tls" else "ok"
+        cells.append(f"[green]{word}[/green] {step.ms:.0f} ms" if step.ok else f"[red]FAILED[/red] {step.ms:.0f} ms")
     return cells + ["[dim]not run[/dim]"] * (len(STEPS) - len(dc.steps))
 
 
-def _print_failures(console: Console, report: DirectoryReport) -> None:
-    # Printed in full below the table: an error such as a certificate mismatch is too long for a cell.
+def _print_steps(console: Console, report: DirectoryReport) -> None:
+    """Below the table, in full (a sentence is too long for a cell): how each DC was reached, and every
+    failure with what to change."""
     for dc in report.controllers:
         for step in dc.steps:
             if not step.ok:
                 console.print(f"[red]{escape(dc.url)} {step.name}:[/red] {escape(step.message)}")
+            elif step.name == "tls":
+                colour = "yellow" if "NOT" in step.message or dc.tls_mode == "clear text" else "green"
+                console.print(f"[{colour}]{escape(dc.url)} tls:[/{colour}] {escape(step.message)}")
 
 
 def _print_user(console: Console, user: UserReport) -> None:

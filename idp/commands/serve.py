@@ -1,7 +1,14 @@
-"""`idp serve`: the production server, gunicorn with the app built once per worker."""
+"""`idp serve`: the production server, gunicorn with the app built once per worker.
+
+``kill -HUP <master pid>`` reloads without dropping a request: the master reads the configuration file again
+(a file that does not validate is refused, and the workers keep the previous settings), starts new workers,
+which build the app afresh (configuration, signing keys, SP metadata), and lets the old ones finish the
+requests they hold before they exit.
+"""
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import os
 import shutil
@@ -11,19 +18,39 @@ import click
 from gunicorn.app.base import BaseApplication
 
 from idp.cli import settings_from
-from idp.settings import Settings
+from idp.logs import logging_config
+from idp.settings import Settings, SettingsError, load_settings
 from idp.store.db import Database
+
+log = logging.getLogger(__name__)
 
 
 class IdpGunicorn(BaseApplication):
-    def __init__(self, settings: Settings, options: dict[str, Any]) -> None:
+    def __init__(
+        self, settings: Settings, config_path: str | None, options: dict[str, Any], *, debug: bool = False
+    ) -> None:
         self._settings = settings
+        self._config_path = config_path
         self._options = options
+        self._debug = debug
+        self._started = False
         super().__init__()
 
     def load_config(self) -> None:
-        for key, value in self._options.items():
+        # Called once at start, and in the master at every HUP, before the new workers fork.
+        if self._started:
+            self._reread()
+        self._started = True
+        for key, value in {**self._options, **_settings_options(self._settings, self._options, self._debug)}.items():
             self.cfg.set(key, value)
+
+    def _reread(self) -> None:
+        try:
+            self._settings = load_settings(self._config_path)
+        except SettingsError as exc:
+            log.error("configuration NOT reloaded; the new workers keep the previous one: %s", exc)
+            return
+        log.info("configuration reloaded; new workers start with it and re-read the signing keys")
 
     def load(self):  # type: ignore[no-untyped-def]
         # Called in each worker after the fork: LDAP connections, DB engines and the pysaml2 server are
@@ -31,6 +58,19 @@ class IdpGunicorn(BaseApplication):
         from idp.app import create_app
 
         return create_app(self._settings)
+
+
+def _settings_options(settings: Settings, options: dict[str, Any], debug: bool) -> dict[str, Any]:
+    """The gunicorn settings that follow the configuration file, and so change at a reload."""
+    return {
+        "logconfig_dict": logging_config(
+            settings.log.format,
+            "DEBUG" if debug else settings.log.level,
+            access_log=bool(options.get("accesslog")),
+            syslog=settings.log.syslog,
+        ),
+        "forwarded_allow_ips": "*" if settings.server.trusted_proxy_count else "127.0.0.1",
+    }
 
 
 def _child_exit(_server: Any, worker: Any) -> None:
@@ -66,12 +106,12 @@ def serve(ctx: click.Context, bind: str, workers: int | None, threads: int, acce
         "child_exit": _child_exit,
         # A SAMLRequest on the Redirect binding travels in the query string.
         "limit_request_line": 8190,
-        "forwarded_allow_ips": "*" if settings.server.trusted_proxy_count else "127.0.0.1",
     }
     if access_log:
         # %(U)s is the path without the query string: SAMLRequest and RelayState stay out of the logs.
         options.update(accesslog="-", access_log_format='%(h)s "%(m)s %(U)s" %(s)s %(b)s %(M)sms')
-    IdpGunicorn(settings, options).run()
+    ctx_obj = ctx.obj or {}
+    IdpGunicorn(settings, ctx_obj.get("config_path"), options, debug=ctx_obj.get("verbose", 0) >= 2).run()
 
 
 def _check_keys(settings: Settings) -> None:

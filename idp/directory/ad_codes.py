@@ -51,8 +51,13 @@ def bind_refusal(result: Mapping[str, object]) -> DirectoryError:
             f"the domain controller did not check the password: {result.get('description')} "
             f"{result.get('message', '')}".strip()
         )
-    match = _SUB_CODE.search(str(result.get("message", "")))
     error_class, detail = _BY_SUB_CODE.get(
-        match.group(1).lower() if match else "", (InvalidCredentials, WRONG_USERNAME_OR_PASSWORD)
+        sub_code(result.get("message")) or "", (InvalidCredentials, WRONG_USERNAME_OR_PASSWORD)
     )
     return error_class(detail)
+
+
+def sub_code(message: object) -> str | None:
+    """AD's sub-code ("52e") in a bind's diagnostic message, lower-cased; None when it has none."""
+    match = _SUB_CODE.search(str(message or ""))
+    return match.group(1).lower() if match else None

@@ -27,7 +27,9 @@ from ldap3.core.exceptions import (
     LDAPStartTLSError,
 )
 from ldap3.core.results import RESULT_INVALID_CREDENTIALS
+from prometheus_client import Gauge
 
+from idp import metrics
 from idp.directory.errors import DirectoryUnavailable, ServiceAccountRejected
 from idp.settings import LdapSettings
 
@@ -61,10 +63,12 @@ class DomainControllers:
     def failed(self, server: Server) -> None:
         with self._lock:
             self._down_until[server_url(server)] = time.monotonic() + self._backoff
+        metrics.LDAP_DC_UP.labels(dc=server_url(server)).set(0)
 
     def succeeded(self, server: Server) -> None:
         with self._lock:
             self._down_until.pop(server_url(server), None)
+        metrics.LDAP_DC_UP.labels(dc=server_url(server)).set(1)
 
 
 @dataclass(frozen=True)
@@ -88,6 +92,7 @@ class ConnectionPool:
         self._settings = settings
         self._controllers = controllers
         self._bind_as_service = bind_as_service
+        self._kind = "search" if bind_as_service else "bind"
         self._lock = threading.Lock()
         self._idle: deque[Connection] = deque()
         self._opened = 0
@@ -104,6 +109,7 @@ class ConnectionPool:
             _close(conn)
             with self._lock:
                 self._replaced += 1
+            metrics.LDAP_REPLACED.labels(dc=server_url(conn.server)).inc()
             conn = self._open()
             try:
                 result = operation(conn)
@@ -129,12 +135,14 @@ class ConnectionPool:
         with self._lock:
             idle, self._idle = list(self._idle), deque()
         for conn in idle:
+            self._idle_gauge(conn).dec()
             _close(conn)
 
     def _take(self) -> Connection:
         with self._lock:
             while self._idle:
                 conn = self._idle.pop()
+                self._idle_gauge(conn).dec()
                 if not conn.closed:
                     return conn
         return self._open()
@@ -143,6 +151,7 @@ class ConnectionPool:
         with self._lock:
             if len(self._idle) < self._settings.pool_size:
                 self._idle.append(conn)
+                self._idle_gauge(conn).inc()
                 return
         _close(conn)
 
@@ -154,13 +163,18 @@ class ConnectionPool:
             except (LDAPException, OSError) as exc:
                 self._controllers.failed(server)
                 problems.append(f"{server_url(server)}: {exc}")
+                metrics.LDAP_CONNECT_FAILURES.labels(dc=server_url(server)).inc()
                 log.warning("domain controller %s failed: %s", server_url(server), exc)
                 continue
             self._controllers.succeeded(server)
             with self._lock:
                 self._opened += 1
+            metrics.LDAP_OPENED.labels(dc=server_url(server), pool=self._kind).inc()
             return conn
         raise DirectoryUnavailable("no domain controller answered: " + "; ".join(problems))
+
+    def _idle_gauge(self, conn: Connection) -> Gauge:
+        return metrics.LDAP_IDLE.labels(dc=server_url(conn.server), pool=self._kind)
 
     def _connect(self, server: Server) -> Connection:
         conn = Connection(

@@ -112,7 +112,7 @@ class SignIn:
             self._audit.record(
                 "signin", "failure", reason=reason, username=ctx.username, sp=ctx.sp, ip=ctx.ip, detail=outcome.detail
             )
-            metrics.SIGNINS.labels(result="failure", reason=reason).inc()
+            metrics.SIGNINS.labels(sp=ctx.sp or "", result="failure", reason=reason).inc()
             return
         how: SignInMethod = "password" if ctx.signed_in_now else "sso_session"
         unsolicited = ctx.request is not None and ctx.request.request_id is None
@@ -125,4 +125,4 @@ class SignIn:
             ip=ctx.ip,
             detail="idp_initiated" if unsolicited else None,
         )
-        metrics.SIGNINS.labels(result="success", reason=how).inc()
+        metrics.SIGNINS.labels(sp=ctx.sp or "", result="success", reason=how).inc()

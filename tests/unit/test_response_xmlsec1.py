@@ -98,4 +98,3 @@ def test_xmlsec1_verifies_the_response_signature_over_an_encrypted_assertion(
     signed.write_bytes(xml)
     done = _verify(xmlsec1, idp_files / "idp.crt", signed, RESPONSE_SIGNATURE)
     assert done.returncode == 0, done.stderr
-
