@@ -23,6 +23,7 @@ COMMANDS = {
     "outbox": "idp.commands.outbox:outbox",
     "sessions": "idp.commands.sessions:sessions",
     "audit": "idp.commands.audit:audit",
+    "db": "idp.commands.db:db",
 }
 
 

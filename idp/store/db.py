@@ -10,14 +10,15 @@ from typing import Any, cast
 
 from sqlalchemy import CursorResult, Result, create_engine, event
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 from sqlalchemy.orm import Session, sessionmaker
 
-from idp.store.models import Base
+from idp.store import schema
 
 
 class Database:
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, migrate: bool = True) -> None:
+        """``migrate``: bring the schema to this version's newest revision first (idp.store.schema); only
+        `idp db` itself opens a database without, to say what it does."""
         if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
             _private_file(Path(url.removeprefix("sqlite:///").partition("?")[0]))
         sqlite = url.startswith("sqlite")
@@ -27,21 +28,8 @@ class Database:
         if sqlite:
             event.listen(self.engine, "connect", _sqlite_pragmas)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
-        self._create_schema()
-
-    def _create_schema(self) -> None:
-        """create_all checks before it creates, but two processes (gunicorn workers, two nodes, two `idp sync`
-        runs) can both see a table missing and both create it. The loser's error means that table exists now,
-        so look again. On SQLite each CREATE commits on its own and the two interleave table by table: a
-        process may lose once per table, so it may look again as often."""
-        tables = len(Base.metadata.tables)
-        for attempt in range(tables + 1):
-            try:
-                Base.metadata.create_all(self.engine)
-                return
-            except (OperationalError, ProgrammingError, IntegrityError):
-                if attempt == tables:
-                    raise
+        if migrate:
+            schema.upgrade(self.engine)
 
     @contextmanager
     def session(self) -> Iterator[Session]:

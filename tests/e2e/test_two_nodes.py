@@ -36,7 +36,9 @@ def cluster(samba_dc, tmp_path_factory) -> Iterator[Cluster]:
     require_postgres()
     require_redis()
     engine = sqlalchemy.create_engine(POSTGRES_URL)
-    Base.metadata.drop_all(engine)  # a clean database for this run
+    Base.metadata.drop_all(engine)  # a clean database for this run, migrated afresh by the first node
+    with engine.begin() as conn:
+        conn.execute(sqlalchemy.text("DROP TABLE IF EXISTS alembic_version"))
     engine.dispose()
     redis.Redis.from_url(REDIS_URL).flushdb()
 
