@@ -1,5 +1,6 @@
 """Benchmark `idp sync`: a first full sync of many AD users against the Alibaba Mail emulator held to its
-documented 40 requests/s, then no-change re-syncs (full and incremental).
+documented 40 requests/s, then no-change re-syncs (full and incremental), then an incremental run after a new
+mail-enabled group and a deleted person.
 
     .venv/bin/python bench/bench_sync.py --users 10000      # about 5 minutes: 10,000 creates at 40/s
     .venv/bin/python bench/bench_sync.py --users 500        # a quick look
@@ -22,6 +23,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from ldap3 import MODIFY_REPLACE
+
 from idp.demo.alimail_emulator import RunningEmulator, run_emulator
 from idp.demo.samba_dc import BASE_DN, SambaDC, ensure_dc
 from idp.directory.listing import DirectoryListing, Scope
@@ -29,6 +32,7 @@ from idp.provisioning.alimail import AlimailProvider, AlimailSettings
 from idp.provisioning.sync import MailboxSync
 from idp.settings import LdapSettings, ProvisioningSettings
 from idp.store.db import Database
+from tests.e2e.ad_admin import AdAdmin
 
 OU = f"OU=Bench,{BASE_DN}"
 DEPARTMENTS = ("Sales", "Engineering/Platform", "Engineering/Apps", "Finance", "Support", "HR", "Legal", "IT")
@@ -100,6 +104,23 @@ def run_sync(sync: MailboxSync, emu: RunningEmulator, label: str, incremental: b
     )
 
 
+def _one_group_and_one_deletion(dc: SambaDC) -> None:
+    """What an incremental run must notice without a full one: a new mail-enabled group with two members,
+    and a deleted person (found in Deleted Objects)."""
+    admin = AdAdmin(dc)
+    group = admin.add_group(
+        "Bench Announcements",
+        members=[f"CN=bench00000,{OU}", f"CN=bench00001,{OU}"],
+        container=OU,
+        security=False,
+    )
+    admin.conn.modify(group, {"mail": [(MODIFY_REPLACE, ["announcements@example.com"])]})
+    admin.conn.delete(f"CN=bench00002,{OU}")
+    if admin.conn.result["result"] != 0:
+        raise RuntimeError(f"deleting bench00002 failed: {admin.conn.result}")
+    admin.conn.unbind()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--users", type=int, default=10_000)
@@ -156,6 +177,8 @@ def main() -> None:
                 run_sync(sync, emu, "first full sync")
                 run_sync(sync, emu, "no-change full re-sync")
                 run_sync(sync, emu, "no-change incremental", incremental=True)
+                _one_group_and_one_deletion(dc)
+                run_sync(sync, emu, "incremental: +1 group, -1 user", incremental=True)
             db.dispose()
     finally:
         if dc is not None:

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Installs everything ad-sso-bridge needs on a fresh Debian 12 machine, as root, idempotently:
-# Debian packages (Samba AD DC for the demo and tests, xmlsec, Chromium for browser tests),
-# a virtualenv in .venv and the project itself. Sourced by scripts/demo.sh and scripts/test.sh.
+# Installs what ad-sso-bridge needs on a fresh Debian 12 machine, as root, idempotently: Debian packages, a
+# virtualenv in .venv and the project itself. bootstrap_run is the product alone (a production install talks
+# to an existing AD); bootstrap_demo adds the Samba AD DC of `idp demo`; bootstrap_test adds what the test
+# suite needs. Sourced by scripts/demo.sh and scripts/test.sh.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -9,14 +10,16 @@ VENV="$ROOT/.venv"
 
 need_root() {
   if [ "$(id -u)" != 0 ]; then
-    echo "This step installs Debian packages and starts a Samba AD DC: run it as root (sudo $0)." >&2
+    echo "This step installs Debian packages: run it as root (sudo $0)." >&2
     exit 1
   fi
 }
 
-# Packages for running the product (with the throw-away AD of `idp demo`).
+# Packages for running the product.
 RUN_PACKAGES=(python3 python3-venv python3-dev python3-lxml python3-xmlsec xmlsec1 libxmlsec1-openssl
-  samba samba-ad-dc samba-ad-provision ldb-tools winbind ca-certificates curl procps iproute2)
+  ca-certificates curl procps iproute2)
+# The throw-away AD of `idp demo` (and of the tests).
+DEMO_PACKAGES=(samba samba-ad-dc samba-ad-provision ldb-tools winbind)
 # What only the test suite needs: a browser for the login and admin page tests (with a CJK font, so the
 # zh-CN screenshots show Chinese rather than boxes), Redis and PostgreSQL for the several-nodes configurations.
 TEST_PACKAGES=(chromium chromium-driver fonts-wqy-microhei redis-server postgresql)
@@ -72,8 +75,13 @@ bootstrap_run() {
   make_venv run
 }
 
+bootstrap_demo() {
+  apt_install "${RUN_PACKAGES[@]}" "${DEMO_PACKAGES[@]}"
+  make_venv run
+}
+
 bootstrap_test() {
-  apt_install "${RUN_PACKAGES[@]}" "${TEST_PACKAGES[@]}"
+  apt_install "${RUN_PACKAGES[@]}" "${DEMO_PACKAGES[@]}" "${TEST_PACKAGES[@]}"
   make_venv test
 }
 

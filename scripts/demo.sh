@@ -4,5 +4,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/bootstrap.sh
-bootstrap_run
+bootstrap_demo
 exec .venv/bin/idp demo "$@"
