@@ -24,6 +24,7 @@ COMMANDS = {
     "sessions": "idp.commands.sessions:sessions",
     "audit": "idp.commands.audit:audit",
     "db": "idp.commands.db:db",
+    "init": "idp.commands.init:init",
 }
 
 

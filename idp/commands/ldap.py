@@ -29,7 +29,12 @@ def test(ctx: click.Context, user: str | None, allow_cleartext: bool) -> None:
     fails the tls step unless --allow-cleartext."""
     settings = settings_from(ctx)
     report = check_directory(settings.ldap, user, login=settings.login, allow_cleartext=allow_cleartext)
-    console = Console(highlight=False)
+    show_report(Console(highlight=False), report)
+    ctx.exit(0 if report.ok else 1)
+
+
+def show_report(console: Console, report: DirectoryReport) -> None:
+    """The table of DCs and steps, every failure in words, the user and lockout findings, and the verdict."""
     console.print(_controllers_table(report))
     _print_steps(console, report)
     if report.user is not None:
@@ -40,7 +45,6 @@ def test(ctx: click.Context, user: str | None, allow_cleartext: bool) -> None:
         console.print("[green]Active Directory is usable.[/green]")
     else:
         console.print("[red]Active Directory is NOT usable with these settings.[/red]")
-    ctx.exit(0 if report.ok else 1)
 
 
 def _controllers_table(report: DirectoryReport) -> Table:
