@@ -16,6 +16,7 @@ from typing import Any, cast
 from sqlalchemy import Select, Table, bindparam, delete, func, insert, select
 
 from idp import codes
+from idp.logs import REQUEST_ID
 from idp.store.db import Database, rowcount
 from idp.store.group_commit import GroupCommit
 from idp.store.models import AuditEvent
@@ -44,13 +45,17 @@ class AuditRecord:
     sp_entity_id: str | None
     client_ip: str | None
     detail: str | None
+    request_id: str | None = None
+    """The request that wrote the row; None for rows written by a command or before request ids existed."""
 
     @classmethod
     def from_row(cls, r: Any) -> AuditRecord:
         """From an audit_events row (ORM object or Core row)."""
         # SQLite hands back naive datetimes (which are UTC); PostgreSQL aware ones.
         at = r.at.replace(tzinfo=UTC) if r.at.tzinfo is None else r.at.astimezone(UTC)
-        return cls(r.id, at, r.event, r.result, r.reason, r.username, r.sp_entity_id, r.client_ip, r.detail)
+        return cls(
+            r.id, at, r.event, r.result, r.reason, r.username, r.sp_entity_id, r.client_ip, r.detail, r.request_id
+        )
 
 
 class AuditTrail:
@@ -78,6 +83,9 @@ class AuditTrail:
             "sp_entity_id": sp and sp[:1024],
             "client_ip": ip,
             "detail": detail and detail[:4000],
+            # Set while a web request is served (idp.web.request_log), so the id a person reads to the help
+            # desk from an error page finds this row.
+            "request_id": REQUEST_ID.get(),
         }
         # The audit row is also a log line so that a log shipper sees the same story.
         log.info("%s %s reason=%s user=%s sp=%s ip=%s", event, result, reason, username, sp, ip)

@@ -171,9 +171,10 @@ def csv_cell(value: object) -> str:
 
 def csv_lines(rows: Iterable[AuditRecord], header: Sequence[str]) -> Iterator[str]:
     """The rows as CSV text, one line at a time (for streaming): UTF-8 BOM first, then ``header`` (the
-    column titles, in the reader's language: id, time UTC, event, result, reason, user, SP, address, detail)."""
-    if len(header) != 9:
-        raise ValueError("the CSV header has 9 columns")
+    column titles, in the reader's language: id, time UTC, event, result, reason, user, SP, address, detail,
+    request id)."""
+    if len(header) != 10:
+        raise ValueError("the CSV header has 10 columns")
     buffer = io.StringIO()
     writer = csv.writer(buffer)
 
@@ -186,7 +187,9 @@ def csv_lines(rows: Iterable[AuditRecord], header: Sequence[str]) -> Iterator[st
     yield CSV_BOM + line(header)
     for r in rows:
         when = r.at.strftime("%Y-%m-%d %H:%M:%S")
-        yield line([r.id, when, r.event, r.result, r.reason, r.username, r.sp_entity_id, r.client_ip, r.detail])
+        yield line(
+            [r.id, when, r.event, r.result, r.reason, r.username, r.sp_entity_id, r.client_ip, r.detail, r.request_id]
+        )
 
 
 @dataclass(frozen=True)

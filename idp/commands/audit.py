@@ -24,7 +24,7 @@ from idp.codes import AuditEvent
 from idp.sps.service import cli_actor
 from idp.store.db import Database
 
-CSV_HEADER = ("id", "time_utc", "event", "result", "reason", "user", "sp", "ip", "detail")
+CSV_HEADER = ("id", "time_utc", "event", "result", "reason", "user", "sp", "ip", "detail", "request_id")
 
 
 @click.group()
@@ -98,6 +98,7 @@ def _json(r: AuditRecord) -> dict[str, object]:
         "sp": r.sp_entity_id,
         "ip": r.client_ip,
         "detail": r.detail,
+        "request_id": r.request_id,
     }
 
 

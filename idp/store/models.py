@@ -34,6 +34,8 @@ class AuditEvent(Base):
     sp_entity_id: Mapped[str | None] = mapped_column(String(1024))
     client_ip: Mapped[str | None] = mapped_column(String(64))
     detail: Mapped[str | None] = mapped_column(Text)
+    request_id: Mapped[str | None] = mapped_column(String(128))
+    """The id of the HTTP request that wrote the row (also in its log lines and on the page the person saw)."""
 
     __table_args__ = (
         Index("ix_audit_user_at", "username", "at"),

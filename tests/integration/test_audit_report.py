@@ -32,7 +32,7 @@ from tests.support import scratch_database
 
 MAIL = "https://mail.example.test/saml"
 WIKI = "https://wiki.example.test/saml"
-HEADER = ["id", "time", "event", "result", "reason", "user", "sp", "ip", "detail"]
+HEADER = ["id", "time", "event", "result", "reason", "user", "sp", "ip", "detail", "request_id"]
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -216,7 +216,7 @@ def test_export_is_every_filtered_row_and_parses_back(db: Database) -> None:
     by_detail = {r[8]: r for r in body}
     assert by_detail[tricky][5] == "alice" and by_detail[tricky][7] == "10.0.0.1" and by_detail[tricky][6] == MAIL
     assert "'=cmd|' /C calc'!A0" in [r[5] for r in body]
-    assert all(len(r) == 9 for r in body)
+    assert all(len(r) == 10 for r in body)
     assert body[-1][1] == "2024-05-10 12:00:00"
     # Excel reads it as UTF-8 because of the BOM: the file's bytes start with EF BB BF.
     assert text.encode("utf-8").startswith(b"\xef\xbb\xbf")

@@ -81,7 +81,7 @@ def test_export_csv_to_a_private_file_is_formula_safe(idp, tmp_path: Path) -> No
     assert result.exit_code == 0, result.output
     assert stat.S_IMODE(target.stat().st_mode) == 0o600
     table = list(csv.reader(io.StringIO(target.read_text(encoding="utf-8-sig"))))
-    assert table[0] == ["id", "time_utc", "event", "result", "reason", "user", "sp", "ip", "detail"]
+    assert table[0] == ["id", "time_utc", "event", "result", "reason", "user", "sp", "ip", "detail", "request_id"]
     assert [r[5] for r in table[1:]] == ["middle", "old"]
     everything = list(csv.reader(io.StringIO(idp("export").stdout.lstrip("\ufeff"))))
     assert "'=cmd|' /C calc'!A0" in [r[5] for r in everything]

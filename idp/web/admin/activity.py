@@ -101,7 +101,7 @@ def activity_csv() -> Response | tuple[str, int]:
     )
 
 
-_CSV_COLUMNS = ("id", "time", "event", "result", "reason", "user", "sp", "ip", "detail")
+_CSV_COLUMNS = ("id", "time", "event", "result", "reason", "user", "sp", "ip", "detail", "request_id")
 
 
 def _encoded(lines: Iterator[str]) -> Iterator[bytes]:
