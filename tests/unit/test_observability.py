@@ -126,6 +126,19 @@ def test_every_response_carries_a_request_id_shown_on_error_pages(settings: Sett
     assert "请求编号" in zh.text and zh.headers["X-Request-Id"] in zh.text
 
 
+def test_the_audit_row_of_a_request_carries_its_request_id(settings: Settings) -> None:
+    """The id a person reads to the help desk from an error page finds the audit row of what happened."""
+    app = make_app(settings, [DEAD_DC])
+    refused = app.test_client().get("/saml/sso")  # no SAMLRequest: refused, and audited
+    assert refused.status_code == 400
+    audit = app.extensions["idp"].audit
+    row = audit.recent(1)[0]
+    assert row.event == "saml_request" and row.result == "refused"
+    assert row.request_id == refused.headers["X-Request-Id"]
+    audit.record("signin", "success", username="written outside a request")
+    assert audit.recent(1)[0].request_id is None
+
+
 def test_an_incoming_request_id_is_kept_only_behind_a_trusted_proxy(settings: Settings) -> None:
     direct = make_app(settings, [DEAD_DC]).test_client()
     assert direct.get("/healthz", headers={"X-Request-Id": "from-a-client"}).headers["X-Request-Id"] != "from-a-client"
