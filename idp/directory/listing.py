@@ -132,10 +132,13 @@ class DirectoryListing:
         no_mailbox = self._members_of(scope.no_mailbox_group_dn) if scope.no_mailbox_group_dn else frozenset()
         return self._search(scope.base_dns or (self._settings.base_dn,), scope_filter + change_filter, no_mailbox)
 
-    def changed_anywhere(self, changed_after: int) -> list[ListedPerson]:
-        """Every person in the domain changed after ``changed_after``, in scope or not: the incremental
-        sync compares this with ``people(scope, changed_after)`` to see who left the scope."""
-        return self._search((self._settings.base_dn,), f"(uSNChanged>={changed_after + 1})", frozenset())
+    def changed_anywhere(self, changed_after: int) -> set[uuid.UUID]:
+        """objectGUIDs of every person in the domain changed after ``changed_after``, in scope or not: the
+        incremental sync compares them with ``people(scope, changed_after)`` to see who left the scope. Only
+        the GUID is read: this covers the whole domain, and nothing else of these entries is used."""
+        search_filter = f"(&{self._settings.user_filter}(uSNChanged>={changed_after + 1}))"
+        entries = self._entries((self._settings.base_dn,), search_filter, ("objectGUID",))
+        return {uuid.UUID(bytes_le=raw["objectguid"][0]) for _, raw in entries if raw.get("objectguid")}
 
     def groups_changed(self, changed_after: int) -> list[str]:
         """DNs of the groups changed after ``changed_after``. A membership change touches the group only

@@ -352,7 +352,7 @@ class MailboxSync:
         else:
             people = self._listing.people(self._scope, changed_after=since)
             in_scope = {str(p.person.guid) for p in people}
-            changed = {str(p.person.guid) for p in self._listing.changed_anywhere(since)}
+            changed = {str(guid) for guid in self._listing.changed_anywhere(since)}
             leavers = {guid: "out of scope" for guid in changed - in_scope if guid in records}
         try:
             deleted = self._listing.deleted(since)
