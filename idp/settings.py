@@ -529,11 +529,12 @@ def load_settings(path: str | os.PathLike[str] | None = None, environ: dict[str,
     except ValidationError as exc:
         raise SettingsError(_describe(exc, str(config_path))) from None
     settings = _resolve_paths(settings, base)
-    pw_file = settings.ldap.bind_password_file
-    if not settings.ldap.bind_password and pw_file is not None and not pw_file.is_file():
-        raise SettingsError(
-            f"Invalid configuration ({config_path}):\n  ldap.bind_password_file: {pw_file} does not exist"
-        )
+    for key, secret, secret_file in (
+        ("ldap.bind_password_file", settings.ldap.bind_password, settings.ldap.bind_password_file),
+        ("server.metrics_token_file", settings.server.metrics_token, settings.server.metrics_token_file),
+    ):
+        if not secret and secret_file is not None and not secret_file.is_file():
+            raise SettingsError(f"Invalid configuration ({config_path}):\n  {key}: {secret_file} does not exist")
     return settings
 
 

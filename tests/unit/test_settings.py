@@ -34,6 +34,13 @@ def test_the_shipped_example_is_valid(tmp_path):
     assert s.entity_id == "https://sso.corp.example.com/saml/metadata"
 
 
+def test_a_missing_metrics_token_file_is_named_at_start(tmp_path):
+    """Not at Prometheus's first scrape, as a 500 nobody reads."""
+    config = write(tmp_path, {**MINIMAL, "server": {"metrics_token_file": "no-such.token"}})
+    with pytest.raises(SettingsError, match=r"server.metrics_token_file: .*no-such.token does not exist"):
+        load_settings(config, environ={})
+
+
 def test_defaults_and_relative_paths(tmp_path):
     s = load_settings(write(tmp_path, MINIMAL), environ={})
     assert s.server.base_url == "http://127.0.0.1:8000"

@@ -5,6 +5,7 @@ SSO session (idp.signin.sessions) is turned away at its next page."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from dataclasses import dataclass
@@ -80,16 +81,21 @@ def _refuse(
 def _admin_groups() -> str:
     """[admin] groups for the refusal, each name that does not lead to exactly one security group (and so
     admits nobody) followed by why: otherwise a console that opens to nobody would look like a wrong account."""
+    refs = group_refs(services().settings.admin.groups)
+    known = None
+    if any(ref.name for ref in refs):
+        # One search of the domain's groups, not one per name. AD down: the names are shown as configured,
+        # and the refusal stands either way.
+        with contextlib.suppress(DirectoryError):
+            known = services().directory.groups()
     out = []
-    for ref in group_refs(services().settings.admin.groups):
-        if ref.name:
+    for ref in refs:
+        if ref.name and known is not None:
             try:
-                resolve_group(ref.name, services().directory.groups())
+                resolve_group(ref.name, known)
             except GroupNotResolved as exc:
                 log.error("[admin] groups: %s; it admits nobody until it is replaced by a DN or SID", exc)
                 out.append(f"{ref.name} ({exc})")
                 continue
-            except DirectoryError:
-                pass  # the name is shown as configured; the refusal stands either way
         out.append(ref.label)
     return ", ".join(out)

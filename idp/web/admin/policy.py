@@ -225,21 +225,29 @@ def _resolve_groups(raw: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]
     by field, why some cannot be: a name two OUs share, or a distribution group, must not be saved as if it
     were the group the admin had in mind."""
     errors: dict[str, list[str]] = {}
-    known = None
+    # AD is asked once per form, and a failure is remembered: with AD down, asking again for every group
+    # would make the admin wait a full connect timeout per group.
+    known: list[Any] | None = None
+    down: DirectoryError | None = None
 
     def identity(text: str, field: str) -> str:
-        nonlocal known
+        nonlocal known, down
         if GroupRef.parse(text).sid:
             return text  # already an identity (the form shows stored groups as they are stored)
+        if known is None and down is None:
+            try:
+                known = services().directory.groups()
+            except DirectoryError as exc:
+                down = exc
+        if down is not None:
+            errors.setdefault(field, []).append(
+                translate("admin.policy.groups_unchecked", error=down.detail or down.reason)
+            )
+            return text
         try:
-            known = known if known is not None else services().directory.groups()
-            return str(resolve_group(text, known))
+            return str(resolve_group(text, known or []))
         except GroupNotResolved as exc:
             errors.setdefault(field, []).append(str(exc))
-        except DirectoryError as exc:
-            errors.setdefault(field, []).append(
-                translate("admin.policy.groups_unchecked", error=exc.detail or exc.reason)
-            )
         return text
 
     resolved = {
