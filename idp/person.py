@@ -77,6 +77,10 @@ class Person:
     policy stored before groups were identities may still match."""
     attributes: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     """Further AD attributes asked for in settings (department, title, ...), by AD attribute name."""
+    service_account: str | None = None
+    """Why this account is not a person's (built-in, krbtgt, dns-*, our own service account, one with a
+    servicePrincipalName), in words; None for a person. Such an account gets no mailbox, at sign-in as in
+    the sync (idp.directory.eligibility)."""
 
     def in_any_group(self, refs: Iterable[GroupRef]) -> bool:
         """True when the person is in one of the given security groups (nested membership counts).

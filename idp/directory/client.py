@@ -21,6 +21,7 @@ from ldap3.utils.conv import escape_filter_chars
 from idp.directory.account import ACCOUNT_STATE_ATTRIBUTES, account_refusal
 from idp.directory.ad_codes import WRONG_USERNAME_OR_PASSWORD, bind_refusal
 from idp.directory.attributes import further_attributes
+from idp.directory.eligibility import exclusion
 from idp.directory.errors import DirectoryError, InvalidCredentials
 from idp.directory.groups import SECURITY_GROUP_BIT, Group, GroupGraph
 from idp.directory.lockout import PSO_ATTRIBUTES, LockoutPolicies, LockoutPolicy, filetime_seconds
@@ -39,6 +40,9 @@ _PERSON_ATTRIBUTES = (
     "sn",
     "objectGUID",
     "memberOf",
+    # Whether the account is a person's at all (idp.directory.eligibility), read in the same search.
+    "objectSid",
+    "servicePrincipalName",
     # What the throttle needs before a bind: AD's own count of wrong passwords, and which PSO applies.
     "badPwdCount",
     "badPasswordTime",
@@ -274,6 +278,7 @@ class Directory:
         guid = entry.attributes.get("objectguid")
         if not guid:
             raise DirectoryError(f"{entry.dn} has no objectGUID; is base_dn an Active Directory domain?")
+        sid = entry.attributes.get("objectsid")
         extra = {
             name: tuple(_text(v) for v in entry.attributes[name.lower()])
             for name in further_attributes(self._settings)
@@ -294,6 +299,15 @@ class Directory:
             security_group_dns=tuple(g.dn for g in security),
             unique_group_names=tuple(found.unique_names),
             attributes=extra,
+            service_account=exclusion(
+                self._settings,
+                username=entry.first("sAMAccountName") or "",
+                dn=entry.dn,
+                upn=entry.first("userPrincipalName"),
+                sid=sid[0] if sid else None,
+                has_spn=bool(entry.attributes.get("serviceprincipalname")),
+                in_no_mailbox_group=False,  # a provisioning setting: JIT checks it
+            ),
         )
 
     def _search(

@@ -1,8 +1,8 @@
 """Just-in-time provisioning: at sign-in, make sure the person's mailbox exists and matches AD.
 
 Which sign-ins: every SP's, or only those listed in ``[provisioning] jit_sps``; none when ``jit = false``
-or there is no ``[provisioning]`` section. Members of ``no_mailbox_group`` never get a mailbox here either:
-the sync would freeze it again.
+or there is no ``[provisioning]`` section. Accounts the sync leaves out (built-in and service accounts,
+members of ``no_mailbox_group``) never get a mailbox here either: the sync would freeze it again.
 
 A steady-state sign-in costs one database read and no provider call: the local record's fingerprint of
 the last provisioned spec equals the spec AD gives now. Only a first sign-in, a changed attribute, a
@@ -101,9 +101,13 @@ class JitProvisioner:
     def provision(self, person: Person, *, sp: str | None = None, ip: str | None = None) -> JitOutcome:
         """Bring the person's mailbox in line with AD, within the budget; raise JitRefused under "deny"."""
         deny = self.settings.on_failure == "deny"
-        if _in_no_mailbox_group(person, self.settings):
-            # The sync freezes such a mailbox: making (or thawing) it here would undo that at every sign-in.
-            return JitOutcome("not_mailbox_holder", "in the no-mailbox group")
+        # The sync leaves these out and freezes a mailbox they have: making (or thawing) it here would undo
+        # that at every sign-in. The same words as the sync's (idp.directory.eligibility).
+        why = person.service_account or (
+            "in the no-mailbox group" if _in_no_mailbox_group(person, self.settings) else None
+        )
+        if why is not None:
+            return JitOutcome("not_mailbox_holder", why)
         try:
             spec = spec_from_person(person, self.settings)
         except PersonNotProvisionable as exc:

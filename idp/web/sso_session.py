@@ -60,6 +60,7 @@ def _person_to_dict(p: Person) -> dict:
         "security_group_dns": list(p.security_group_dns),
         "unique_group_names": list(p.unique_group_names),
         "attributes": {k: list(v) for k, v in p.attributes.items()},
+        "service_account": p.service_account,
     }
 
 
@@ -81,6 +82,7 @@ def _person_from_dict(d: dict) -> Person:
         security_group_dns=tuple(d.get("security_group_dns", ())),
         unique_group_names=tuple(d.get("unique_group_names", ())),
         attributes={k: tuple(v) for k, v in d["attributes"].items()},
+        service_account=d.get("service_account"),  # absent from sessions started before it was read
     )
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Iterator
 
+import ldap3
 import pytest
 
 from idp.demo.alimail_emulator import RunningEmulator, run_emulator
@@ -120,6 +121,25 @@ def test_a_member_of_the_no_mailbox_group_signs_in_without_getting_a_mailbox(
     username = "kiosk" + secrets.token_hex(3)
     try:
         admin.add_member(no_mailbox_groups[1], admin.add_user(username, PASSWORD))  # nested membership counts
+        browser = Browser()
+        page = browser.login(browser.get(provisioning_idp.sps["mail"].redirect_login_url()), username, PASSWORD)
+        assert provisioning_idp.sps["mail"].consume(*browser.saml_post(page)).nameid == f"{username}@{REALM}"
+        assert not [u for u in emulator.emulator.users() if u["email"].startswith(username)]
+    finally:
+        admin.undo()
+
+
+def test_a_service_account_signs_in_without_getting_a_mailbox(
+    provisioning_idp: IdpServer, emulator: RunningEmulator, samba_dc: SambaDC
+) -> None:
+    """An account the sync leaves out (here: one with a servicePrincipalName) gets no mailbox at sign-in
+    either; otherwise JIT would make, and at every later sign-in thaw, what the sync freezes."""
+    admin = AdAdmin(samba_dc)
+    username = "svcapp" + secrets.token_hex(3)
+    try:
+        dn = admin.add_user(username, PASSWORD)
+        admin.conn.modify(dn, {"servicePrincipalName": [(ldap3.MODIFY_ADD, [f"HTTP/{username}.corp.example.com"])]})
+        assert admin.conn.result["result"] == 0, admin.conn.result
         browser = Browser()
         page = browser.login(browser.get(provisioning_idp.sps["mail"].redirect_login_url()), username, PASSWORD)
         assert provisioning_idp.sps["mail"].consume(*browser.saml_post(page)).nameid == f"{username}@{REALM}"
