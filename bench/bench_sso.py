@@ -1,4 +1,4 @@
-"""Issue 2 benchmark: sign-ins per second through `idp serve`, against baselines measured in the same run.
+"""Sign-ins per second through `idp serve`, against baselines measured in the same run.
 
     .venv/bin/python -m bench.bench_sso [--seconds 6] [--clients 1,4,16] [--no-paced]
 
@@ -44,8 +44,13 @@ from idp.settings import load_settings
 
 RESULTS = Path(__file__).parent / "results" / "latest.json"
 AIM_VS_XMLSEC1 = 20.0
-AIM_VS_RSA_CEILING = 0.5
-AIM_VS_REBIND = 0.5
+AIM_SSO_IDP_CPU_MS = 4.0
+AIM_LOGIN_IDP_CPU_MS = 12.0
+"""IdP CPU per operation, the figure that barely depends on what else runs on the machine: an SSO-session
+response (two RSA-2048 signatures) and a full password login, at every concurrency."""
+AIM_LOGIN_DC_VS_REBIND = 1.6
+"""The DC's CPU per login (one search, one bind) against its CPU per bare re-bind in the same run: a login
+must not make AD work harder than the search and bind it needs."""
 _MAX_OPS_PER_CLIENT = 3000
 PACED_SHARES = (0.5, 1.0)
 """Paced steps' rates, as shares of the closed-loop capacity just measured at the same concurrency."""
@@ -131,7 +136,7 @@ def _measure(env: BenchEnvironment, plan: _Plan, samba: int | None) -> dict[str,
         return SsoSessionClient(requests_, SIGN_IN_USERS[i % len(SIGN_IN_USERS)])
 
     def login_client(i: int) -> PasswordLoginClient:
-        return PasswordLoginClient(requests_, i)
+        return PasswordLoginClient(requests_, SIGN_IN_USERS[i % len(SIGN_IN_USERS)])
 
     sso: list[Operation] = []
     for n in plan.levels:
@@ -300,6 +305,7 @@ def _figures(
         str(lg.closed.concurrency): _ratio(lg.closed.per_second, rb.per_second)
         for lg, rb in zip(logins, rebinds, strict=True)
     }
+    dc_ratios = [_ratio(op.closed.cpu_ms("samba"), rb.cpu_ms("samba")) for op, rb in zip(logins, rebinds, strict=True)]
     return {
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "gunicorn": _gunicorn_shape(env),
@@ -318,12 +324,17 @@ def _figures(
                 "aim": AIM_VS_XMLSEC1,
                 "at_clients": best_sso.concurrency,
             },
-            "sso_vs_rsa_ceiling": {
-                "value": _ratio(best_sso.per_second, ceiling),
-                "aim": AIM_VS_RSA_CEILING,
-                "at_clients": best_sso.concurrency,
+            # No aim: the ceiling counts the whole machine's RSA capacity, which the load generator shares.
+            "sso_vs_rsa_ceiling": {"value": _ratio(best_sso.per_second, ceiling), "at_clients": best_sso.concurrency},
+            "login_vs_rebind": login_ratios,
+        },
+        "cpu_aims": {
+            "sso_idp_ms": {"worst": _worst_cpu(sso, "idp"), "aim": AIM_SSO_IDP_CPU_MS},
+            "login_idp_ms": {"worst": _worst_cpu(logins, "idp"), "aim": AIM_LOGIN_IDP_CPU_MS},
+            "login_dc_vs_rebind": {
+                "worst": max(dc_ratios, default=0.0),
+                "aim": AIM_LOGIN_DC_VS_REBIND,
             },
-            "login_vs_rebind": {"by_clients": login_ratios, "aim": AIM_VS_REBIND},
         },
         "problems": problems,
     }
@@ -414,23 +425,29 @@ def _paced_rows(table: Table, closed: dict[str, Any]) -> None:
 
 
 def _print_ratios(r: dict[str, Any]) -> None:
-    ratios = r["ratios"]
+    ratios, aims = r["ratios"], r["cpu_aims"]
     ceiling = r["rsa2048"]["responses_per_second_ceiling"]
     sso_x = ratios["sso_vs_xmlsec1"]
-    sso_c = ratios["sso_vs_rsa_ceiling"]
     console.print(
         f"SSO responses / xmlsec1 baseline: [bold]{sso_x['value']}x[/bold] "
         f"(aim >= {sso_x['aim']}x) {_mark(sso_x['value'] >= sso_x['aim'])}  at {sso_x['at_clients']} clients"
     )
-    console.print(
-        f"SSO responses / RSA ceiling ({ceiling:.0f}/s): [bold]{sso_c['value']}[/bold] "
-        f"(aim > {sso_c['aim']}) {_mark(sso_c['value'] > sso_c['aim'])}"
-    )
-    for n, v in ratios["login_vs_rebind"]["by_clients"].items():
+    for key, what in (("sso_idp_ms", "SSO-session response"), ("login_idp_ms", "full password login")):
+        worst = aims[key]
         console.print(
-            f"password logins / bare re-bind at {n} client(s): [bold]{v}x[/bold] "
-            f"(aim >= {AIM_VS_REBIND}) {_mark(v >= AIM_VS_REBIND)}"
+            f"IdP CPU per {what}, worst step: [bold]{worst['worst']} ms[/bold] "
+            f"(aim <= {worst['aim']} ms) {_mark(worst['worst'] <= worst['aim'])}"
         )
+    dc = aims["login_dc_vs_rebind"]
+    console.print(
+        f"DC CPU per login / per bare re-bind, worst step: [bold]{dc['worst']}x[/bold] "
+        f"(aim <= {dc['aim']}x) {_mark(dc['worst'] <= dc['aim'])}"
+    )
+    rebind = ", ".join(f"{v}x at {n}" for n, v in ratios["login_vs_rebind"].items())
+    console.print(
+        f"SSO responses / RSA ceiling ({ceiling:.0f}/s): {ratios['sso_vs_rsa_ceiling']['value']}; "
+        f"password logins / bare re-binds: {rebind}"
+    )
 
 
 def _print_machine(m: dict[str, Any]) -> None:
@@ -463,6 +480,10 @@ def _cells(s: dict[str, Any]) -> tuple[str, ...]:
         str(s["ops"]),
         str(s["errors"]),
     )
+
+
+def _worst_cpu(operations: list[Operation], who: str) -> float:
+    return round(max((op.closed.cpu_ms(who) for op in operations), default=0.0), 2)
 
 
 def _mark(ok: bool) -> str:

@@ -20,8 +20,10 @@ from types import TracebackType
 
 import httpx
 
+from bench.flows import BENCH_PEOPLE
 from idp.demo.samba_dc import AddressInUse, SambaDC, ensure_dc
 from idp.settings import render_toml
+from tests.e2e.ad_admin import AdAdmin
 from tests.e2e.saml_sp import IndependentSp, write_metadata
 
 DC_ADDRESSES = [f"127.0.0.{n}" for n in range(41, 50)]
@@ -111,7 +113,14 @@ class BenchEnvironment:
                 continue
         else:
             raise BenchSetupError(f"every benchmark DC address ({DC_ADDRESSES[0]}..{DC_ADDRESSES[-1]}) is in use")
-        self._log(f"Samba AD DC on {self.dc.ip} ready in {time.monotonic() - started:.1f} s")
+        admin = AdAdmin(self.dc)
+        for person in BENCH_PEOPLE:
+            admin.add_user(person.username, person.password, mail=person.mail)
+        admin.conn.unbind()
+        self._log(
+            f"Samba AD DC on {self.dc.ip} ready with {len(BENCH_PEOPLE)} more people in "
+            f"{time.monotonic() - started:.1f} s"
+        )
 
     def _start_idp(self) -> None:
         assert self.dc is not None

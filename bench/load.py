@@ -80,6 +80,11 @@ class StepResult:
         index = min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))
         return ordered[index] * 1000
 
+    def cpu_ms(self, who: str) -> float:
+        """CPU per operation of a watched party (``idp``, ``samba``), in ms; 0 when it was not watched."""
+        seconds = self.watched_cpu_seconds.get(who)
+        return 0.0 if seconds is None or self.ops == 0 else seconds * 1000 / self.ops
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "name": self.name,

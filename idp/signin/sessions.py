@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from idp.audit import AuditTrail
@@ -33,6 +33,10 @@ class LiveSession:
 
 _PRUNE_EVERY = timedelta(seconds=60)
 """Time between two sweeps of expired rows by one process: a sweep per sign-in cost a write each."""
+# Built once: the insert runs at every password sign-in and the revocation check at every reused session, and
+# building a statement costs more than SQLite takes to run it.
+_INSERT = insert(SsoSessionRow)
+_REVOKED_AT = select(SsoSessionRow.revoked_at).where(SsoSessionRow.session_index == bindparam("index"))
 
 
 class SsoSessionIndex:
@@ -59,7 +63,7 @@ class SsoSessionIndex:
     def _insert(self, session_index: str, values: dict[str, object]) -> None:
         try:
             with self._db.engine.begin() as conn:
-                conn.execute(insert(SsoSessionRow).values(session_index=session_index, **values))
+                conn.execute(_INSERT, {"session_index": session_index, **values})
         except IntegrityError:
             pass  # the same browser's other request (another worker) wrote it a moment ago: same values
 
@@ -80,7 +84,7 @@ class SsoSessionIndex:
 
     def revoked(self, session_index: str) -> bool:
         with self._db.engine.connect() as conn:
-            at = conn.scalar(select(SsoSessionRow.revoked_at).where(SsoSessionRow.session_index == session_index))
+            at = conn.scalar(_REVOKED_AT, {"index": session_index})
         return at is not None
 
     def live(self, username: str | None = None) -> list[LiveSession]:

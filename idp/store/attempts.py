@@ -13,13 +13,16 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Table, case, delete, update
+from sqlalchemy import Table, bindparam, case, delete, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from idp.store.db import Database
 from idp.store.models import AttemptCounterRow, utcnow
 
 _T = cast(Table, AttemptCounterRow.__table__)
+# Built once, with the values as parameters: take and clear run at every password sign-in, and building a
+# statement costs more than the database takes to run it.
+_CLEAR = delete(_T).where(_T.c.key == bindparam("key"))
 
 
 class AttemptCounters:
@@ -27,7 +30,7 @@ class AttemptCounters:
         """``now`` is the clock windows are written and judged by; tests pass one they can move."""
         self._db = db
         self._now = now
-        self._insert: Any = postgresql.insert if db.engine.dialect.name == "postgresql" else sqlite.insert
+        self._take = _take_statement(postgresql.insert if db.engine.dialect.name == "postgresql" else sqlite.insert)
 
     def take(self, key: str, limit: int, window: float) -> int | None:
         """Take a place for one more attempt: its number since the count last reset, or None when ``limit``
@@ -35,19 +38,9 @@ class AttemptCounters:
         if limit <= 0:
             return None
         now = self._now()
-        expired = _T.c.last_at < now - timedelta(seconds=window)
-        statement = (
-            self._insert(_T)
-            .values(key=key, last_at=now, count=1)
-            .on_conflict_do_update(
-                index_elements=[_T.c.key],
-                set_={"count": case((expired, 1), else_=_T.c.count + 1), "last_at": now},
-                where=expired | (_T.c.count < limit),
-            )
-            .returning(_T.c.count)
-        )
+        params = {"key": key, "now": now, "cutoff": now - timedelta(seconds=window), "limit": limit}
         with self._db.engine.begin() as conn:
-            row = conn.execute(statement).first()
+            row = conn.execute(self._take, params).first()
         return None if row is None else int(row[0])
 
     def give_back(self, key: str) -> None:
@@ -58,7 +51,7 @@ class AttemptCounters:
     def clear(self, key: str) -> None:
         """A right password: the account starts from nothing, as AD resets its badPwdCount."""
         with self._db.engine.begin() as conn:
-            conn.execute(delete(_T).where(_T.c.key == key))
+            conn.execute(_CLEAR, {"key": key})
 
     def count(self, key: str, window: float) -> int:
         """Attempts counted now (0 once ``window`` seconds have passed since the last one)."""
@@ -66,3 +59,20 @@ class AttemptCounters:
         with self._db.engine.connect() as conn:
             found = conn.execute(_T.select().where(_T.c.key == key, _T.c.last_at >= cutoff)).first()
         return 0 if found is None else int(found._mapping["count"])
+
+
+def _take_statement(insert: Any) -> Any:
+    """Insert the key's first attempt, or count one more on the existing row unless ``limit`` is reached;
+    a row idle since before ``cutoff`` starts again at 1."""
+    now = bindparam("now", type_=_T.c.last_at.type)
+    expired = _T.c.last_at < bindparam("cutoff", type_=_T.c.last_at.type)
+    return (
+        insert(_T)
+        .values(key=bindparam("key", type_=_T.c.key.type), last_at=now, count=1)
+        .on_conflict_do_update(
+            index_elements=[_T.c.key],
+            set_={"count": case((expired, 1), else_=_T.c.count + 1), "last_at": now},
+            where=expired | (_T.c.count < bindparam("limit", type_=_T.c.count.type)),
+        )
+        .returning(_T.c.count)
+    )
