@@ -207,12 +207,14 @@ class AlimailProvider:
         }
         response = self._send("POST", TOKEN_PATH, "get access token", data=data)
         if response.status_code in (400, 401, 403):
-            code, message, developer = _error_fields(response)
+            code, _, _ = _error_fields(response)
+            # The API's own words ("client_id or client_secret is wrong", twice: message and developerMessage)
+            # say less than this, and repeated on a page they read as three errors.
             raise Rejected(
                 code or "InvalidClient",
-                f"{message}; check alimail client_id and client_secret",
-                developer,
-                response.status_code,
+                "Alibaba Mail refused the app's credentials; check client_id and the secret in "
+                "client_secret_file under [provisioning.alimail]",
+                status=response.status_code,
             )
         what = "get access token"
         raise_for_status(response, what)

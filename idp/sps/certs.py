@@ -33,7 +33,15 @@ def load_pasted_certificate(text: str, *, field: str = "certificate") -> x509.Ce
         der = base64.b64decode(b"".join(body.split()), validate=True)
         return x509.load_der_x509_certificate(der)
     except (binascii.Error, ValueError) as exc:
-        raise MetadataError(f"not a PEM or base64 DER X.509 certificate ({exc})", field) from None
+        raise MetadataError(f"not a PEM or base64 DER X.509 certificate: {unreadable(exc)}", field) from None
+
+
+def unreadable(exc: binascii.Error | ValueError) -> str:
+    """Why certificate text could not be read, in words: the decoder's own message (padding arithmetic, an ASN.1
+    parser's debug output) tells an admin nothing they can act on."""
+    if isinstance(exc, binascii.Error):
+        return "the text is not base64; copy the certificate again, whole, from the application's console or metadata"
+    return "the base64 holds no X.509 certificate (cut short, or another kind of file); copy the certificate again"
 
 
 def certificate_body(cert: x509.Certificate) -> str:

@@ -74,13 +74,23 @@ def redacted(url: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], parts.path, "", ""))
 
 
-def _scrub(text: str, url: str) -> str:
-    """An HTTP client's message may quote the URL with its query; take out the query and any user info."""
-    parts = urlsplit(url)
-    for secret in (parts.query, parts.netloc.rpartition("@")[0]):
-        if secret:
-            text = text.replace(secret, "…")
-    return text
+def _connect_problem(exc: Exception) -> str:
+    """Why a connection failed, in words an admin can act on. The client's own text (an errno, an OpenSSL
+    reason, sometimes the URL with its query) is not shown: it repeats what we say, and may quote a secret."""
+    text = str(exc)
+    if isinstance(exc, httpx.InvalidURL):
+        return "the URL is not valid; check it"
+    if "CERTIFICATE_VERIFY_FAILED" in text or "certificate verify failed" in text:
+        return "its TLS certificate is not trusted (self-signed, expired, or issued for another name)"
+    if "SSL" in text or "TLS" in text:
+        return "no TLS connection could be agreed with the server"
+    if "refused" in text.lower():
+        return "the server refused the connection; check the URL and that the server is running"
+    if "unreachable" in text.lower():
+        return "the network cannot reach the server from here"
+    if isinstance(exc, httpx.RemoteProtocolError):
+        return "the server closed the connection without a usable HTTP answer"
+    return "no connection could be made to the server; check the URL and that the server is running"
 
 
 @contextmanager
@@ -109,9 +119,7 @@ def _get_following_redirects(
             except httpx.TimeoutException:
                 raise FetchTimeout(f"{where}: no answer within the time limit") from None
             except (httpx.HTTPError, httpx.InvalidURL) as exc:
-                raise FetchError(
-                    f"{where}: cannot download ({exc.__class__.__name__}: {_scrub(str(exc), url)})"
-                ) from None
+                raise FetchError(f"{where} cannot be downloaded: {_connect_problem(exc)}") from None
             try:
                 if response.is_redirect:
                     url = urljoin(url, response.headers["Location"])
@@ -149,10 +157,12 @@ def _pinned_request_url(url: str, where: str, *, allow_http: bool, resolver: Res
     except ValueError:
         try:
             addresses = resolver(host, port)
-        except (OSError, UnicodeError) as exc:
-            raise FetchError(f"{where}: cannot resolve {host!r} ({exc.__class__.__name__})") from None
+        except (OSError, UnicodeError):
+            raise FetchError(
+                f"{where} cannot be downloaded: the name {host} is not known to DNS; check the URL"
+            ) from None
     if not addresses:
-        raise FetchError(f"{where}: {host!r} has no address")
+        raise FetchError(f"{where} cannot be downloaded: the name {host} has no address in DNS; check the URL")
     for address in addresses:
         if problem := address_problem(address, allow_loopback=allow_http):
             named = f"{address} is" if address == host else f"{host!r} resolves to {address}, which is"

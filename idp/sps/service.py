@@ -31,6 +31,7 @@ from idp.sps.errors import (
 )
 from idp.sps.fetch import redacted
 from idp.sps.manual import manual_metadata
+from idp.sps.origins import OriginKind, SpOrigin, SpOrigins
 from idp.sps.policy import SpPolicy
 from idp.sps.registry import SpEntry, SpRegistry
 from idp.sps.remote import UrlSource, UrlSources, download, next_refresh, pinned_certificate, retry_after_failure
@@ -85,6 +86,7 @@ class SpService:
         self._registry = registry
         self._audit = audit
         self._sources = UrlSources(db)
+        self._origins = SpOrigins(db)
 
     @classmethod
     def of(cls, svc: _HasServices) -> SpService:
@@ -160,6 +162,10 @@ class SpService:
         """entityID -> where its metadata is downloaded from, for the SPs registered from a URL."""
         return self._sources.all()
 
+    def origins(self) -> dict[str, SpOrigin]:
+        """entityID -> the uploaded file or the typed fields it came from, for the SPs not from a URL."""
+        return self._origins.all()
+
     # -- changes ---------------------------------------------------------------------------------------
 
     def add(
@@ -173,11 +179,14 @@ class SpService:
         replace: bool = False,
         source: str | None = None,
         keep_url: bool = False,
+        origin: OriginKind | None = None,
+        file_name: str | None = None,
     ) -> SpEntry:
         """Validate and register an SP from its metadata. ``policy`` None keeps the stored policy (the defaults
         for a new SP); ``policy_overrides`` change single fields of that one. ``source`` (a file name, a URL
-        already redacted, "manual") is only written to the audit trail. Metadata given by hand replaces a
-        metadata URL the SP had (else the next refresh would undo it), unless ``keep_url``."""
+        already redacted, "manual") is only written to the audit trail; ``origin`` and ``file_name`` are kept
+        for the console to show where the metadata came from. Metadata given by hand replaces a metadata URL
+        the SP had (else the next refresh would undo it), unless ``keep_url``."""
         entity_id: str | None = None
         before: dict | None = None
         try:
@@ -200,6 +209,10 @@ class SpService:
             raise
         if not keep_url:
             self._sources.forget(entry.entity_id)
+        if origin is not None:
+            self._origins.remember(entry.entity_id, origin, file_name, actor=actor)
+        else:
+            self._origins.forget(entry.entity_id)
         self._audit.record_change(
             "sp_added", actor=actor, ip=ip, sp=entry.entity_id, before=before, after=_snapshot(entry), note=source
         )
@@ -270,7 +283,7 @@ class SpService:
         except SpRegistryError as exc:
             self.refused("sp_added", exc, actor=actor, ip=ip, sp=entity_id.strip() or None, note="manual")
             raise
-        return self.add(xml, actor=actor, ip=ip, policy=policy, replace=replace, source="manual")
+        return self.add(xml, actor=actor, ip=ip, policy=policy, replace=replace, source="manual", origin="manual")
 
     def refresh(self, entity_id: str, *, actor: str, now: datetime | None = None) -> RefreshResult:
         """Download an SP's metadata URL again. A changed document replaces the stored one (audited); a failed
@@ -375,6 +388,7 @@ class SpService:
             self.refused("sp_removed", exc, actor=actor, ip=ip, sp=entity_id, before=before)
             raise
         self._sources.forget(entity_id)
+        self._origins.forget(entity_id)
         self._audit.record_change("sp_removed", actor=actor, ip=ip, sp=entity_id, before=before, after=None)
 
     # -- internals -------------------------------------------------------------------------------------
@@ -413,7 +427,7 @@ class SpService:
             after=None,
             result="refused",
             reason=exc.reason,
-            note=f"{redacted(source.url)}: {message}",
+            note=_with_source(redacted(source.url), message),
         )
         return RefreshResult(source.entity_id, False, next_at, exc, expired)
 
@@ -438,7 +452,7 @@ class SpService:
             after=None,
             result="refused",
             reason=exc.reason,
-            note=f"{note}: {exc}" if note else str(exc),
+            note=_with_source(note, str(exc)),
         )
 
 
@@ -460,6 +474,14 @@ def _snapshot(entry: SpEntry) -> dict[str, Any]:
         "valid_until": entry.valid_until,
         "policy": entry.policy.model_dump(mode="json"),
     }
+
+
+def _with_source(source: str | None, message: str) -> str:
+    """An audit note: where the document came from, then what went wrong; a download error names its URL
+    itself, and the URL is not said twice."""
+    if not source or message.startswith(source.split(" (", 1)[0]):
+        return message
+    return f"{source}: {message}"
 
 
 def _url_note(url: str, allow_http: bool) -> str:

@@ -22,6 +22,7 @@ from cryptography import x509
 from defusedxml import DefusedXmlException
 from lxml import etree
 
+from idp.sps.certs import unreadable
 from idp.sps.errors import MetadataError
 from idp.sps.urls import url_problem
 
@@ -31,12 +32,22 @@ MDUI = "urn:oasis:names:tc:SAML:metadata:ui"
 XML_LANG = "{http://www.w3.org/XML/1998/namespace}lang"
 SAML2_PROTOCOL = "urn:oasis:names:tc:SAML:2.0:protocol"
 HTTP_POST = "urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST"
+BINDING_NAMES = {
+    HTTP_POST: "HTTP-POST",
+    "urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect": "HTTP-Redirect",
+    "urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Artifact": "HTTP-Artifact",
+    "urn:oasis:names:tc:SAML:2.0:bindings:PAOS": "PAOS (ECP)",
+    "urn:oasis:names:tc:SAML:2.0:bindings:SOAP": "SOAP",
+}
+"""Short names admins recognise from SP consoles; the ACS bindings other than HTTP-POST are never used."""
 NS = {"md": MD, "ds": DS, "mdui": MDUI}
 
 MAX_METADATA_BYTES = 2_000_000
 MAX_ENTITY_ID_LENGTH = 1024
 """SAML core limits entityID to 1024 characters; the policy table's key column has the same width."""
 EXPIRY_WARNING = timedelta(days=30)
+EXPECTED = "SAML 2.0 metadata XML, an EntityDescriptor or EntitiesDescriptor"
+"""What an admin should have given, named in every refusal of a document that is not that at all."""
 
 
 @dataclass(frozen=True)
@@ -46,6 +57,10 @@ class Endpoint:
     response_location: str | None = None
     index: int | None = None
     is_default: bool = False
+
+    @property
+    def binding_name(self) -> str:
+        return BINDING_NAMES.get(self.binding, self.binding.rsplit(":", 1)[-1])
 
 
 @dataclass(frozen=True)
@@ -85,6 +100,12 @@ class SpMetadataInfo:
     @property
     def acs_urls(self) -> tuple[str, ...]:
         return tuple(e.location for e in self.assertion_consumer_services)
+
+    @property
+    def unsupported_acs(self) -> tuple[Endpoint, ...]:
+        """ACS endpoints this IdP never sends to: it answers only by HTTP-POST (no Artifact resolution service,
+        no ECP), so these are listed for the admin and otherwise ignored."""
+        return tuple(e for e in self.assertion_consumer_services if e.binding != HTTP_POST)
 
     @property
     def cert_expiry(self) -> datetime | None:
@@ -141,9 +162,11 @@ def inspect_sp_metadata(xml: bytes, *, allow_http_loopback: bool = True) -> SpMe
     if not acs:
         raise MetadataError("no AssertionConsumerService: the IdP would have nowhere to send users", _where(spsso))
     if not any(e.binding == HTTP_POST for e in acs):
+        offered = ", ".join(dict.fromkeys(e.binding_name for e in acs))
         raise MetadataError(
-            f"no AssertionConsumerService uses the HTTP-POST binding ({HTTP_POST}); "
-            "this IdP sends its responses only by POST",
+            f"no AssertionConsumerService uses the HTTP-POST binding, only {offered}, which this IdP does not "
+            "support: it sends sign-in responses by HTTP-POST only, so ask the application's administrator for "
+            f"metadata with an HTTP-POST AssertionConsumerService ({HTTP_POST})",
             _where(spsso),
         )
     slo = tuple(_endpoint(el, allow_http_loopback, indexed=False) for el in spsso.findall("md:SingleLogoutService", NS))
@@ -175,21 +198,25 @@ def inspect_sp_metadata(xml: bytes, *, allow_http_loopback: bool = True) -> SpMe
 def parse_untrusted(xml: bytes) -> etree._Element:
     """The document element of metadata from outside; MetadataError for hostile or broken XML."""
     if not xml.strip():
-        raise MetadataError("the document is empty")
+        raise MetadataError(f"the file is empty; expected {EXPECTED}")
     if len(xml) > MAX_METADATA_BYTES:
         raise MetadataError(f"the document is {len(xml)} bytes; the limit is {MAX_METADATA_BYTES}")
     # First pass with expat through defusedxml: it stops at the DOCTYPE itself, before any entity is
     # declared, let alone expanded or fetched. Only then may lxml (entities and network off anyway) parse.
     try:
         defusedxml.ElementTree.fromstring(xml, forbid_dtd=True, forbid_entities=True, forbid_external=True)
-    except DefusedXmlException as exc:
+    except DefusedXmlException:
         raise MetadataError(
-            f"hostile XML: DTDs and entity declarations are not allowed in SAML metadata ({exc})"
+            "hostile XML: the document declares a DTD or entities, which SAML metadata never needs"
         ) from None
+    except ParseError as exc:
+        if not xml.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"<"):
+            raise MetadataError(f"this file is not XML; expected {EXPECTED}") from None
+        raise MetadataError(f"the XML is not well-formed ({_syntax_problem(exc)}); expected {EXPECTED}") from None
     # LookupError: an encoding declaration naming a codec Python does not have; ValueError: bytes that
     # codec cannot decode. Both say the document is unreadable, as a syntax error does.
-    except (ParseError, LookupError, ValueError) as exc:
-        raise MetadataError(f"not well-formed XML ({exc})") from None
+    except (LookupError, ValueError):
+        raise MetadataError(f"the file's character encoding cannot be read; expected {EXPECTED} in UTF-8") from None
     parser = etree.XMLParser(
         resolve_entities=False,
         no_network=True,
@@ -201,16 +228,25 @@ def parse_untrusted(xml: bytes) -> etree._Element:
     try:
         return etree.fromstring(xml, parser)
     except etree.XMLSyntaxError as exc:
-        raise MetadataError(f"not well-formed XML ({exc})") from None
+        where = f"line {exc.lineno}" if exc.lineno else "somewhere"
+        raise MetadataError(f"the XML is not well-formed ({where}); expected {EXPECTED}") from None
+
+
+def _syntax_problem(exc: ParseError) -> str:
+    """expat's words without its own "line, column" tail, then the place: "mismatched tag at line 3, column 8"."""
+    words = str(exc).split(":", 1)[0].strip() or "syntax error"
+    line, column = getattr(exc, "position", (0, 0))
+    return f"{words} at line {line}, column {column + 1}" if line else words
 
 
 def _sp_entity(root: etree._Element) -> etree._Element:
     if root.tag == f"{{{MD}}}EntityDescriptor":
         return root
     if root.tag != f"{{{MD}}}EntitiesDescriptor":
-        raise MetadataError(
-            f"the root element is {root.tag}; expected EntityDescriptor or EntitiesDescriptor in namespace {MD}"
-        )
+        name = etree.QName(root)
+        where = f"in namespace {name.namespace}" if name.namespace else "without a namespace"
+        found = f"<{name.localname}> {where}"
+        raise MetadataError(f"the document is {found}; expected {EXPECTED} in namespace {MD}")
     entities = root.findall(".//md:EntityDescriptor", NS)
     sps = [e for e in entities if e.find("md:SPSSODescriptor", NS) is not None]
     if not sps:
@@ -278,7 +314,7 @@ def _certificates(spsso: etree._Element) -> list[CertificateInfo]:
                 der = base64.b64decode("".join((el.text or "").split()), validate=True)
                 cert = x509.load_der_x509_certificate(der)
             except (binascii.Error, ValueError) as exc:
-                raise MetadataError(f"not a valid base64 DER X.509 certificate ({exc})", where) from None
+                raise MetadataError(f"not a valid base64 DER X.509 certificate: {unreadable(exc)}", where) from None
             out.append(CertificateInfo(use, cert.subject.rfc4514_string(), cert.not_valid_after_utc, where))
     return out
 

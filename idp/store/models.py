@@ -174,6 +174,21 @@ class SpMetadataUrlRow(Base):
     last_error_reason: Mapped[str | None] = mapped_column(String(60))
 
 
+class SpOriginRow(Base):
+    """How an SP not registered from a URL came in, for the console to name its source: an uploaded file
+    (its name as the admin's computer called it) or fields typed by hand. The stored file's own name is a
+    hash of the entityID, which tells an admin nothing."""
+
+    __tablename__ = "sp_origins"
+
+    entity_id: Mapped[str] = mapped_column(String(1024), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(20))
+    """"file" or "manual"."""
+    file_name: Mapped[str | None] = mapped_column(String(255))
+    added_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    added_by: Mapped[str | None] = mapped_column(String(256))
+
+
 class AttemptCounterRow(Base):
     """Password attempts per account since the counter last reset, counted before each bind (store/attempts.py)."""
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import get_args
 
 from flask import Response, render_template, request
 
@@ -26,10 +27,11 @@ from idp.audit_report import (
     page,
     parse_filter,
 )
-from idp.sps.errors import SpRegistryError
+from idp.codes import AuditEvent
 from idp.web.admin.blueprint import bp
 from idp.web.admin.guard import current_admin
-from idp.web.i18n import translate
+from idp.web.admin.sp_names import sp_names
+from idp.web.i18n import translate, translate_code
 from idp.web.services import services
 
 # SVG geometry of one SP's chart, in viewBox units (the stylesheet scales the SVG to the panel's width).
@@ -38,6 +40,7 @@ CHART_HEIGHT = 120
 _LEFT, _RIGHT, _TOP, _BOTTOM = 40, 6, 10, 20
 SUCCESS_FILL = "#2f9e44"
 FAILURE_FILL = "#c92a2a"
+EVENTS: tuple[str, ...] = get_args(AuditEvent)
 
 
 @dataclass(frozen=True)
@@ -72,7 +75,7 @@ def activity() -> tuple[str, int] | str:
         current = page(svc.db, flt, before=before, after=after)
         chart = daily_signins(svc.db, flt)
     except AuditFilterError as exc:
-        return _render(error=_filter_error(exc)), 400
+        return _render(error=_filter_error(exc), error_field=exc.field), 400
     return _render(flt=flt, current=current, chart=chart)
 
 
@@ -87,7 +90,7 @@ def activity_csv() -> Response | tuple[str, int]:
             "admin_activity_export", actor=admin.username, result="refused", reason="bad_filter",
             note=str(exc), ip=request.remote_addr,
         )  # fmt: skip
-        return _render(error=_filter_error(exc)), 400
+        return _render(error=_filter_error(exc), error_field=exc.field), 400
     # Recorded before the first byte: who took a copy of the trail, and of which part of it.
     svc.audit.record_change(
         "admin_activity_export", actor=admin.username, after=flt.query_args(), ip=request.remote_addr
@@ -128,20 +131,23 @@ def _render(
     current: AuditPage | None = None,
     chart: SigninChart | None = None,
     error: str | None = None,
+    error_field: str | None = None,
 ) -> str:
-    names = _sp_names()
+    names = sp_names()
     args = flt.query_args() if flt else {}
     return render_template(
         "admin/activity.html",
         form=request.args,
         args=args,
         error=error,
+        error_field=error_field,
         current=current,
         page_size=PAGE_SIZE,
         chart=chart,
         charts=_charts(chart, names) if chart else (),
         sp_names=names,
         sp_choices=_sp_choices(names, request.args.get("sp", "").strip()),
+        event_choices=_event_choices(request.args.get("event", "").strip()),
         results=RESULTS,
         chart_width=CHART_WIDTH,
         chart_height=CHART_HEIGHT,
@@ -151,12 +157,13 @@ def _render(
     )
 
 
-def _sp_names() -> dict[str, str]:
-    try:
-        entries = services().registry.list()
-    except SpRegistryError:
-        return {}  # the trail is still worth reading when the registry cannot be; SPs show as entityIDs
-    return {e.entity_id: e.policy.display_name or e.name or e.entity_id for e in entries}
+def _event_choices(chosen: str) -> list[tuple[str, str]]:
+    """Every audit event in the admin's words, in their alphabetical order; the code is the value sent."""
+    choices = sorted(((code, translate_code("event", code)) for code in EVENTS), key=lambda c: c[1].casefold())
+    if chosen and chosen not in EVENTS:
+        # A link (or a bookmark) with an event an older version wrote: its rows may still be asked for.
+        choices.append((chosen, translate_code("event", chosen)))
+    return choices
 
 
 def _sp_choices(names: dict[str, str], chosen: str) -> list[tuple[str, str]]:

@@ -134,13 +134,30 @@ def _field_errors(raw: dict[str, Any]) -> dict[str, str]:
             loc, message = error["loc"], error["msg"].removeprefix("Value error, ")
             if not loc:  # a rule across fields: its message names the field it is about
                 field = next((f for f in SpPolicy.model_fields if message.startswith(f)), "policy")
+                message = _in_words(f"admin.policy.invalid.rule.{field}", message, error)
             else:
                 field = str(loc[0])
+                message = _in_words(_message_key(error), message, error)
                 if field == "roles" and len(loc) > 1 and isinstance(loc[1], int):
                     message = translate("admin.policy.row", row=str(loc[1] + 1)) + " " + message
             errors[field] = f"{errors[field]}; {message}" if field in errors else message
         return errors
     return {"policy": translate("admin.policy.save_refused")}
+
+
+def _message_key(error: Any) -> str:
+    """The catalogue key for one of SpPolicy's complaints: a field's own rule (a value error) is keyed by the
+    field it is about, a type or range error by its kind, whichever field it is in."""
+    if error["type"] == "value_error":
+        return f"admin.policy.invalid.{next(str(p) for p in reversed(error['loc']) if isinstance(p, str))}"
+    return f"admin.policy.invalid.{error['type']}"
+
+
+def _in_words(key: str, english: str, error: Any) -> str:
+    """The complaint in the page's language; SpPolicy's own English when the catalogue has no words for it."""
+    params = {name: str(value) for name, value in (error.get("ctx") or {}).items() if name != "error"}
+    text = translate(key, value=str(error.get("input", "")), **params)
+    return english if text == key else text
 
 
 # -- what the page shows -----------------------------------------------------------------------------------
@@ -161,6 +178,9 @@ def _render(
         chosen = None
     roles = list(state.get("roles") or [])
     side = presets.provider_side(chosen, params or {}) if chosen and (applied or params) else None
+    # Role mappings mean something only to Alibaba Cloud's role-based SSO: the section is shown for a policy
+    # that has some (so they can be read and removed) or once a preset that maps roles is chosen.
+    show_roles = bool(roles) or any(_maps_roles(key) for key in (state.get("preset"), chosen))
     return render_template(
         "admin/policy.html",
         entry=entry,
@@ -169,6 +189,7 @@ def _render(
         catalogue=CATALOGUE,
         formats=FORMAT_URIS,
         role_rows=roles + [{"group": "", "role_arn": "", "provider_arn": ""}] * BLANK_ROLE_ROWS,
+        show_roles=show_roles,
         receives=_receives(state),
         group_problems=_group_problems(state),
         encryption_warning=bool(state.get("encrypt_assertion"))
@@ -182,6 +203,11 @@ def _render(
         idp_metadata_url=services().settings.server.base_url.rstrip("/") + "/saml/metadata",
         sps_url=url_for("admin.sps") if "admin.sps" in current_app.view_functions else None,
     )
+
+
+def _maps_roles(preset_key: str | None) -> bool:
+    preset = presets.PRESETS.get(preset_key) if preset_key else None
+    return preset is not None and any(p.name == "roles" for p in preset.params)
 
 
 def _receives(state: dict[str, Any]) -> dict[str, Any]:

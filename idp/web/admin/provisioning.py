@@ -8,6 +8,7 @@ is going. Retry now is the outbox worker's own code on that one row. Every actio
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -37,6 +38,33 @@ OUTBOX_SHOWN = 200
 _MAX_QUERY = 320
 _MAX_REASON = 1000
 _PERSON_EVENTS = 100
+
+
+_PROVIDER_CODE = re.compile(
+    r"^(?:(?P<reason>provider_\w+|\w+Error): )?(?:(?P<code>[A-Z][\w.]{0,60}): )?(?P<message>.+)$", re.S
+)
+
+
+@bp.app_template_filter("provider_error")
+def provider_error(stored: str | None) -> str:
+    """A stored provisioning error as one sentence: the outbox and the records keep "<our reason>: <the
+    provider's code>: <its message>", a run's note "<the provider's code>: <its message>". The reason is shown
+    in words elsewhere on the page, the provider's code after its message, so the page does not read as a
+    chain of codes."""
+    if not stored:
+        return ""
+    match = _PROVIDER_CODE.match(stored.strip())
+    if match is None:
+        return stored
+    message, code = match["message"].strip(), match["code"]
+    return f"{message} ({code})" if code else message
+
+
+@bp.app_template_filter("provider_error_reason")
+def provider_error_reason(stored: str | None) -> str:
+    """The reason code a stored provisioning error starts with ("provider_unavailable"), for data-code."""
+    match = _PROVIDER_CODE.match((stored or "").strip())
+    return (match["reason"] or "") if match is not None else ""
 
 
 @dataclass(frozen=True)
@@ -121,8 +149,8 @@ def provisioning_retry() -> Response:
     elif not report.handled:
         result, words = "refused", translate("admin.provisioning.retry_busy", user=before.username)
     else:
-        error = after.last_error if after else ""
-        result, words = "failure", translate("admin.provisioning.retry_failed", user=before.username, error=error or "")
+        error = provider_error(after.last_error if after else "")
+        result, words = "failure", translate("admin.provisioning.retry_failed", user=before.username, error=error)
     svc.audit.record_change(
         "admin_outbox_retry",
         actor=admin,

@@ -18,13 +18,15 @@ from werkzeug.wrappers import Response
 
 from idp.sps.errors import MetadataError, SpRegistryError
 from idp.sps.fetch import redacted
-from idp.sps.registry import SpEntry
+from idp.sps.origins import SpOrigin, file_name_of
+from idp.sps.registry import SpEntry, metadata_filename
 from idp.sps.remote import UrlSource
 from idp.sps.service import Preview, SpService
 from idp.sps.validate import EXPIRY_WARNING
 from idp.sps.vocabulary import FORMAT_URIS
 from idp.web.admin.blueprint import bp
 from idp.web.admin.guard import current_admin
+from idp.web.admin.sp_names import display_name
 from idp.web.i18n import translate
 from idp.web.services import services
 
@@ -56,9 +58,12 @@ def sps() -> str:
     except SpRegistryError as exc:
         entries, error = [], str(exc)
     sources = svc.url_sources()
+    origins = svc.origins()
     last_signin = services().audit.last_success_by_sp()
     now = datetime.now(UTC)
-    rows = [_row(e, sources.get(e.entity_id), last_signin.get(e.entity_id), now) for e in entries]
+    rows = [
+        _row(e, sources.get(e.entity_id), origins.get(e.entity_id), last_signin.get(e.entity_id), now) for e in entries
+    ]
     return render_template("admin/sps_list.html", rows=rows, error=error, nameid_formats=list(FORMAT_URIS))
 
 
@@ -67,9 +72,9 @@ def sps_upload() -> tuple[str, int] | str:
     upload = request.files.get("metadata")
     if upload is None or not upload.filename:
         return _problem(MetadataError(translate("admin.sps.no_file")), "upload")
-    name = upload.filename[:200]
+    name = file_name_of(upload.filename)
     preview = _service().preview(upload.read(), source=f"upload: {name}", **_who())
-    return _show(preview, {"kind": "file", "source": f"upload: {name}"})
+    return _show(preview, {"kind": "file", "source": f"upload: {name}", "file_name": name})
 
 
 @bp.post("/sps/url")
@@ -114,7 +119,14 @@ def sps_save() -> Response | tuple[str, int]:
                 **_who(),
             )
         else:
-            entry = svc.add(pending["xml"], replace=replace, source=pending["source"], **_who())
+            entry = svc.add(
+                pending["xml"],
+                replace=replace,
+                source=pending["source"],
+                origin="manual" if pending["kind"] == "manual" else "file",
+                file_name=pending.get("file_name"),
+                **_who(),
+            )
     except SpRegistryError as exc:
         return _problem(exc, pending["kind"])
     session.pop(_PENDING, None)
@@ -126,12 +138,14 @@ def sps_save() -> Response | tuple[str, int]:
 def sps_enabled() -> Response:
     entity_id = request.form.get("entity_id", "")
     enabled = request.form.get("enabled") == "1"
+    svc = _service()
+    name = _name_of(svc, entity_id)
     try:
-        _service().set_enabled(entity_id, enabled, **_who())
+        svc.set_enabled(entity_id, enabled, **_who())
     except SpRegistryError as exc:
         flash(str(exc), "error")
     else:
-        flash(translate("admin.sps.enabled" if enabled else "admin.sps.disabled", entity_id=entity_id), "message")
+        flash(translate("admin.sps.enabled" if enabled else "admin.sps.disabled", name=name), "message")
     return redirect(url_for("admin.sps"))
 
 
@@ -144,7 +158,7 @@ def sps_refresh() -> Response:
         flash(str(exc), "error")
         return redirect(url_for("admin.sps"))
     if result.error is not None:
-        flash(translate("admin.sps.refresh_failed", error=str(result.error)), "error")
+        flash(translate("admin.sps.refresh_failed", error=str(result.error).rstrip(".")), "error")
     else:
         flash(translate("admin.sps.refresh_changed" if result.changed else "admin.sps.refresh_same"), "message")
     return redirect(url_for("admin.sps"))
@@ -161,12 +175,14 @@ def sps_delete_confirm() -> str:
 @bp.post("/sps/delete")
 def sps_delete() -> Response:
     entity_id = request.form.get("entity_id", "")
+    svc = _service()
+    name = _name_of(svc, entity_id)
     try:
-        _service().remove(entity_id, **_who())
+        svc.remove(entity_id, **_who())
     except SpRegistryError as exc:
         flash(str(exc), "error")
     else:
-        flash(translate("admin.sps.deleted", entity_id=entity_id), "message")
+        flash(translate("admin.sps.deleted", name=name), "message")
     return redirect(url_for("admin.sps"))
 
 
@@ -193,6 +209,16 @@ def _show(preview: Preview, carry: dict) -> tuple[str, int] | str:
     )
 
 
+def _name_of(svc: SpService, entity_id: str) -> str:
+    """The SP's display name for a message, with its entityID when the two differ."""
+    try:
+        entry = svc.registry.get(entity_id)
+    except SpRegistryError:
+        entry = None
+    name = display_name(entry) if entry else entity_id
+    return name if name == entity_id else f"{name} ({entity_id})"
+
+
 def _problem(error: SpRegistryError, kind: str) -> tuple[str, int]:
     element = getattr(error, "element", None)
     problem = getattr(error, "problem", None) or str(error)
@@ -211,9 +237,16 @@ def _badge(moment: datetime | None, now: datetime) -> str | None:
     return "warn" if moment - now < EXPIRY_WARNING else "ok"
 
 
-def _row(entry: SpEntry, source: UrlSource | None, last_signin: datetime | None, now: datetime) -> dict:
+def _row(
+    entry: SpEntry, source: UrlSource | None, origin: SpOrigin | None, last_signin: datetime | None, now: datetime
+) -> dict:
     return {
         "entry": entry,
+        "name": display_name(entry),
+        "origin": origin,
+        # A file copied into the metadata directory by hand keeps the name it was given there; the registry's
+        # own files are named by a hash of the entityID, which says nothing.
+        "file_on_disk": None if entry.path.name == metadata_filename(entry.entity_id) else entry.path.name,
         "cert_badge": _badge(entry.cert_expiry, now),
         "valid_badge": _badge(entry.valid_until, now),
         "last_signin": last_signin,
