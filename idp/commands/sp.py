@@ -24,6 +24,7 @@ from idp.person import GroupRef
 from idp.settings import NameIdFormatName, Settings
 from idp.sps.errors import SpRegistryError, UnknownSpError
 from idp.sps.fetch import redacted
+from idp.sps.origins import file_name_of
 from idp.sps.policy import SpPolicy
 from idp.sps.registry import SpEntry, SpRegistry
 from idp.sps.service import SpService, cli_actor
@@ -153,7 +154,15 @@ def add(
                     replace=replace,
                 )
             else:
-                entry = service.add(xml, actor=cli_actor(), policy_overrides=overrides, replace=replace, source=source)
+                entry = service.add(
+                    xml,
+                    actor=cli_actor(),
+                    policy_overrides=overrides,
+                    replace=replace,
+                    source=source,
+                    origin="file",
+                    file_name=file_name_of(source),
+                )
         except SpRegistryError as exc:
             raise click.ClickException(str(exc)) from None
     click.echo(f"{'Updated' if replace else 'Added'} SP {entry.name!r} ({entry.entity_id})")

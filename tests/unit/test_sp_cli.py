@@ -14,6 +14,7 @@ from idp.cli import cli
 from idp.commands import sp as sp_command
 from idp.directory.groups import Group
 from idp.settings import load_settings
+from idp.sps.origins import SpOrigins
 from idp.sps.policy import SpPolicy
 from idp.sps.registry import SpRegistry
 from idp.store.db import Database
@@ -203,6 +204,13 @@ def test_xxe_content_never_reaches_output_audit_or_disk(idp, config: Path, tmp_p
     assert all("TOP-SECRET" not in (r.detail or "") for r in audit_rows(config, "sp_added"))
     metadata_dir = tmp_path / "metadata"
     assert not metadata_dir.exists() or not list(metadata_dir.iterdir())
+
+
+def test_add_from_a_file_keeps_its_name_for_the_console(idp, config: Path, tmp_path: Path) -> None:
+    xml = sp_metadata(ENTITY, acs="https://webmail.example.test/saml/acs", display_name="Webmail")
+    assert idp("add", metadata_file(tmp_path, xml, "payroll-prod.xml")).exit_code == 0
+    origin = SpOrigins(Database(load_settings(config).database_url)).all()[ENTITY]
+    assert (origin.kind, origin.file_name) == ("file", "payroll-prod.xml")
 
 
 def test_add_from_url(idp, config: Path) -> None:
