@@ -411,6 +411,71 @@ class ProvisioningSettings(_Section):
         return self.department_source, self.mail_domain
 
 
+class AlimailDirectSettings(_Section):
+    """``[alimail_direct]``: sign people straight into Alibaba Mail through its API Open Platform's logon
+    operation (the app needs the ``User.Login.All`` permission, which Alibaba Mail's support enables).
+
+    Alibaba does not publish that operation's request, so every part of it is a key here; the defaults are
+    the values public integrations show where they show one (the host, ``app_code``, ``redirect_url``,
+    ``sign``) and our own choice elsewhere. Alibaba's integration notes for the app override them."""
+
+    host: str = "https://mailsso.mxhichina.com"
+    """The logon server: this one for the SaaS edition, the server's own URL for an on-premises one."""
+    app_code: str
+    """The App ID of the API Open Platform app."""
+    app_secret_file: Path
+    """A file holding the app's Secret (nothing else in it)."""
+    auth: Literal["sign", "token"] = "sign"
+    """sign: the request carries app_code, a timestamp and a signature made with the Secret;
+    token: it carries an access token from ``token_path`` (client_credentials with App ID and Secret)."""
+    login_path: str = "/api/v2/sso/login_url"
+    token_path: str = "/oauth2/v2.0/token"  # noqa: S105 - a URL path, not a secret
+    sign_algorithm: Literal["md5", "hmac-sha256"] = "md5"
+    """md5: hex MD5 of the sorted ``name=value`` pairs joined by ``&`` followed by the Secret;
+    hmac-sha256: hex HMAC-SHA256 of those pairs keyed with the Secret."""
+    app_code_param: str = "app_code"
+    email_param: str = "email"
+    redirect_param: str = "redirect_url"
+    timestamp_param: str = "timestamp"
+    """Milliseconds since the epoch."""
+    sign_param: str = "sign"
+    url_field: str = "loginUrl"
+    """The field of the answer that holds the one-time login URL."""
+    landing_url: str = ""
+    """Where webmail opens after the login (sent as the redirect parameter); empty sends none."""
+    url_lifetime: float = Field(default=60.0, gt=0, le=3600)
+    """Seconds an issued login URL is trusted to work; an answer that comes later than this is not used."""
+    connect_timeout: float = Field(default=5.0, gt=0, le=60)
+    read_timeout: float = Field(default=10.0, gt=0, le=120)
+    connect_attempts: int = Field(default=2, ge=1, le=5)
+    """Tries when the connection cannot be made (the request was never sent); nothing that may have reached
+    the server is sent again."""
+
+    @field_validator("host")
+    @classmethod
+    def _host(cls, v: str) -> str:
+        if not v.startswith(("https://", "http://")):
+            raise ValueError("must start with https:// (or http:// for the emulator)")
+        return v.rstrip("/")
+
+    @field_validator("login_path", "token_path")
+    @classmethod
+    def _path(cls, v: str) -> str:
+        if not v.startswith("/"):
+            raise ValueError("must be a path starting with /")
+        return v
+
+    @model_validator(mode="after")
+    def _distinct_params(self) -> AlimailDirectSettings:
+        names = [self.app_code_param, self.email_param, self.redirect_param, self.timestamp_param, self.sign_param]
+        if any(not n.strip() for n in names) or len(set(names)) != len(names):
+            raise ValueError("the *_param names must be non-empty and all different")
+        return self
+
+    def secret(self) -> str:
+        return self.app_secret_file.read_text(encoding="utf-8").strip()
+
+
 class LogSettings(_Section):
     """Log lines of `idp serve` (every command's lines have a timestamp; other commands log warnings only,
     unless --verbose)."""
@@ -433,6 +498,7 @@ class Settings(_Section):
     sp_defaults: SpDefaults = SpDefaults()
     admin: AdminSettings = AdminSettings()
     provisioning: ProvisioningSettings | None = None
+    alimail_direct: AlimailDirectSettings | None = None
     log: LogSettings = LogSettings()
 
     @property
@@ -529,9 +595,11 @@ def load_settings(path: str | os.PathLike[str] | None = None, environ: dict[str,
     except ValidationError as exc:
         raise SettingsError(_describe(exc, str(config_path))) from None
     settings = _resolve_paths(settings, base)
+    direct_secret = settings.alimail_direct.app_secret_file if settings.alimail_direct else None
     for key, secret, secret_file in (
         ("ldap.bind_password_file", settings.ldap.bind_password, settings.ldap.bind_password_file),
         ("server.metrics_token_file", settings.server.metrics_token, settings.server.metrics_token_file),
+        ("alimail_direct.app_secret_file", "", direct_secret),
     ):
         if not secret and secret_file is not None and not secret_file.is_file():
             raise SettingsError(f"Invalid configuration ({config_path}):\n  {key}: {secret_file} does not exist")
@@ -544,6 +612,7 @@ def _resolve_paths(settings: Settings, base: Path) -> Settings:
     def fix(p: Path | None) -> Path | None:
         return p if p is None or p.is_absolute() else (base / p)
 
+    direct = settings.alimail_direct
     return settings.model_copy(
         update={
             "server": settings.server.model_copy(
@@ -567,5 +636,6 @@ def _resolve_paths(settings: Settings, base: Path) -> Settings:
                 }
             ),
             "metadata": settings.metadata.model_copy(update={"dir": fix(settings.metadata.dir)}),
+            "alimail_direct": direct and direct.model_copy(update={"app_secret_file": fix(direct.app_secret_file)}),
         }
     )

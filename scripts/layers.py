@@ -24,7 +24,7 @@ FLOORS: list[tuple[str, ...]] = [
     ("audit",),
     ("directory", "keys", "sps", "audit_report"),
     ("saml", "provisioning"),
-    ("access",),
+    ("access", "connectors"),
     ("signin",),
     ("web", "demo"),
     ("app",),

@@ -16,6 +16,12 @@ told to misbehave:
         emu.emulator.quirks.extra = {"avatar": {}}             # unknown response fields
         emu.expire_tokens()                                    # next call gets 401
 
+It also speaks the logon contract of ``idp/connectors/alimail_contract.py`` (at the default path and
+parameter names of ``[alimail_direct]``): a logon request, signed or carrying a token of the login app,
+answers a one-time URL of the small webmail under ``/webmail/``, which accepts it once, before it expires,
+for a mailbox that exists and is not frozen. Faults apply to it as to any route
+(``path_prefix=LOGIN_PATH``); a login app without the permission is ``login_permitted=False``.
+
 It is a werkzeug WSGI app served on a loopback port in a thread; state lives in memory only.
 """
 
@@ -25,6 +31,7 @@ import base64
 import collections
 import contextlib
 import dataclasses
+import html
 import json
 import secrets
 import socket
@@ -38,11 +45,20 @@ from typing import Any
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 from werkzeug.routing import Map, Rule
 from werkzeug.serving import WSGIRequestHandler, make_server
+from werkzeug.utils import redirect
 from werkzeug.wrappers import Request, Response
 
+from idp.connectors.alimail_contract import SIGNED_PARAMS, TOKEN_PARAMS, signature
 from idp.provisioning.alimail_contract import GROUP_PAGE_SIZE, MAX_PAGE_SIZE, OPERATIONS, ROOT_DEPARTMENT, Operation
+from idp.settings import AlimailDirectSettings
 
 USER_STATUSES = ("NORMAL", "FREEZE")
+
+LOGIN_PATH: str = AlimailDirectSettings.model_fields["login_path"].default
+"""Where the logon operation is served: the default of ``[alimail_direct] login_path``."""
+WEBMAIL_COOKIE = "alimail_webmail"
+_LOGIN_ENDPOINTS = ("sso_login", "webmail_sso", "webmail")
+_TIMESTAMP_WINDOW_MS = 300_000
 
 
 class ApiError(Exception):
@@ -68,6 +84,14 @@ class ApiError(Exception):
 
 def _json(body: Any, status: int = 200) -> Response:
     return Response(json.dumps(body, ensure_ascii=False), status=status, mimetype="application/json")
+
+
+def _page(status: int, title: str, text: str) -> Response:
+    body = (
+        f"<!doctype html><html><head><meta charset=utf-8><title>{html.escape(title)}</title></head>"
+        f'<body><h1>{html.escape(title)}</h1><p id="message">{html.escape(text)}</p></body></html>'
+    )
+    return Response(body, status=status, mimetype="text/html")
 
 
 @dataclass
@@ -187,6 +211,11 @@ class AlimailEmulator:
         client_secret: str = "emulator-secret",  # noqa: S107 - the emulator's own test credential
         token_ttl: int = 7200,
         rate_limit: float | None = 40.0,
+        login_app_code: str = "emulator-login-app",
+        login_app_secret: str = "emulator-login-secret",  # noqa: S107 - the emulator's own test credential
+        login_sign_algorithm: str = "md5",
+        login_ttl: float = 60.0,
+        login_permitted: bool = True,
     ) -> None:
         self.mail_domain = mail_domain.lower()
         self.client_id, self.client_secret = client_id, client_secret
@@ -202,8 +231,23 @@ class AlimailEmulator:
         self._groups: dict[str, dict[str, Any]] = {}
         self._seq = 0
         self._recent: collections.deque[float] = collections.deque()
+        self.login_app_code, self.login_app_secret = login_app_code, login_app_secret
+        self.login_sign_algorithm, self.login_ttl = login_sign_algorithm, login_ttl
+        self.login_permitted = login_permitted
+        self.webmail_logins: list[str] = []
+        """Every mailbox address a login URL signed into webmail, in order."""
+        self._login_tokens: set[str] = set()
+        self._tickets: dict[str, dict[str, Any]] = {}
+        self._webmail_sessions: dict[str, str] = {}
         self._lock = threading.RLock()
-        self._map = Map([Rule(op.path, endpoint=name, methods=[op.method]) for name, op in OPERATIONS.items()])
+        self._map = Map(
+            [
+                *(Rule(op.path, endpoint=name, methods=[op.method]) for name, op in OPERATIONS.items()),
+                Rule(LOGIN_PATH, endpoint="sso_login", methods=["POST"]),
+                Rule("/webmail/sso", endpoint="webmail_sso", methods=["GET"]),
+                Rule("/webmail/", endpoint="webmail", methods=["GET"]),
+            ]
+        )
 
     # -- test helpers -------------------------------------------------------------------------
 
@@ -276,6 +320,9 @@ class AlimailEmulator:
             self._throttle()
             adapter = self._map.bind_to_environ(environ)
             name, args = adapter.match()
+            if name in _LOGIN_ENDPOINTS:
+                fields = (*request.form, *request.args)
+                return getattr(self, f"_ep_{name}")(request), name, fields
             if name != "token":
                 self._authenticate(request)
             body = _body_fields(request, name)
@@ -404,13 +451,15 @@ class AlimailEmulator:
     def _ep_token(self, request: Request, body: dict[str, Any]) -> Response:
         if body.get("grant_type") != "client_credentials":
             raise ApiError(400, "InvalidParameter.GrantType", "grant_type must be client_credentials")
-        if body.get("client_id") != self.client_id or not secrets.compare_digest(
-            str(body.get("client_secret", "")), self.client_secret
-        ):
+        apps = {self.client_id: self.client_secret, self.login_app_code: self.login_app_secret}
+        secret = apps.get(str(body.get("client_id")))
+        if secret is None or not secrets.compare_digest(str(body.get("client_secret", "")), secret):
             raise ApiError(401, "InvalidClient", "client_id or client_secret is wrong")
         token = secrets.token_urlsafe(24)
         with self._lock:
             self._tokens[token] = time.time() + self.token_ttl
+            if body["client_id"] == self.login_app_code:
+                self._login_tokens.add(token)
             self.tokens_issued += 1
         return self._answer("token", {"access_token": token, "token_type": "bearer", "expires_in": self.token_ttl})
 
@@ -615,6 +664,83 @@ class AlimailEmulator:
             gone = {a.lower() for a in self._members_of(body)}
             found["_members"] = [m for m in found["_members"] if m["email"].lower() not in gone]
             return Response(status=204)
+
+    # -- logon and the webmail it opens ---------------------------------------------------------
+
+    def _ep_sso_login(self, request: Request) -> Response:
+        form = {k: str(v) for k, v in request.form.items()}
+        scheme, _, token = (request.headers.get("Authorization") or "").partition(" ")
+        listed = TOKEN_PARAMS if scheme else SIGNED_PARAMS
+        unknown = sorted((set(form) - set(listed)) | set(request.args))
+        if unknown:
+            raise ApiError(400, "InvalidParameter", f"unknown parameter(s) {unknown}")
+        missing = sorted(name for name in listed if name != "redirect_url" and not form.get(name))
+        if missing:
+            raise ApiError(400, "MissingParameter", f"missing parameter(s) {missing}")
+        if scheme:
+            self._authenticate(request)
+            if token.strip() not in self._login_tokens:
+                raise ApiError(403, "PermissionDenied", "the app is not granted User.Login.All")
+        else:
+            self._check_signature(form)
+        if not self.login_permitted:
+            raise ApiError(403, "PermissionDenied", "the app is not granted User.Login.All")
+        with self._lock:
+            user = self._find_user(form["email"])
+            if user["status"] == "FREEZE":
+                raise ApiError(403, "UserFrozen", f"user {user['email']} is frozen")
+            ticket = secrets.token_urlsafe(24)
+            self._tickets[ticket] = {
+                "email": user["email"],
+                "expires": time.time() + self.login_ttl,
+                "redirect": form.get("redirect_url", ""),
+                "used": False,
+            }
+        url = f"{request.host_url.rstrip('/')}/webmail/sso?ticket={ticket}"
+        return _json({"loginUrl": url, "expiresIn": int(self.login_ttl)})
+
+    def _check_signature(self, form: dict[str, str]) -> None:
+        if form["app_code"] != self.login_app_code:
+            raise ApiError(401, "InvalidAppCode", "app_code is not an app of this organization")
+        try:
+            skew = abs(time.time() * 1000 - int(form["timestamp"]))
+        except ValueError:
+            raise ApiError(400, "InvalidParameter.Timestamp", "timestamp must be milliseconds") from None
+        if skew > _TIMESTAMP_WINDOW_MS:
+            raise ApiError(400, "InvalidParameter.Timestamp", "timestamp is too far from the server's time")
+        signed = {k: v for k, v in form.items() if k != "sign"}
+        expected = signature(signed, self.login_app_secret, self.login_sign_algorithm)
+        if not secrets.compare_digest(form["sign"], expected):
+            raise ApiError(401, "InvalidSignature", "sign does not match the request")
+
+    def _ep_webmail_sso(self, request: Request) -> Response:
+        if set(request.args) != {"ticket"}:
+            return _page(400, "Login failed", "This login link is not valid.")
+        with self._lock:
+            ticket = self._tickets.get(request.args["ticket"])
+            if ticket is None:
+                return _page(403, "Login failed", "This login link is not valid.")
+            if ticket["used"]:
+                return _page(403, "Login failed", "This login link has been used already.")
+            ticket["used"] = True
+            if ticket["expires"] <= time.time():
+                return _page(403, "Login failed", "This login link has expired.")
+            user = next((u for u in self._users.values() if u["email"] == ticket["email"]), None)
+            if user is None or user["status"] == "FREEZE":
+                return _page(403, "Login failed", "This mailbox cannot be used.")
+            session = secrets.token_urlsafe(24)
+            self._webmail_sessions[session] = user["email"]
+            self.webmail_logins.append(user["email"])
+        response = redirect(ticket["redirect"] or "/webmail/")
+        response.set_cookie(WEBMAIL_COOKIE, session, httponly=True, path="/webmail/", samesite="Lax")
+        return response
+
+    def _ep_webmail(self, request: Request) -> Response:
+        with self._lock:
+            email = self._webmail_sessions.get(request.cookies.get(WEBMAIL_COOKIE, ""))
+        if email is None:
+            return _page(401, "Alibaba Mail", "Not signed in.")
+        return _page(200, "Inbox", email)
 
 
 class _QuietHandler(WSGIRequestHandler):

@@ -114,7 +114,7 @@ def raise_for_status(response: httpx.Response, what: str) -> None:
     raise Rejected(code or f"HTTP{status}", message, developer, status)
 
 
-class _TokenCache:
+class TokenCache:
     """One access token, reused until shortly before it expires; renewed when the API says 401."""
 
     def __init__(self, fetch: Any, clock: Callable[[], float]) -> None:
@@ -178,7 +178,7 @@ class AlimailProvider:
             )
         )
         self._retry = RetryPolicy(settings.max_attempts, settings.retry_base_wait, settings.max_retry_wait)
-        self._tokens = _TokenCache(self._fetch_token, clock)
+        self._tokens = TokenCache(self._fetch_token, clock)
         self._dept_lock = threading.Lock()
         self._dept_paths: dict[str, tuple[str, ...]] = {}
         self._dept_ids: dict[tuple[str, ...], str] = {}
