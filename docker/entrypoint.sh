@@ -47,7 +47,8 @@ if [ "${1:-}" = "idp" ] && [ "${2:-}" = "serve" ]; then
   if ! keys="$(idp keys show 2>&1)"; then
     if [ "${IDP_GENERATE_KEYS:-false}" = "true" ]; then
       echo "No usable signing key ($keys): generating one because IDP_GENERATE_KEYS=true." >&2
-      idp keys init
+      # Nodes that share the keys volume start together: the first makes the key, the others then find it.
+      flock /etc/idp/certs sh -c 'idp keys show >/dev/null 2>&1 || idp keys init'
     else
       echo "$keys" >&2
       echo "Run 'idp keys init' once with the certs volume mounted, or set IDP_GENERATE_KEYS=true." >&2

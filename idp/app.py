@@ -32,7 +32,7 @@ from idp.sps.scheduler import start_refresher
 from idp.store.attempts import AttemptCounters
 from idp.store.db import Database
 from idp.store.seen import SeenRequests
-from idp.web import admin, health, launcher, login, ratelimit, request_log, sso
+from idp.web import admin, errors, health, launcher, login, ratelimit, request_log, sso
 from idp.web.i18n import current_language, translate, translate_code
 from idp.web.pending import PendingPosts
 from idp.web.services import Services
@@ -81,6 +81,7 @@ def create_app(settings: Settings) -> Flask:
     svc = app.extensions["idp"] = build_services(settings, cache)
     # First: every request, even one the rate limit ends at once, gets its id and its duration measured.
     request_log.install(app, trust_incoming=settings.server.trusted_proxy_count > 0)
+    errors.install(app, trust_incoming_request_id=settings.server.trusted_proxy_count > 0)
     ratelimit.install(app, settings.server.rate_limit_per_minute)
     start_refresher(settings, svc.db, svc.registry, svc.audit)  # metadata URLs, one node at a time
     app.register_blueprint(sso.bp)
@@ -138,10 +139,6 @@ def create_app(settings: Settings) -> Flask:
     @app.errorhandler(404)
     def _not_found(_: HTTPException) -> tuple[str, int]:
         return render_template("error.html", message=translate("error.not_found"), reason="not_found", detail=None), 404
-
-    @app.errorhandler(500)
-    def _internal(_: Exception) -> tuple[str, int]:
-        return render_template("error.html", message=translate("error.internal"), reason="internal", detail=None), 500
 
     return app
 

@@ -1,5 +1,5 @@
 """Prometheus metrics. Under gunicorn they are aggregated across workers through PROMETHEUS_MULTIPROC_DIR,
-which `idp serve` sets before the workers start.
+which `idp serve` sets before the workers start, to a folder of its own (idp.commands.serve.metrics_directory).
 
 What lives in the database (the outbox, the sync runs) is not counted here but read at each scrape
 (idp.web.health), so that every node reports the same figures whichever process did the work.

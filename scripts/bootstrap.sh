@@ -22,7 +22,10 @@ RUN_PACKAGES=(python3 python3-venv python3-dev python3-lxml python3-xmlsec xmlse
 DEMO_PACKAGES=(samba samba-ad-dc samba-ad-provision ldb-tools winbind)
 # What only the test suite needs: a browser for the login and admin page tests (with a CJK font, so the
 # zh-CN screenshots show Chinese rather than boxes), Redis and PostgreSQL for the several-nodes configurations.
-TEST_PACKAGES=(chromium chromium-driver fonts-wqy-microhei redis-server postgresql)
+TEST_PACKAGES=(chromium chromium-driver fonts-wqy-microhei redis-server postgresql
+  # The install and container tests: podman as root with runc, podman-compose, a Debian base image made with
+  # debootstrap, name resolution between the containers of a compose network, nginx as the TLS front end.
+  podman runc podman-compose debootstrap golang-github-containernetworking-plugin-dnsname nginx)
 
 apt_install() {
   local missing=()
@@ -37,6 +40,11 @@ apt_install() {
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
     if [[ " ${missing[*]} " == *" samba "* ]]; then
       turn_off_samba_file_server
+    fi
+    if [[ " ${missing[*]} " == *" nginx "* ]] && [ -d /run/systemd/system ]; then
+      # The tests start nginx with their own configuration; the package's default site would listen on port 80.
+      echo "==> disabling the nginx service the package started (the tests run their own)"
+      systemctl disable --now --quiet nginx
     fi
   fi
 }

@@ -12,6 +12,8 @@ import logging
 import multiprocessing
 import os
 import shutil
+import socket
+from pathlib import Path
 from typing import Any
 
 import click
@@ -103,10 +105,14 @@ def serve(ctx: click.Context, bind: str, workers: int | None, threads: int, acce
     skip_unused_record_fields()  # before the workers fork: they inherit it
     # The schema is made once here, before the workers fork, instead of by every worker at once.
     Database(settings.database_url).dispose()
-    metrics_dir = settings.server.data_dir / "prometheus"
-    shutil.rmtree(metrics_dir, ignore_errors=True)
-    metrics_dir.mkdir(parents=True)
+    metrics_dir = metrics_directory(settings.server.data_dir / "prometheus")
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
+    # gunicorn listens before its workers have loaded the app: a connection accepted then waits (nginx
+    # cannot tell it from a slow answer). Importing the app's modules here, before the socket is bound,
+    # leaves the workers only create_app to do after the fork: the port then answered 0.2-0.7 s after it
+    # was bound instead of 3.9-4.8 s (bench/README.md, "Several nodes under faults"). Nothing is opened here.
+    import idp.app  # noqa: F401
+
     options: dict[str, Any] = {
         "bind": bind,
         "workers": workers or 2 * multiprocessing.cpu_count(),
@@ -117,6 +123,7 @@ def serve(ctx: click.Context, bind: str, workers: int | None, threads: int, acce
         "keepalive": 5,
         "child_exit": _child_exit,
         "logger_class": _QuietAccessLogger,
+        "on_exit": lambda _arbiter: shutil.rmtree(metrics_dir, ignore_errors=True),
         # A SAMLRequest on the Redirect binding travels in the query string.
         "limit_request_line": 8190,
     }
@@ -125,6 +132,38 @@ def serve(ctx: click.Context, bind: str, workers: int | None, threads: int, acce
         options.update(accesslog="-", access_log_format='%(h)s "%(m)s %(U)s" %(s)s %(b)s %(M)sms')
     ctx_obj = ctx.obj or {}
     IdpGunicorn(settings, ctx_obj.get("config_path"), options, debug=ctx_obj.get("verbose", 0) >= 2).run()
+
+
+def metrics_directory(root: Path) -> Path:
+    """This server's own folder under ``root`` for prometheus_client's multiprocess files, made empty.
+
+    Here and not in idp.metrics: prometheus_client picks its single- or multi-process counters when it is
+    first imported, so nothing that imports it may run before PROMETHEUS_MULTIPROC_DIR is set.
+
+    Several nodes may share one data directory (a shared volume): each gets ``<host>-<master pid>`` so that a
+    node starting never wipes the files of a neighbour's live workers, and each node's /metrics counts its own
+    workers only (a folder shared by two nodes would report their sum from both). Folders left by servers of
+    this host that no longer run are removed; another host's are left to that host."""
+    root.mkdir(parents=True, exist_ok=True)
+    host = socket.gethostname()
+    for folder in root.glob(f"{host}-*"):
+        pid = folder.name.removeprefix(f"{host}-")
+        if pid.isdigit() and not _running(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+    mine = root / f"{host}-{os.getpid()}"
+    shutil.rmtree(mine, ignore_errors=True)
+    mine.mkdir()
+    return mine
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
 
 
 def _check_keys(settings: Settings) -> None:

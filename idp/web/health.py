@@ -17,9 +17,12 @@ from sqlalchemy import func, insert, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from idp.directory.check import unreachable
+from idp.keys.keyring import Keyring
+from idp.keys.material import read_persistent_secret
 from idp.settings import LdapSettings
 from idp.store.db import Database
 from idp.store.models import OutboxRow, SyncLeaseRow, SyncRunRow, utcnow
+from idp.web.node_secrets import NodeSecrets, fingerprint
 from idp.web.services import services
 
 bp = Blueprint("health", __name__)
@@ -43,7 +46,9 @@ def healthz() -> Response:
 @bp.get("/readyz")
 def readyz() -> tuple[Response, int]:
     """Ready when a sign-in can succeed here: a domain controller answers, the database takes a write (every
-    sign-in writes an audit row) and the signing key signs. The body names the check that failed."""
+    sign-in writes an audit row), the signing key signs, and, on a database several nodes can share
+    (PostgreSQL), every other live node holds the same secrets (idp.web.node_secrets). The body names the check
+    that failed."""
     svc = services()
     controllers = _dc_probe().answers(svc.settings.ldap)
     checks = {
@@ -53,6 +58,8 @@ def readyz() -> tuple[Response, int]:
         if any(answer == "ok" for answer in controllers.values())
         else "error: no domain controller answers",
     }
+    if svc.db.engine.dialect.name != "sqlite":  # a database nodes can share: compare with the others
+        checks["shared_secrets"] = _shared_secrets()
     ok = all(value == "ok" for value in checks.values())
     body = jsonify(status="ok" if ok else "error", checks=checks, domain_controllers=controllers)
     return body, 200 if ok else 503
@@ -86,6 +93,32 @@ def _take_a_write(db: Database) -> None:
             if sqlite:
                 conn.exec_driver_sql(f"PRAGMA busy_timeout={int(patience or 0)}")
                 conn.commit()
+
+
+def _shared_secrets() -> str:
+    """ "ok" when every live node sharing the database holds this node's secrets; else which differ where."""
+    try:
+        return _node_secrets().check().words
+    except Exception as exc:  # the database check above names a database failure; this one says it could not compare
+        return f"error: could not compare with the other nodes: {type(getattr(exc, 'orig', None) or exc).__name__}"
+
+
+def _node_secrets() -> NodeSecrets:
+    secrets: NodeSecrets | None = current_app.extensions.get("idp.node_secrets")
+    if secrets is None:
+        svc = services()
+        app = current_app._get_current_object()  # type: ignore[attr-defined]
+
+        def mine() -> dict[str, str]:
+            active = Keyring.for_settings(svc.settings).state().fingerprints()["active"]
+            return {
+                "secret_key": fingerprint(app.config["SECRET_KEY"]),
+                "signing_key": active.replace(":", "").lower()[:12],
+                "persistent_id_secret": fingerprint(read_persistent_secret(svc.settings.idp.persistent_id_secret_file)),
+            }
+
+        secrets = current_app.extensions.setdefault("idp.node_secrets", NodeSecrets(svc.db, mine))
+    return secrets
 
 
 class DcProbe:

@@ -23,17 +23,26 @@ _ACCEPTABLE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 """What an incoming id may look like: safe in a header, a log line and a page."""
 
 
+def ensure_request_id(*, trust_incoming: bool) -> str:
+    """The request's id, given now if it has none yet: an error page for a failure before the first
+    before_request hook (the session store down while the session is opened) carries one too."""
+    request_id: str | None = g.get("request_id")
+    if request_id is None:
+        incoming = request.headers.get(HEADER, "")
+        request_id = incoming if trust_incoming and _ACCEPTABLE.match(incoming) else uuid.uuid4().hex
+        g.request_id = request_id
+        REQUEST_ID.set(request_id)
+    return request_id
+
+
 def install(app: Flask, *, trust_incoming: bool) -> None:
     """Register the hooks; call it before any other before_request hook, so that a request ended early (a
     rate limit's 429) has its id too."""
 
     @app.before_request
     def _start() -> None:
-        incoming = request.headers.get(HEADER, "")
-        request_id = incoming if trust_incoming and _ACCEPTABLE.match(incoming) else uuid.uuid4().hex
-        g.request_id = request_id
         g.request_started = time.perf_counter()
-        REQUEST_ID.set(request_id)
+        ensure_request_id(trust_incoming=trust_incoming)
 
     @app.after_request
     def _finish(resp: Response) -> Response:

@@ -109,7 +109,6 @@ def start_sso(started: SignInSession, lifetime: int, first_sp: SignedInSp | None
     """Keep the SSO session the password check started, under a new session id: an id seen before the
     password was typed (fixation) is never the one that carries the signed-in state. ``first_sp`` is the SP
     the same request answers, so the shared index gets one row written, not a row and then an update."""
-    current_app.session_interface.regenerate(session)  # type: ignore[attr-defined]
     sso = SsoSession(
         started.person,
         started.session_index,
@@ -117,7 +116,7 @@ def start_sso(started: SignInSession, lifetime: int, first_sp: SignedInSp | None
         started.authn_instant + lifetime,
         started.checked_at,
     )
-    session[_KEY] = {
+    data = {
         "person": _person_to_dict(sso.person),
         "session_index": sso.session_index,
         "authn_instant": sso.authn_instant,
@@ -127,9 +126,13 @@ def start_sso(started: SignInSession, lifetime: int, first_sp: SignedInSp | None
         "issued": {},
     }
     if first_sp is not None:
-        _remember(session[_KEY], first_sp)
+        _remember(data, first_sp)
+    # The shared index first: when the database refuses the row, the request ends on a "try again" page with
+    # the browser's session as it was (its parked request still there to retry), not regenerated and gone.
+    services().sessions.started(_live(data))
+    current_app.session_interface.regenerate(session)  # type: ignore[attr-defined]
+    session[_KEY] = data
     session.permanent = True
-    services().sessions.started(_live(session[_KEY]))
     return sso
 
 
