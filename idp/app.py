@@ -17,6 +17,8 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from idp.access import AccessDecision
 from idp.audit import AuditTrail
+from idp.connectors.alimail import AlimailLogin
+from idp.connectors.direct_app import WithDirectApp
 from idp.directory.client import Directory
 from idp.keys.material import read_persistent_secret
 from idp.provisioning.jit import JitProvisioner
@@ -32,7 +34,7 @@ from idp.sps.scheduler import start_refresher
 from idp.store.attempts import AttemptCounters
 from idp.store.db import Database
 from idp.store.seen import SeenRequests
-from idp.web import admin, errors, health, launcher, login, ratelimit, request_log, sso
+from idp.web import admin, alimail_direct, errors, health, launcher, login, ratelimit, request_log, sso
 from idp.web.i18n import current_language, translate, translate_code
 from idp.web.pending import PendingPosts
 from idp.web.services import Services
@@ -88,6 +90,7 @@ def create_app(settings: Settings) -> Flask:
     app.register_blueprint(login.bp)
     app.register_blueprint(health.bp)
     app.register_blueprint(launcher.bp)
+    app.register_blueprint(alimail_direct.bp)
     admin.register(app)
 
     @app.context_processor
@@ -156,7 +159,8 @@ def build_services(settings: Settings, cache: FileSystemCache | RedisCache) -> S
     saml_server = SamlServer(settings, registry)
     # Read once: a missing secret stops the process here, not a sign-in later.
     responses = SamlResponses(settings, saml_server, read_persistent_secret(settings.idp.persistent_id_secret_file))
-    access = AccessDecision(registry, saml_server.can_encrypt)
+    direct = settings.alimail_direct
+    access = AccessDecision(WithDirectApp(registry, direct) if direct else registry, saml_server.can_encrypt)
     directory = Directory(settings.ldap)
     provisioning = settings.provisioning
     provisioner = JitProvisioner(provisioning, db, audit) if provisioning is not None and provisioning.jit else None
@@ -171,6 +175,8 @@ def build_services(settings: Settings, cache: FileSystemCache | RedisCache) -> S
         provisioner=provisioner,
         sessions=sessions,
         login=settings.login,
+        alimail=AlimailLogin(direct) if direct else None,
+        provisioning=settings.provisioning,
     )
     return Services(
         settings=settings,

@@ -55,9 +55,21 @@ RequestReason = Literal[
 ]
 """Why a SAML request is refused before anyone is asked to sign in (idp.saml.errors)."""
 
+DirectLoginReason = Literal[
+    "alimail_app_rejected",
+    "alimail_login_not_permitted",
+    "alimail_mailbox_unknown",
+    "alimail_mailbox_frozen",
+    "alimail_rate_limited",
+    "alimail_unavailable",
+    "alimail_login_rejected",
+]
+"""Why Alibaba Mail's logon API gave no login URL (idp.connectors.alimail): the ``reason`` of each LoginError."""
+
 SignInReason = Literal[
     AccessReason,
     DirectoryReason,
+    DirectLoginReason,
     "missing_username",
     "empty_password",
     "throttled",

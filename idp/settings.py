@@ -443,6 +443,9 @@ class AlimailDirectSettings(_Section):
     """The field of the answer that holds the one-time login URL."""
     landing_url: str = ""
     """Where webmail opens after the login (sent as the redirect parameter); empty sends none."""
+    allowed_groups: list[str] = Field(default_factory=list)
+    """AD security groups whose members may be signed in this way (nested membership counts); empty allows
+    everyone. The same access decision as an SP's allowed groups."""
     url_lifetime: float = Field(default=60.0, gt=0, le=3600)
     """Seconds an issued login URL is trusted to work; an answer that comes later than this is not used."""
     connect_timeout: float = Field(default=5.0, gt=0, le=60)

@@ -104,6 +104,15 @@ class Refused:
 
 
 @dataclass(frozen=True)
+class Redirect:
+    """Send the browser to an application's own one-time login URL (Alibaba Mail direct). The URL signs the
+    person in by itself, so it is kept out of reprs and logs like a password."""
+
+    url: str = field(repr=False)
+    sp_name: str
+
+
+@dataclass(frozen=True)
 class NeedsPassword:
     """Nobody is signed in (or the SP wants a fresh password): show the login form, then run again."""
 
@@ -113,4 +122,4 @@ class SignedIn:
     """The person signed in at the IdP itself; no SP is waiting."""
 
 
-Outcome = Answer | Refused | NeedsPassword | SignedIn
+Outcome = Answer | Redirect | Refused | NeedsPassword | SignedIn

@@ -14,12 +14,13 @@ from idp import metrics
 from idp.access import AccessDecision, Refusal
 from idp.audit import AuditTrail
 from idp.codes import SignInMethod
+from idp.connectors.alimail import AlimailLogin
 from idp.directory.client import Directory
 from idp.person import Person
 from idp.provisioning.jit import JitProvisioner
 from idp.saml.messages import AuthnRequestInfo, NameId
 from idp.saml.responses import SamlResponses
-from idp.settings import LdapSettings, LoginSettings
+from idp.settings import LdapSettings, LoginSettings, ProvisioningSettings
 from idp.signin.context import Answer, NeedsPassword, Outcome, Refused, SignedIn, SignInContext
 from idp.signin.sessions import SsoSessionIndex
 from idp.signin.steps import (
@@ -32,6 +33,7 @@ from idp.signin.steps import (
     ReleaseAttributes,
     Respond,
     ReuseSsoSession,
+    SignInToAlimail,
     Step,
 )
 from idp.signin.throttle import LoginThrottle
@@ -50,8 +52,11 @@ def build_steps(
     provisioner: JitProvisioner | None,
     sessions: SsoSessionIndex,
     login: LoginSettings,
+    alimail: AlimailLogin | None,
+    provisioning: ProvisioningSettings | None,
 ) -> list[Step]:
-    """The order of a sign-in (DESIGN.md §2)."""
+    """The order of a sign-in (DESIGN.md §2). ``alimail``: the Alibaba Mail (direct) connector, when
+    ``[alimail_direct]`` is set; ``provisioning``: for the mail address it signs the person in as."""
     return [
         CheckSp(access),
         ReuseSsoSession(responses),
@@ -59,6 +64,7 @@ def build_steps(
         Authenticate(directory, throttle, ldap),
         DecideAccess(access),
         Provision(provisioner),
+        SignInToAlimail(alimail, provisioning),
         IssueNameId(responses, sps),
         ReleaseAttributes(sps),
         Respond(responses, sps),

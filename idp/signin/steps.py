@@ -18,16 +18,18 @@ from typing import Protocol
 
 from idp import metrics
 from idp.access import AccessDecision
-from idp.codes import SignInReason
+from idp.codes import DirectLoginReason, SignInReason
+from idp.connectors import alimail
+from idp.connectors.direct_app import ENTITY_ID as ALIMAIL_DIRECT
 from idp.directory.account import REFUSALS
 from idp.directory.client import Directory, normalize_username
 from idp.directory.errors import DirectoryError, InvalidCredentials, ServiceAccountRejected
-from idp.mail_address import NoMailAddress
+from idp.mail_address import NoMailAddress, mail_address
 from idp.provisioning.jit import JitProvisioner, JitRefused
 from idp.saml.messages import NameIdPolicyError
 from idp.saml.responses import SamlResponses
-from idp.settings import LdapSettings, LoginSettings
-from idp.signin.context import Answer, NeedsPassword, Outcome, Refused, SignInContext, SsoSession
+from idp.settings import LdapSettings, LoginSettings, ProvisioningSettings
+from idp.signin.context import Answer, NeedsPassword, Outcome, Redirect, Refused, SignInContext, SsoSession
 from idp.signin.sessions import SsoSessionIndex
 from idp.signin.throttle import LoginThrottle
 from idp.sps.release import release
@@ -238,6 +240,46 @@ class Provision:
         except JitRefused as exc:
             return Refused("provisioning_failed", 403, req.sp_name, str(exc))
         return None
+
+
+class SignInToAlimail:
+    """[response] Alibaba Mail (direct): its logon API's one-time login URL for the person's mail address
+    (idp.mail_address, the address JIT has just made sure of), where the browser is sent. Asked once per
+    sign-in and never again on failure: a request that may have reached Alibaba Mail may have issued a login,
+    and a second one would sign the person in twice. Every other sign-in goes on to the SAML steps."""
+
+    previews = False
+
+    # A refusal about this person's mailbox is theirs (403); anything else is Alibaba Mail or our app's
+    # registration there failing (502/503), which the person cannot mend.
+    _STATUS: dict[type[alimail.LoginError], tuple[DirectLoginReason, int]] = {
+        alimail.MailboxFrozen: ("alimail_mailbox_frozen", 403),
+        alimail.MailboxUnknown: ("alimail_mailbox_unknown", 403),
+        alimail.AppCredentialsRejected: ("alimail_app_rejected", 502),
+        alimail.LoginNotPermitted: ("alimail_login_not_permitted", 502),
+        alimail.LoginRejected: ("alimail_login_rejected", 502),
+        alimail.LoginRateLimited: ("alimail_rate_limited", 503),
+        alimail.LoginUnavailable: ("alimail_unavailable", 503),
+    }
+
+    def __init__(self, login: alimail.AlimailLogin | None, provisioning: ProvisioningSettings | None) -> None:
+        self._login = login
+        self._provisioning = provisioning
+
+    def process(self, ctx: SignInContext) -> Outcome | None:
+        req, person = ctx.request, ctx.person
+        if self._login is None or req is None or person is None or req.sp_entity_id != ALIMAIL_DIRECT:
+            return None
+        try:
+            address = mail_address(person, self._provisioning)
+        except NoMailAddress as exc:
+            return Refused("no_mail_address", 403, req.sp_name, f"{exc} (missing: {exc.missing})")
+        try:
+            login = self._login.login_url(address)
+        except alimail.LoginError as exc:
+            reason, status = self._STATUS.get(type(exc), ("alimail_login_rejected", 502))
+            return Refused(reason, status, req.sp_name, exc.message)
+        return Redirect(login.url, req.sp_name)
 
 
 class IssueNameId:

@@ -6,6 +6,7 @@ whose policy says ``idp_initiated`` take part: an SP that never expects unsolici
 as an attack, and the launcher must not show a tile that cannot work.
 
 Tile order: SPs filled from the mailbox preset first (webmail is what most people open), then by name.
+Alibaba Mail (direct) counts as a mailbox; its tile opens /apps/alimail (idp.web.alimail_direct).
 """
 
 from __future__ import annotations
@@ -15,8 +16,10 @@ from dataclasses import dataclass
 from flask import Blueprint, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response as HttpResponse
 
+from idp.connectors.direct_app import ENTITY_ID as ALIMAIL_DIRECT
 from idp.person import Person
 from idp.saml.errors import SamlRequestError
+from idp.web.i18n import translate
 from idp.web.services import services
 from idp.web.signin_flow import sign_in
 from idp.web.sso import refused_request
@@ -33,6 +36,7 @@ class Tile:
     entity_id: str
     name: str
     mailbox: bool
+    href: str
 
 
 @bp.get("/saml/init")
@@ -65,7 +69,7 @@ def apps() -> HttpResponse | str:
 def tiles_for(person: Person) -> list[Tile]:
     """The SPs this person can start from here: the ones /saml/init would start (open to IdP-initiated
     sign-in, with an ACS to answer at) and whose access decision lets the person in, both asked of the same
-    code a click on the tile runs."""
+    code a click on the tile runs; and Alibaba Mail (direct) when it is configured and lets the person in."""
     svc = services()
     tiles = []
     for entry in svc.registry.list():
@@ -75,5 +79,9 @@ def tiles_for(person: Person) -> list[Tile]:
             continue
         if not svc.access.refusals(person, entry.entity_id):
             name = entry.policy.display_name or entry.name
-            tiles.append(Tile(entry.entity_id, name, entry.policy.preset in MAILBOX_PRESETS))
+            mailbox = entry.policy.preset in MAILBOX_PRESETS
+            tiles.append(Tile(entry.entity_id, name, mailbox, url_for("launcher.idp_initiated", sp=entry.entity_id)))
+    if svc.settings.alimail_direct is not None and not svc.access.refusals(person, ALIMAIL_DIRECT):
+        href = url_for("alimail_direct.open_alimail")
+        tiles.append(Tile(ALIMAIL_DIRECT, translate("launcher.alimail_direct"), True, href))
     return sorted(tiles, key=lambda t: (not t.mailbox, t.name.casefold(), t.entity_id))

@@ -14,7 +14,7 @@ from flask import Response, redirect, render_template, request, session, url_for
 from werkzeug.wrappers import Response as HttpResponse
 
 from idp.saml.messages import AuthnRequestInfo, PostForm
-from idp.signin.context import Answer, Credentials, NeedsPassword, Refused, SignedIn, SignInContext
+from idp.signin.context import Answer, Credentials, NeedsPassword, Redirect, Refused, SignedIn, SignInContext
 from idp.signin.logout import SignedInSp
 from idp.web import login_csrf
 from idp.web.i18n import translate
@@ -64,6 +64,10 @@ def sign_in(
             remember_sp(answered.entity_id, answered.sp_name, answered.name_id)
     if isinstance(outcome, Answer):
         return post_form(outcome.form, outcome.sp_name)
+    if isinstance(outcome, Redirect):
+        resp = redirect(outcome.url, code=303)
+        resp.headers["Cache-Control"] = "no-store"  # a one-time login: never replayed from a cache
+        return resp
     if isinstance(outcome, Refused):
         if outcome.status in (401, 429):  # the password was not accepted: the form again, with why
             message = translate(outcome.says or outcome.reason, sp=outcome.sp_name or translate("this.service"))
