@@ -123,6 +123,9 @@ def serve(ctx: click.Context, bind: str, workers: int | None, threads: int, acce
         "keepalive": 5,
         "child_exit": _child_exit,
         "logger_class": _QuietAccessLogger,
+        # gunicorn's control socket (gunicornc) sits at one path per user, so two servers on a host would
+        # take it from each other, and it is a management door nothing here uses: HUP reloads.
+        "control_socket_disable": True,
         "on_exit": lambda _arbiter: shutil.rmtree(metrics_dir, ignore_errors=True),
         # A SAMLRequest on the Redirect binding travels in the query string.
         "limit_request_line": 8190,
