@@ -20,22 +20,53 @@ from idp.audit import AuditTrail
 from idp.connectors.alimail import AlimailLogin
 from idp.connectors.direct_app import WithDirectApp
 from idp.directory.client import Directory
+from idp.directory.kerberos import KeytabProblem, NegotiateAcceptor
+from idp.directory.password import PasswordChanges
+from idp.keys.keyring import Keyring
 from idp.keys.material import read_persistent_secret
+from idp.mfa.factors import Factors
+from idp.mfa.guard import CodeGuard
+from idp.mfa.passkeys import Passkeys
+from idp.mfa.policy import MfaPolicy
+from idp.mfa.sealing import Sealer
+from idp.oidc.clients import ClientStore, WithOidcClients
+from idp.oidc.provider import OidcServer
+from idp.oidc.signing import SigningKeys
+from idp.oidc.tokens import TokenStore
 from idp.provisioning.jit import JitProvisioner
 from idp.saml.requests import SamlRequests
 from idp.saml.responses import SamlResponses
 from idp.saml.server import SamlServer
-from idp.settings import Settings
+from idp.settings import Settings, SettingsError
+from idp.signin.password_change import PasswordChange
 from idp.signin.pipeline import SignIn, build_steps
 from idp.signin.sessions import SsoSessionIndex
+from idp.signin.steps import SecondFactor
 from idp.signin.throttle import LoginThrottle
 from idp.sps.registry import SpRegistry
 from idp.sps.scheduler import start_refresher
 from idp.store.attempts import AttemptCounters
 from idp.store.db import Database
 from idp.store.seen import SeenRequests
-from idp.web import admin, alimail_direct, errors, health, launcher, login, ratelimit, request_log, sso
+from idp.web import (
+    admin,
+    alimail_direct,
+    branding,
+    errors,
+    health,
+    launcher,
+    login,
+    mfa,
+    passkeys,
+    ratelimit,
+    request_log,
+    sso,
+)
 from idp.web.i18n import current_language, translate, translate_code
+from idp.web.oidc import bp as oidc_bp
+from idp.web.oidc import build_signin as build_oidc_signin
+from idp.web.oidc import session_alive
+from idp.web.password import bp as password_bp
 from idp.web.pending import PendingPosts
 from idp.web.services import Services
 from idp.web.session_store import SessionFileCache, SessionRedisCache
@@ -75,6 +106,8 @@ def create_app(settings: Settings) -> Flask:
     csrf = CSRFProtect(app)
     csrf.exempt(sso.bp)  # SPs post SAML messages; those are protected by their signatures and InResponseTo
     csrf.exempt(login.login)  # its token lives in a cookie, not the session: see idp.web.login_csrf
+    csrf.exempt(password_bp)  # the login form's cookie token, too: the form is shown before any session
+    csrf.exempt(oidc_bp)  # clients post to the token endpoints with their own credentials, never a form of ours
 
     if settings.server.trusted_proxy_count:
         n = settings.server.trusted_proxy_count
@@ -91,6 +124,11 @@ def create_app(settings: Settings) -> Flask:
     app.register_blueprint(health.bp)
     app.register_blueprint(launcher.bp)
     app.register_blueprint(alimail_direct.bp)
+    app.register_blueprint(oidc_bp)
+    app.register_blueprint(mfa.bp)
+    app.register_blueprint(passkeys.bp)
+    app.register_blueprint(password_bp)
+    branding.install(app, settings.branding)
     admin.register(app)
 
     @app.context_processor
@@ -104,7 +142,7 @@ def create_app(settings: Settings) -> Flask:
         resp.headers.setdefault("Referrer-Policy", "no-referrer")
         resp.headers.setdefault(
             "Content-Security-Policy",
-            "default-src 'none'; style-src 'self'; form-action 'self'; frame-ancestors 'none'",
+            "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'",
         )
         if settings.server.is_https:
             resp.headers.setdefault("Strict-Transport-Security", "max-age=31536000")
@@ -160,23 +198,39 @@ def build_services(settings: Settings, cache: FileSystemCache | RedisCache) -> S
     # Read once: a missing secret stops the process here, not a sign-in later.
     responses = SamlResponses(settings, saml_server, read_persistent_secret(settings.idp.persistent_id_secret_file))
     direct = settings.alimail_direct
-    access = AccessDecision(WithDirectApp(registry, direct) if direct else registry, saml_server.can_encrypt)
+    oidc_clients = ClientStore(db)
+    sp_source = WithOidcClients(WithDirectApp(registry, direct) if direct else registry, oidc_clients)
+    access = AccessDecision(sp_source, saml_server.can_encrypt)
     directory = Directory(settings.ldap)
     provisioning = settings.provisioning
     provisioner = JitProvisioner(provisioning, db, audit) if provisioning is not None and provisioning.jit else None
     sessions = SsoSessionIndex(db, audit)
+    counters = AttemptCounters(db)
+    factors = Factors(db, Sealer(settings.mfa.key_file))
+    passkey_factors = Passkeys(db, settings.server.base_url, settings.mfa.issuer or settings.idp.organization)
+    second_factor = SecondFactor(
+        MfaPolicy(settings.mfa),
+        factors,
+        CodeGuard(factors, counters, settings.mfa, passkeys=passkey_factors),
+        sp_source,
+        responses,
+        audit,
+        enrol_at_signin=settings.mfa.enrol_at_signin,
+    )
     steps = build_steps(
         access=access,
         responses=responses,
         sps=registry,
         directory=directory,
-        throttle=LoginThrottle(audit, settings.login, AttemptCounters(db)),
+        throttle=LoginThrottle(audit, settings.login, counters),
         ldap=settings.ldap,
         provisioner=provisioner,
         sessions=sessions,
         login=settings.login,
         alimail=AlimailLogin(direct) if direct else None,
         provisioning=settings.provisioning,
+        second_factor=second_factor,
+        negotiate=negotiate_acceptor(settings),
     )
     return Services(
         settings=settings,
@@ -191,6 +245,20 @@ def build_services(settings: Settings, cache: FileSystemCache | RedisCache) -> S
         signin=SignIn(steps, access, audit),
         sessions=sessions,
         pending=PendingPosts(cache),
+        password=PasswordChange(
+            directory, PasswordChanges(settings.ldap), LoginThrottle(audit, settings.login, AttemptCounters(db)), audit
+        ),
+        factors=factors,
+        passkeys=passkey_factors,
+        oidc=OidcServer(
+            settings,
+            oidc_clients,
+            TokenStore(db),
+            SigningKeys(Keyring.for_settings(settings)),
+            audit,
+            session_alive(sessions),
+        ),
+        oidc_signin=build_oidc_signin(steps, access, audit),
     )
 
 
@@ -219,3 +287,13 @@ def _secret_key(path: Path) -> bytes:
         finally:
             tmp.unlink()
     return path.read_text().strip().encode()
+
+
+def negotiate_acceptor(settings: Settings) -> NegotiateAcceptor | None:
+    """The keytab's acceptor for Windows sign-in; a keytab without the service principal's key stops start-up."""
+    if settings.kerberos is None:
+        return None
+    try:
+        return NegotiateAcceptor(settings.kerberos.keytab, settings.kerberos_principal)
+    except KeytabProblem as exc:
+        raise SettingsError(f"Invalid configuration:\n  kerberos.keytab: {exc}") from None

@@ -18,13 +18,16 @@ COMMANDS = {
     "demo": "idp.commands.demo:demo",
     "keys": "idp.commands.keys:keys",
     "sp": "idp.commands.sp:sp",
+    "alimail": "idp.commands.alimail:alimail",
     "ldap": "idp.commands.ldap:ldap",
     "sync": "idp.commands.sync:sync",
     "outbox": "idp.commands.outbox:outbox",
+    "mfa": "idp.commands.mfa:mfa",
     "sessions": "idp.commands.sessions:sessions",
     "audit": "idp.commands.audit:audit",
     "db": "idp.commands.db:db",
     "init": "idp.commands.init:init",
+    "oidc": "idp.commands.oidc:oidc",
 }
 
 

@@ -25,6 +25,11 @@ DirectoryReason = Literal[
     "account_locked",
     "password_expired",
     "password_must_change",
+    "password_too_short",
+    "password_not_complex",
+    "password_in_history",
+    "password_too_soon",
+    "password_rejected",
     "logon_hours",
     "workstation_restricted",
     "directory_unavailable",
@@ -79,11 +84,20 @@ SignInReason = Literal[
     "no_mail_address",
     "account_not_found",
     "session_revoked",
+    "password_mismatch",
+    "mfa_wrong_code",
+    "mfa_wrong_passkey",
+    "mfa_not_enrolled",
+    "kerberos_rejected",
+    "kerberos_unknown_person",
 ]
 """Why a sign-in ends without the person getting in: every one has words for the person."""
 
-SignInMethod = Literal["password", "sso_session"]
+SignInMethod = Literal["password", "sso_session", "kerberos"]
 """How a sign-in that succeeded was proven: the ``reason`` of a successful ``signin`` row."""
+
+MfaReason = Literal["totp", "recovery_code", "passkey", "remembered_browser", "self_service", "admin_reset"]
+"""How a second factor was given (an ``mfa`` row), or who removed factors (``mfa_removed``)."""
 
 LogoutReason = Literal["idp_page", "sp_initiated", "partial", "session_mismatch"]
 """Where a logout started; "partial" when some SP of the session did not confirm it ended its session too,
@@ -163,6 +177,7 @@ SpRegistryReason = Literal[
 AuditReason = Literal[
     SignInReason,
     SignInMethod,
+    MfaReason,
     RequestReason,
     LogoutReason,
     ProvisioningReason,
@@ -184,6 +199,7 @@ AuditEvent = Literal[
     "admin_upload",
     "admin_activity_export",
     "admin_directory_test",
+    "admin_alimail_test",
     "admin_user_lookup",
     "sp_added",
     "sp_metadata_refreshed",
@@ -200,6 +216,15 @@ AuditEvent = Literal[
     "admin_outbox_drop",
     "admin_provisioning_lookup",
     "audit_purged",
+    "mfa",
+    "mfa_enrolled",
+    "mfa_removed",
+    "password_changed",
+    "oidc_code_issued",
+    "oidc_token_issued",
+    "oidc_refresh_reused",
+    "oidc_client_added",
+    "oidc_client_removed",
 ]
 """What an audit row is about. The column is 40 characters wide (idp.store.models)."""
 

@@ -12,8 +12,10 @@ import json
 import os
 import string
 import tomllib
+from ipaddress import IPv4Network, IPv6Network
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
@@ -208,6 +210,9 @@ class LoginSettings(_Section):
     so that disabling someone or removing them from an SP's group takes effect within this time, not at
     the end of the session. While no DC answers, a session checked within the last five recheck intervals
     goes on (a DC restart must not sign everyone out); older ones are refused with directory_unavailable."""
+    expiry_warning_days: int = Field(default=14, ge=0, le=365)
+    """A person whose AD password expires within this many days is offered to change it after signing in
+    (at most once a day per browser); 0: no warning."""
 
 
 class AdminSettings(_Section):
@@ -479,6 +484,117 @@ class AlimailDirectSettings(_Section):
         return self.app_secret_file.read_text(encoding="utf-8").strip()
 
 
+class BrandingSettings(_Section):
+    """The company's own look on the pages employees see (login, errors, signed out, the apps page)."""
+
+    company_name: str = Field(default="", max_length=120)
+    logo_file: Path | None = None
+    """A PNG or SVG of at most 256 KiB, served by the IdP itself; checked at start-up."""
+    primary_color: str = "#0b6bcb"
+    """Buttons, links and the focus ring, as #rrggbb. White text on it and it on white must keep WCAG AA
+    contrast (4.5:1); a colour that does not is refused at start-up."""
+    helpdesk_text: str = Field(default="", max_length=300)
+    """The help-desk line under every page, e.g. "Forgot your password? Call the IT help desk"."""
+    helpdesk_phone: str = Field(default="", max_length=40, pattern=r"^[0-9+() .-]*$")
+    helpdesk_mail: str = Field(default="", max_length=254, pattern=r"^([^@\s]+@[^@\s]+)?$")
+    helpdesk_url: str = Field(default="", max_length=500, pattern=r"^(https?://\S+)?$")
+
+    @field_validator("primary_color")
+    @classmethod
+    def _readable_color(cls, v: str) -> str:
+        if len(v) != 7 or v[0] != "#" or any(c not in string.hexdigits for c in v[1:]):
+            raise ValueError(f"{v!r} is not a colour written #rrggbb")
+        ratio = contrast_ratio(v, "#ffffff")
+        if ratio < MIN_CONTRAST:
+            raise ValueError(
+                f"{v} against white has a contrast of {ratio:.2f}:1, under the {MIN_CONTRAST}:1 WCAG AA asks of "
+                "text (white text on buttons, links on the page): choose a darker colour"
+            )
+        return v.lower()
+
+
+MIN_CONTRAST = 4.5
+"""WCAG 2 AA for normal-size text."""
+
+
+def contrast_ratio(first: str, second: str) -> float:
+    """WCAG 2's contrast ratio of two #rrggbb colours, from 1 (same) to 21 (black on white)."""
+
+    def luminance(color: str) -> float:
+        def channel(hex2: str) -> float:
+            c = int(hex2, 16) / 255
+            return c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4
+
+        r, g, b = (channel(color[i : i + 2]) for i in (1, 3, 5))
+        return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+    lighter, darker = sorted((luminance(first), luminance(second)), reverse=True)
+    return (lighter + 0.05) / (darker + 0.05)
+
+
+class OidcSettings(_Section):
+    """``[oidc]``: the OpenID Connect provider beside SAML (clients are registered with `idp oidc client add`)."""
+
+    issuer: str = ""
+    """Our OpenID Connect issuer; defaults to [server] base_url. Clients compare it to the ID token's ``iss``."""
+    code_lifetime: int = Field(default=60, ge=10, le=600)
+    """Seconds an authorization code may wait for its exchange (it is good for one exchange only)."""
+    access_token_lifetime: int = Field(default=600, ge=60, le=86400)
+    id_token_lifetime: int = Field(default=600, ge=60, le=86400)
+    refresh_token_lifetime: int = Field(default=8 * 3600, ge=300, le=90 * 86400)
+    """Seconds a refresh token lasts; each use replaces it by a new one (a used one revokes its family)."""
+
+    @field_validator("issuer")
+    @classmethod
+    def _issuer(cls, v: str) -> str:
+        if v and not v.startswith(("http://", "https://")):
+            raise ValueError("must start with https:// (or http:// for a test on one machine)")
+        return v.rstrip("/")
+
+
+class MfaSettings(_Section):
+    """The second factor (TOTP and recovery codes). An SP's policy can require it too (``mfa = "required"``),
+    and an SP can ask for it in its request; with neither and no group here, nobody is asked for a code."""
+
+    required_groups: list[str] = Field(default_factory=list)
+    """AD security groups (name, DN or SID; nested membership counts) whose members give a second factor at
+    every SSO session, whatever the SP."""
+    key_file: Path = Path("certs/mfa.key")
+    """The key TOTP secrets are sealed with in the database; made at the first enrolment when missing. Back it
+    up with the signing key: without it every enrolled factor must be reset."""
+    enrol_at_signin: bool = True
+    """A person asked for a second factor who has none enrols one there and then (after their password);
+    false: they are refused and must be enrolled from a signed-in session first."""
+    remember_days: int = Field(default=30, ge=0, le=365)
+    """"Remember this browser" skips the code for this many days; 0 hides the option."""
+    issuer: str = ""
+    """The name authenticator apps show next to the code; defaults to [idp] organization."""
+    max_failures: int = Field(default=5, ge=1, le=100)
+    """Wrong codes for one person within failure_window before further codes are refused unchecked."""
+    failure_window: int = Field(default=300, ge=30, le=86400)
+
+
+class KerberosSettings(_Section):
+    """``[kerberos]``: Windows desktop sign-in (SPNEGO). A browser on one of ``networks`` is offered
+    ``Negotiate`` at the login page; one that answers with a ticket for ``service_principal`` is signed in
+    without the form, everyone else sees the form as before."""
+
+    keytab: Path
+    """The keytab holding the key of ``service_principal`` (README: "Windows desktop sign-in")."""
+    service_principal: str = ""
+    """``HTTP/<host>`` the browsers ask tickets for; defaults to HTTP/ and the host of [server] base_url."""
+    networks: list[IPv4Network | IPv6Network] = Field(default_factory=list)
+    """Client networks (CIDR, as the app sees the address: after trusted_proxy_count) offered Negotiate;
+    empty: nobody is, and Windows sign-in is off."""
+
+    @field_validator("service_principal")
+    @classmethod
+    def _service_principal(cls, v: str) -> str:
+        if v and (not v.startswith("HTTP/") or "@" in v):
+            raise ValueError("must be HTTP/<host name> (no realm), e.g. HTTP/sso.corp.example.com")
+        return v
+
+
 class LogSettings(_Section):
     """Log lines of `idp serve` (every command's lines have a timestamp; other commands log warnings only,
     unless --verbose)."""
@@ -502,11 +618,24 @@ class Settings(_Section):
     admin: AdminSettings = AdminSettings()
     provisioning: ProvisioningSettings | None = None
     alimail_direct: AlimailDirectSettings | None = None
+    branding: BrandingSettings = BrandingSettings()
+    oidc: OidcSettings = OidcSettings()
     log: LogSettings = LogSettings()
+    mfa: MfaSettings = MfaSettings()
+    kerberos: KerberosSettings | None = None
+
+    @property
+    def kerberos_principal(self) -> str:
+        configured = self.kerberos.service_principal if self.kerberos else ""
+        return configured or f"HTTP/{urlsplit(self.server.base_url).hostname}"
 
     @property
     def entity_id(self) -> str:
         return self.idp.entity_id or f"{self.server.base_url}/saml/metadata"
+
+    @property
+    def oidc_issuer(self) -> str:
+        return self.oidc.issuer or self.server.base_url
 
     @property
     def database_url(self) -> str:
@@ -606,7 +735,35 @@ def load_settings(path: str | os.PathLike[str] | None = None, environ: dict[str,
     ):
         if not secret and secret_file is not None and not secret_file.is_file():
             raise SettingsError(f"Invalid configuration ({config_path}):\n  {key}: {secret_file} does not exist")
+    keytab = settings.kerberos.keytab if settings.kerberos else None
+    if keytab is not None and not os.access(keytab, os.R_OK):
+        why = "does not exist" if not keytab.exists() else "cannot be read by this user"
+        raise SettingsError(f"Invalid configuration ({config_path}):\n  kerberos.keytab: {keytab} {why}")
+    logo = settings.branding.logo_file
+    if logo is not None and (problem := logo_problem(logo)):
+        raise SettingsError(f"Invalid configuration ({config_path}):\n  branding.logo_file: {problem}")
     return settings
+
+
+MAX_LOGO_BYTES = 256 * 1024
+LOGO_TYPES = {".png": "image/png", ".svg": "image/svg+xml"}
+
+
+def logo_problem(path: Path) -> str | None:
+    """Why the logo file cannot be served (missing, too large, not the PNG or SVG its name says), or None."""
+    if path.suffix.lower() not in LOGO_TYPES:
+        return f"{path}: must be a .png or .svg file"
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        return f"{path}: cannot be read ({exc.strerror or exc})"
+    if len(data) > MAX_LOGO_BYTES:
+        return f"{path}: {len(data) // 1024} KiB, over the {MAX_LOGO_BYTES // 1024} KiB a logo may have"
+    if path.suffix.lower() == ".png" and not data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return f"{path}: not a PNG image"
+    if path.suffix.lower() == ".svg" and b"<svg" not in data[:4096]:
+        return f"{path}: not an SVG image (no <svg> element at its start)"
+    return None
 
 
 def _resolve_paths(settings: Settings, base: Path) -> Settings:
@@ -616,6 +773,7 @@ def _resolve_paths(settings: Settings, base: Path) -> Settings:
         return p if p is None or p.is_absolute() else (base / p)
 
     direct = settings.alimail_direct
+    kerberos = settings.kerberos
     return settings.model_copy(
         update={
             "server": settings.server.model_copy(
@@ -639,6 +797,9 @@ def _resolve_paths(settings: Settings, base: Path) -> Settings:
                 }
             ),
             "metadata": settings.metadata.model_copy(update={"dir": fix(settings.metadata.dir)}),
+            "mfa": settings.mfa.model_copy(update={"key_file": fix(settings.mfa.key_file)}),
             "alimail_direct": direct and direct.model_copy(update={"app_secret_file": fix(direct.app_secret_file)}),
+            "branding": settings.branding.model_copy(update={"logo_file": fix(settings.branding.logo_file)}),
+            "kerberos": kerberos and kerberos.model_copy(update={"keytab": fix(kerberos.keytab)}),
         }
     )

@@ -17,7 +17,7 @@ need_root() {
 
 # Packages for running the product.
 RUN_PACKAGES=(python3 python3-venv python3-dev python3-lxml python3-xmlsec xmlsec1 libxmlsec1-openssl
-  ca-certificates curl procps iproute2)
+  python3-gssapi ca-certificates curl procps iproute2)
 # The throw-away AD of `idp demo` (and of the tests).
 DEMO_PACKAGES=(samba samba-ad-dc samba-ad-provision ldb-tools winbind)
 # What only the test suite needs: a browser for the login and admin page tests (with a CJK font, so the
@@ -25,7 +25,9 @@ DEMO_PACKAGES=(samba samba-ad-dc samba-ad-provision ldb-tools winbind)
 TEST_PACKAGES=(chromium chromium-driver fonts-wqy-microhei redis-server postgresql
   # The install and container tests: podman as root with runc, podman-compose, a Debian base image made with
   # debootstrap, name resolution between the containers of a compose network, nginx as the TLS front end.
-  podman runc podman-compose debootstrap golang-github-containernetworking-plugin-dnsname nginx)
+  podman runc podman-compose debootstrap golang-github-containernetworking-plugin-dnsname nginx
+  # kinit, for the Windows desktop sign-in (Kerberos) tests.
+  krb5-user)
 
 apt_install() {
   local missing=()

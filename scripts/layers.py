@@ -23,7 +23,7 @@ FLOORS: list[tuple[str, ...]] = [
     ("store",),
     ("audit",),
     ("directory", "keys", "sps", "audit_report"),
-    ("saml", "provisioning"),
+    ("saml", "provisioning", "mfa", "oidc"),
     ("access", "connectors"),
     ("signin",),
     ("web", "demo"),

@@ -17,11 +17,12 @@ from sqlalchemy.exc import SQLAlchemyError
 from idp.audit import AuditTrail
 from idp.cli import settings_from
 from idp.commands.columns import column_widths, shorten_middle
+from idp.connectors.direct_app import ENTITY_ID as DIRECT_APP
 from idp.directory.client import Directory
 from idp.directory.errors import DirectoryError
 from idp.directory.groups import Group, GroupNotResolved, resolve_group
 from idp.person import GroupRef
-from idp.settings import NameIdFormatName, Settings
+from idp.settings import AlimailDirectSettings, NameIdFormatName, Settings
 from idp.sps.errors import SpRegistryError, UnknownSpError
 from idp.sps.fetch import redacted
 from idp.sps.origins import file_name_of
@@ -187,6 +188,7 @@ def list_(ctx: click.Context) -> None:
             raise click.ClickException(str(exc)) from None
     if not entries:
         click.echo("No SPs are registered. Add one with: idp sp add FILE|URL")
+        _echo_direct_app(settings.alimail_direct)
         return
     console = Console(highlight=False)
     # Four columns and their borders (13 characters); the widths leave the entityID the most room.
@@ -210,6 +212,18 @@ def list_(ctx: click.Context) -> None:
             f"{e.policy.nameid_format}\n{escape(_groups(e.policy))}",
         )
     console.print(table)
+    _echo_direct_app(settings.alimail_direct)
+
+
+def _echo_direct_app(direct: AlimailDirectSettings | None) -> None:
+    """Alibaba Mail (direct) is an application beside the SPs, configured in the file rather than registered."""
+    if direct is None:
+        return
+    groups = ", ".join(direct.allowed_groups) or "everyone"
+    click.echo(
+        f"\nAlibaba Mail (direct) {DIRECT_APP}: logon server {direct.host}, App ID {direct.app_code}, "
+        f"allowed groups: {groups} (set in [alimail_direct]; check it with: idp alimail test)"
+    )
 
 
 @sp.command("set", epilog=f"KEY is an attribute of the catalogue: {', '.join(CATALOGUE)}.")
@@ -283,6 +297,11 @@ def list_(ctx: click.Context) -> None:
     metavar="VALUE",
     help="Further RelayState allowed (repeat; replaces).",
 )
+@click.option(
+    "--mfa",
+    type=click.Choice(["required", "optional"]),
+    help="required: a second factor for everyone at this SP; optional: only as [mfa] or the SP's request asks.",
+)
 @click.option("--enable/--disable", "enabled", default=None, help="Switch sign-in to this SP on or off.")
 @click.pass_context
 def set_(ctx: click.Context, entity_id: str, **options: Any) -> None:
@@ -319,7 +338,7 @@ def _policy_changes(settings: Settings, options: dict[str, Any]) -> dict[str, ob
         if options[given] and options[cleared]:
             raise click.UsageError(f"give {_flag(given)} or {_flag(cleared)}, not both")
     changes: dict[str, object] = {}
-    for field in ("nameid_format", "nameid_attribute", "attribute_name_format", "role_session_name_attribute"):
+    for field in ("nameid_format", "nameid_attribute", "attribute_name_format", "role_session_name_attribute", "mfa"):
         if options[field] is not None:
             changes[field] = options[field]
     for field in ("display_name", "nameid_domain", "default_relay_state"):

@@ -329,8 +329,9 @@ def _provision(dc: SambaDC) -> None:
             "--option=bind interfaces only=yes",
             f"--option=pid directory={dc.target_dir / 'run'}",
             f"--option=log file={dc.log_file}",
-            # LDAP is all the IdP needs; fewer services start faster and claim fewer ports.
-            "--option=server services=ldap cldap",
+            # LDAP for the directory, the KDC for Windows sign-in (Kerberos); fewer services start faster
+            # and claim fewer ports.
+            "--option=server services=ldap cldap kdc",
         ],
         "provision the domain",
     )

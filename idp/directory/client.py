@@ -13,12 +13,14 @@ import unicodedata
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from types import TracebackType
 
 from ldap3 import BASE, SIMPLE, SUBTREE, Connection
 from ldap3.utils.conv import escape_filter_chars
 
 from idp.directory.account import ACCOUNT_STATE_ATTRIBUTES, account_refusal
+from idp.directory.account_state import AccountState, read_account_state
 from idp.directory.ad_codes import WRONG_USERNAME_OR_PASSWORD, bind_refusal
 from idp.directory.attributes import further_attributes
 from idp.directory.eligibility import exclusion
@@ -209,6 +211,29 @@ class Directory:
         if refusal is not None:
             raise refusal
         return self._person(entries[0])
+
+    def account_state(self, dn: str) -> AccountState | None:
+        """The account's state as AD sees it now (the console's helpdesk view); None when it cannot be read."""
+        return read_account_state(self._read_object, dn, self._settings.base_dn, time.time())
+
+    def service_principal_owner(self, spn: str) -> tuple[str, int | None] | None:
+        """The account holding ``spn`` (``HTTP/sso.corp.example.com``) as (DN, msDS-KeyVersionNumber), for the
+        console's Kerberos status; None when no account under base_dn has it."""
+        search_filter = f"(servicePrincipalName={escape_filter_chars(spn)})"
+        entries = self._searches.run(lambda conn: self._search(conn, search_filter, ("msDS-KeyVersionNumber",), 1))
+        if not entries:
+            return None
+        kvno = entries[0].first("msDS-KeyVersionNumber")
+        return entries[0].dn, int(kvno) if kvno and kvno.isdigit() else None
+
+    def dc_time(self) -> datetime | None:
+        """The DC's clock (rootDSE currentTime), for the console's clock-skew check; None when unreadable."""
+        read = {name.lower(): value for name, value in (self._read_object("", ("currentTime",)) or {}).items()}
+        value = read.get("currenttime")
+        try:
+            return datetime.strptime(value.split(".")[0], "%Y%m%d%H%M%S").replace(tzinfo=UTC) if value else None
+        except ValueError:
+            return None
 
     def groups(self) -> list[Group]:
         """Every group under the base DN, read now (the console checks the group names an admin types)."""

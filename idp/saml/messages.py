@@ -37,6 +37,9 @@ class AuthnRequestInfo:
     nameid_format: str | None
     """The format the request's NameIDPolicy asked for (None = unspecified/absent)."""
     relay_state: str | None
+    requested_contexts: tuple[str, ...] = ()
+    """The AuthnContextClassRefs of the request's RequestedAuthnContext, any of which satisfies the SP
+    (empty: it asked for none)."""
 
 
 @dataclass(frozen=True)

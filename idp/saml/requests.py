@@ -79,6 +79,7 @@ class SamlRequests:
             is_passive=_true(message.is_passive),
             nameid_format=requested or None,
             relay_state=relay_state,
+            requested_contexts=_requested_contexts(message),
         )
 
     def unsolicited_request(self, sp_entity_id: str, relay_state: str | None) -> AuthnRequestInfo:
@@ -372,6 +373,15 @@ def _msgtype(message: Any) -> str:
     if isinstance(message, samlp.AuthnRequest):
         return "authn_request"
     return "logout_response" if isinstance(message, samlp.LogoutResponse) else "logout_request"
+
+
+def _requested_contexts(message: Any) -> tuple[str, ...]:
+    """The class refs of RequestedAuthnContext. Its Comparison is read as "exact" or "minimum" alike: we
+    know two classes, and the second-factor one is above the password one."""
+    requested = message.requested_authn_context
+    if requested is None:
+        return ()
+    return tuple(ref.text.strip() for ref in requested.authn_context_class_ref or () if ref.text and ref.text.strip())
 
 
 def _true(value: Any) -> bool:

@@ -49,6 +49,7 @@ from idp.sps.vocabulary import FORMAT_URIS
 log = logging.getLogger(__name__)
 
 PASSWORD_PROTECTED_TRANSPORT = "urn:oasis:names:tc:SAML:2.0:ac:classes:PasswordProtectedTransport"  # noqa: S105
+KERBEROS = "urn:oasis:names:tc:SAML:2.0:ac:classes:Kerberos"
 ErrorStatus = Literal["NoPassive", "AuthnFailed", "RequestDenied", "InvalidNameIDPolicy"]
 _STATUS_CODES: dict[ErrorStatus, str] = {
     "NoPassive": samlp.STATUS_NO_PASSIVE,
@@ -99,8 +100,10 @@ class SamlResponses:
         *,
         session_index: str,
         authn_instant: datetime,
+        authn_context: str = PASSWORD_PROTECTED_TRANSPORT,
     ) -> PostForm:
-        """The Response carrying the person's assertion, as a form to the SP's ACS.
+        """The Response carrying the person's assertion, as a form to the SP's ACS. ``authn_context``: the
+        AuthnContextClassRef saying how the person proved who they are (password, or a second factor too).
 
         Follows the SP's policy: signatures, lifetime, encryption. An unsolicited response (IdP-initiated)
         carries no InResponseTo. Raises NoEncryptionCertificate when the policy asks for encryption and the
@@ -118,7 +121,7 @@ class SamlResponses:
             not_on_or_after=now + timedelta(seconds=lifetime),
             authn_instant=authn_instant,
             session_index=session_index,
-            authn_context=PASSWORD_PROTECTED_TRANSPORT,
+            authn_context=authn_context,
             released=released,
         )
         tree = response_tree(self._settings.entity_id, now, content)

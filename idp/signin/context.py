@@ -8,8 +8,10 @@ sign-in returns an Outcome; the front end turns the Outcome into HTTP.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from idp.codes import SignInReason
+from idp.mfa.passkeys import PasskeyAssertion
 from idp.person import Person
 from idp.saml.messages import AuthnRequestInfo, NameId, PostForm
 from idp.sps.release import ReleasedAttribute
@@ -33,6 +35,10 @@ class SsoSession:
     rechecked_at: float | None = None
     """Epoch seconds of the last recheck against AD that said yes (RecheckPerson); None: none since the
     password check."""
+    mfa_at: float | None = None
+    """Epoch seconds of the second factor given in this session (SecondFactor); None: password only."""
+    kerberos: bool = False
+    """The session was started by a Windows (Kerberos) ticket rather than a password."""
 
     @property
     def checked_at(self) -> float:
@@ -65,6 +71,19 @@ class SignInContext:
     name_id_problem: str | None = None
     """Why no NameID can be issued (for the audit trail and the console's preview)."""
     released: tuple[ReleasedAttribute, ...] = ()
+    expiry_warned: bool = False
+    """The browser has seen the password expiry warning today (WarnPasswordExpiry shows it once a day)."""
+    second_factor_code: str | PasskeyAssertion | None = field(default=None, repr=False)
+    """What was given on the second-factor page in this round (a TOTP or a recovery code, or what the
+    browser's passkey signed), if anything."""
+    remembered_browser: str | None = field(default=None, repr=False)
+    """The browser's "remember this browser" token, if its cookie has one."""
+    second_factor_now: bool = False
+    """A second factor was given in this run: the front end records ``session.mfa_at`` in the SSO session."""
+    step_up: bool = False
+    """The person asks to give a second factor whatever the policy (before managing their own factors)."""
+    negotiate_token: bytes | None = field(default=None, repr=False)
+    """The browser's SPNEGO token (``Authorization: Negotiate``), if it sent one in this round."""
 
     @property
     def sp(self) -> str | None:
@@ -122,4 +141,34 @@ class SignedIn:
     """The person signed in at the IdP itself; no SP is waiting."""
 
 
-Outcome = Answer | Redirect | Refused | NeedsPassword | SignedIn
+@dataclass(frozen=True)
+class NeedsSecondFactor:
+    """The person is known but this sign-in needs a second factor the session has not given: ask for a code
+    (``enrol``: the person has no factor yet and enrols one first), then run again."""
+
+    enrol: bool
+    sp_name: str | None = None
+
+
+@dataclass(frozen=True)
+class ChangePassword:
+    """The password was right but AD wants a new one first (expired, or must change at next logon): show the
+    change form, then run again with the new password."""
+
+    reason: SignInReason
+    username: str
+    """The account's sAMAccountName, for the change form."""
+    sp_name: str | None = None
+
+
+@dataclass(frozen=True)
+class PasswordExpiresSoon:
+    """The person is signed in, and their password expires soon: offer to change it now or later."""
+
+    expires_at: datetime
+    sp_name: str | None = None
+
+
+Outcome = (
+    Answer | Redirect | Refused | NeedsPassword | NeedsSecondFactor | SignedIn | ChangePassword | PasswordExpiresSoon
+)

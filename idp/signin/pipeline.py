@@ -15,26 +15,43 @@ from idp.access import AccessDecision, Refusal
 from idp.audit import AuditTrail
 from idp.codes import SignInMethod
 from idp.connectors.alimail import AlimailLogin
+from idp.connectors.direct_app import ENTITY_ID as ALIMAIL_DIRECT
 from idp.directory.client import Directory
+from idp.directory.kerberos import NegotiateAcceptor
+from idp.directory.password import PasswordChanges
 from idp.person import Person
 from idp.provisioning.jit import JitProvisioner
 from idp.saml.messages import AuthnRequestInfo, NameId
 from idp.saml.responses import SamlResponses
 from idp.settings import LdapSettings, LoginSettings, ProvisioningSettings
-from idp.signin.context import Answer, NeedsPassword, Outcome, Refused, SignedIn, SignInContext
+from idp.signin.context import (
+    Answer,
+    ChangePassword,
+    NeedsPassword,
+    NeedsSecondFactor,
+    Outcome,
+    PasswordExpiresSoon,
+    Refused,
+    SignedIn,
+    SignInContext,
+)
 from idp.signin.sessions import SsoSessionIndex
 from idp.signin.steps import (
     Authenticate,
     CheckSp,
     DecideAccess,
     IssueNameId,
+    NegotiateSignIn,
     Provision,
+    ReadPasswordExpiry,
     RecheckPerson,
     ReleaseAttributes,
     Respond,
     ReuseSsoSession,
+    SecondFactor,
     SignInToAlimail,
     Step,
+    WarnPasswordExpiry,
 )
 from idp.signin.throttle import LoginThrottle
 from idp.sps.release import ReleasedAttribute
@@ -54,15 +71,22 @@ def build_steps(
     login: LoginSettings,
     alimail: AlimailLogin | None,
     provisioning: ProvisioningSettings | None,
+    second_factor: SecondFactor,
+    negotiate: NegotiateAcceptor | None = None,
 ) -> list[Step]:
     """The order of a sign-in (DESIGN.md §2). ``alimail``: the Alibaba Mail (direct) connector, when
-    ``[alimail_direct]`` is set; ``provisioning``: for the mail address it signs the person in as."""
+    ``[alimail_direct]`` is set; ``provisioning``: for the mail address it signs the person in as;
+    ``negotiate``: the keytab's acceptor, when ``[kerberos]`` is set."""
     return [
         CheckSp(access),
         ReuseSsoSession(responses),
         RecheckPerson(directory, sessions, login),
+        NegotiateSignIn(negotiate, directory, ldap),
         Authenticate(directory, throttle, ldap),
         DecideAccess(access),
+        ReadPasswordExpiry(PasswordChanges(ldap)),
+        WarnPasswordExpiry(login),
+        second_factor,
         Provision(provisioner),
         SignInToAlimail(alimail, provisioning),
         IssueNameId(responses, sps),
@@ -111,17 +135,24 @@ class SignIn:
 
     def _record(self, ctx: SignInContext, outcome: Outcome) -> None:
         """One audit row (and one metric) for every way a sign-in ends; asking for the password is not an end."""
-        if isinstance(outcome, NeedsPassword):
-            return
-        if isinstance(outcome, Refused) or (isinstance(outcome, Answer) and outcome.refused is not None):
-            reason = outcome.reason if isinstance(outcome, Refused) else outcome.refused
+        if isinstance(outcome, NeedsPassword | PasswordExpiresSoon | NeedsSecondFactor):
+            return  # not an end: the sign-in goes on after the warning
+        if isinstance(outcome, Refused | ChangePassword) or (
+            isinstance(outcome, Answer) and outcome.refused is not None
+        ):
+            reason = outcome.refused if isinstance(outcome, Answer) else outcome.reason
+            detail = None if isinstance(outcome, ChangePassword) else outcome.detail
             self._audit.record(
-                "signin", "failure", reason=reason, username=ctx.username, sp=ctx.sp, ip=ctx.ip, detail=outcome.detail
+                "signin", "failure", reason=reason, username=ctx.username, sp=ctx.sp, ip=ctx.ip, detail=detail
             )
             metrics.SIGNINS.labels(sp=ctx.sp or "", result="failure", reason=reason).inc()
             return
         how: SignInMethod = "password" if ctx.signed_in_now else "sso_session"
+        if ctx.signed_in_now and ctx.session is not None and ctx.session.kerberos:
+            how = "kerberos"
         unsolicited = ctx.request is not None and ctx.request.request_id is None
+        # The direct app's requests are unsolicited too; its own tag keeps them apart from SAML's.
+        detail = "alimail_direct" if ctx.sp == ALIMAIL_DIRECT else "idp_initiated" if unsolicited else None
         self._audit.record(
             "signin",
             "success",
@@ -129,6 +160,6 @@ class SignIn:
             username=ctx.username,
             sp=ctx.sp,
             ip=ctx.ip,
-            detail="idp_initiated" if unsolicited else None,
+            detail=detail,
         )
         metrics.SIGNINS.labels(sp=ctx.sp or "", result="success", reason=how).inc()

@@ -13,23 +13,47 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 from idp import metrics
 from idp.access import AccessDecision
-from idp.codes import DirectLoginReason, SignInReason
+from idp.audit import AuditTrail
+from idp.codes import DirectLoginReason, MfaReason, SignInReason
 from idp.connectors import alimail
 from idp.connectors.direct_app import ENTITY_ID as ALIMAIL_DIRECT
 from idp.directory.account import REFUSALS
 from idp.directory.client import Directory, normalize_username
-from idp.directory.errors import DirectoryError, InvalidCredentials, ServiceAccountRejected
+from idp.directory.errors import (
+    DirectoryError,
+    InvalidCredentials,
+    PasswordExpired,
+    PasswordMustChange,
+    ServiceAccountRejected,
+)
+from idp.directory.kerberos import KerberosRefused, NegotiateAcceptor, split_principal
+from idp.directory.password import PasswordChanges, expires_at, with_expiry
 from idp.mail_address import NoMailAddress, mail_address
+from idp.mfa.factors import Factors
+from idp.mfa.guard import CodeGuard
+from idp.mfa.passkeys import PasskeyAssertion
+from idp.mfa.policy import REFEDS_MFA, MfaPolicy
 from idp.provisioning.jit import JitProvisioner, JitRefused
 from idp.saml.messages import NameIdPolicyError
-from idp.saml.responses import SamlResponses
+from idp.saml.responses import KERBEROS, PASSWORD_PROTECTED_TRANSPORT, SamlResponses
 from idp.settings import LdapSettings, LoginSettings, ProvisioningSettings
-from idp.signin.context import Answer, NeedsPassword, Outcome, Redirect, Refused, SignInContext, SsoSession
+from idp.signin.context import (
+    Answer,
+    ChangePassword,
+    NeedsPassword,
+    NeedsSecondFactor,
+    Outcome,
+    PasswordExpiresSoon,
+    Redirect,
+    Refused,
+    SignInContext,
+    SsoSession,
+)
 from idp.signin.sessions import SsoSessionIndex
 from idp.signin.throttle import LoginThrottle
 from idp.sps.release import release
@@ -73,8 +97,8 @@ class ReuseSsoSession:
         self._responses = responses
 
     def process(self, ctx: SignInContext) -> Outcome | None:
-        if ctx.credentials is not None:
-            return None  # the form was just filled in: Authenticate decides
+        if ctx.credentials is not None or ctx.negotiate_token is not None:
+            return None  # the form was just filled in, or a ticket sent: Authenticate or NegotiateSignIn decides
         req = ctx.request
         if ctx.session is not None and not (req is not None and req.force_authn):
             ctx.person = ctx.session.person
@@ -186,6 +210,9 @@ class Authenticate:
                 self._throttle.settle(account, exc.reason)
                 raise
             self._throttle.settle(account, None)
+        except (PasswordExpired, PasswordMustChange) as exc:
+            # AD says so only to the right password: the person may set a new one here and go on.
+            return ChangePassword(exc.reason, ctx.attempted_username or username, sp_name)
         except DirectoryError as exc:
             if isinstance(exc, ServiceAccountRejected):
                 log.error("the LDAP service account was refused by AD; check [ldap] bind_dn / bind_password")
@@ -197,6 +224,47 @@ class Authenticate:
             metrics.LDAP_AUTH_SECONDS.observe(time.perf_counter() - started)
         ctx.person = person
         ctx.session = SsoSession(person, "_" + secrets.token_hex(16), time.time())
+        ctx.signed_in_now = True
+        return None
+
+
+class NegotiateSignIn:
+    """[authenticate] A Windows (Kerberos) ticket the browser sent instead of a password: accepted with our
+    keytab, its principal in our realm mapped to the AD person (sAMAccountName, else userPrincipalName),
+    who must be allowed to sign in now exactly as a password sign-in checks it (disabled, locked, expired).
+    Every refusal is a 401: the front end shows the password form."""
+
+    previews = False
+
+    def __init__(self, acceptor: NegotiateAcceptor | None, directory: Directory, ldap: LdapSettings) -> None:
+        self._acceptor = acceptor
+        self._directory = directory
+        self._realm = ldap.realm.upper()
+
+    def process(self, ctx: SignInContext) -> Outcome | None:
+        if ctx.person is not None or ctx.negotiate_token is None or self._acceptor is None:
+            return None
+        sp_name = ctx.request.sp_name if ctx.request else None
+        try:
+            principal = self._acceptor.accept(ctx.negotiate_token)
+        except KerberosRefused as exc:
+            return Refused(exc.reason, 401, sp_name, exc.detail)
+        name, realm = split_principal(principal)
+        ctx.attempted_username = principal[:256]
+        if realm.upper() != self._realm:
+            return Refused("kerberos_unknown_person", 401, sp_name, f"{principal}: not of realm {self._realm}")
+        try:
+            account = self._directory.resolve(name) or self._directory.resolve(principal)
+            if account is not None:
+                ctx.attempted_username = account.username
+            person = self._directory.recheck(account.guid) if account is not None else None
+        except DirectoryError as exc:
+            says: SignInReason | None = "invalid_credentials" if exc.reason == "account_locked" else None
+            return Refused(exc.reason, 401, sp_name, exc.detail or None, says=says)
+        if person is None:
+            return Refused("kerberos_unknown_person", 401, sp_name, f"{principal}: no such person under base_dn")
+        ctx.person = person
+        ctx.session = SsoSession(person, "_" + secrets.token_hex(16), time.time(), kerberos=True)
         ctx.signed_in_now = True
         return None
 
@@ -218,6 +286,110 @@ class DecideAccess:
         if refusals[0].reason == "sp_cannot_encrypt":
             log.error("%s must get encrypted assertions, but its metadata has no certificate", ctx.request.sp_entity_id)
         return Refused(refusals[0].reason, 403, ctx.request.sp_name, refusals[0].detail)
+
+
+class ReadPasswordExpiry:
+    """[password] When the person's password expires, worked out from what the search read and the policy's
+    maximum age (cached), for the warning below and for an SP whose policy releases passwordExpires."""
+
+    previews = True
+
+    def __init__(self, ages: PasswordChanges) -> None:
+        self._ages = ages
+
+    def process(self, ctx: SignInContext) -> Outcome | None:
+        if ctx.person is None:
+            return None
+        try:
+            ctx.person = with_expiry(ctx.person, self._ages.max_age)
+        except DirectoryError as exc:
+            # Only a cache miss asks AD; without an answer the sign-in goes on without the expiry.
+            log.warning("could not read the maximum password age: %s", exc)
+        return None
+
+
+class WarnPasswordExpiry:
+    """[password] Someone who has just typed a password that expires within ``login.expiry_warning_days`` is
+    offered to change it now, once a day per browser; "later" goes on to the SP (a reused session is not
+    warned again)."""
+
+    previews = False
+
+    def __init__(self, login: LoginSettings, *, clock: Callable[[], float] = time.time) -> None:
+        self._within = timedelta(days=login.expiry_warning_days)
+        self._clock = clock
+
+    def process(self, ctx: SignInContext) -> Outcome | None:
+        if not ctx.signed_in_now or ctx.expiry_warned or ctx.person is None or not self._within:
+            return None
+        expiry = expires_at(ctx.person)
+        if expiry is None or expiry - datetime.fromtimestamp(self._clock(), UTC) > self._within:
+            return None
+        return PasswordExpiresSoon(expiry, ctx.request.sp_name if ctx.request else None)
+
+
+class SecondFactor:
+    """[mfa] A second factor, once per SSO session, where the SP's policy, an [mfa] group of the person or the
+    SP's request (RequestedAuthnContext) asks for one. A code typed in this round is checked (throttled, each
+    code once); a remembered browser needs none; a person with no factor enrols one first, when
+    ``enrol_at_signin`` allows, else is refused. Where nothing asks for one, this costs no database query."""
+
+    previews = False
+
+    def __init__(
+        self,
+        policy: MfaPolicy,
+        factors: Factors,
+        guard: CodeGuard,
+        sps: SpSource,
+        responses: SamlResponses,
+        audit: AuditTrail,
+        *,
+        enrol_at_signin: bool,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._policy = policy
+        self._factors = factors
+        self._guard = guard
+        self._sps = sps
+        self._responses = responses
+        self._audit = audit
+        self._enrol = enrol_at_signin
+        self._clock = clock
+
+    def process(self, ctx: SignInContext) -> Outcome | None:
+        person, session, req = ctx.person, ctx.session, ctx.request
+        if person is None or session is None or session.mfa_at is not None:
+            return None
+        sp_mfa = self._sps.policy_for(req.sp_entity_id).mfa if req is not None else "optional"
+        requested = req.requested_contexts if req is not None else ()
+        if not ctx.step_up and not self._policy.required(person, sp_mfa, requested):
+            return None
+        sp_name = req.sp_name if req is not None else None
+        if ctx.second_factor_code is not None:
+            proof = self._guard.check(person.guid, ctx.second_factor_code)
+            if proof == "throttled":
+                return Refused("throttled", 429, sp_name)
+            if proof is None:
+                passkey = isinstance(ctx.second_factor_code, PasskeyAssertion)
+                return Refused("mfa_wrong_passkey" if passkey else "mfa_wrong_code", 401, sp_name)
+            self._given(ctx, session, proof)
+            return None
+        if ctx.remembered_browser and self._factors.is_remembered(person.guid, ctx.remembered_browser):
+            self._given(ctx, session, "remembered_browser")
+            return None
+        if req is not None and req.is_passive:
+            form = self._responses.error_response(req, "NoPassive")
+            return Answer(form, req.sp_name, refused="no_passive", detail="a second factor is needed")
+        enrolled = self._factors.has_any(person.guid)
+        if not enrolled and not self._enrol:
+            return Refused("mfa_not_enrolled", 403, sp_name)
+        return NeedsSecondFactor(enrol=not enrolled, sp_name=sp_name)
+
+    def _given(self, ctx: SignInContext, session: SsoSession, proof: MfaReason) -> None:
+        ctx.session = replace(session, mfa_at=self._clock())
+        ctx.second_factor_now = True
+        self._audit.record("mfa", "success", reason=proof, username=ctx.username, sp=ctx.sp, ip=ctx.ip)
 
 
 class Provision:
@@ -346,8 +518,16 @@ class Respond:
             ctx.released,
             session_index=ctx.session.session_index,
             authn_instant=datetime.fromtimestamp(ctx.session.authn_instant, UTC),
+            authn_context=authn_context_class(ctx.session),
         )
         return Answer(form, req.sp_name)
+
+
+def authn_context_class(session: SsoSession) -> str:
+    """How the person proved who they are, as the response's AuthnContextClassRef."""
+    if session.mfa_at is not None:
+        return REFEDS_MFA
+    return KERBEROS if session.kerberos else PASSWORD_PROTECTED_TRANSPORT
 
 
 def canonical_username(typed: str, ldap: LdapSettings) -> str:

@@ -101,6 +101,9 @@ class SpPolicy(BaseModel):
     relay_state_allowed: list[str] = Field(default_factory=list)
     """Further RelayStates an IdP-initiated link (/saml/init?RelayState=...) may ask for; any other is refused,
     so nobody can hand out a sign-in link that lands employees on a page the SP was not meant to send them to."""
+    mfa: Literal["required", "optional"] = "optional"
+    """required: everyone gives a second factor (TOTP or a recovery code) before this SP gets an assertion;
+    optional: only when [mfa] required_groups names the person's group or the SP's request asks for it."""
     enabled: bool = True
 
     @field_validator("attributes")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from idp.person import Person
 from idp.settings import NameIdFormatName
@@ -50,6 +51,19 @@ def _ad(attribute: str) -> Callable[[Person], tuple[str, ...]]:
     return lambda p: tuple(v for v in p.attributes.get(attribute, ()) if v)
 
 
+_FILETIME_NEVER = 0x7FFFFFFFFFFFFFFF
+_FILETIME_EPOCH_OFFSET = 11_644_473_600  # seconds from 1601-01-01 (AD's FILETIME epoch) to 1970-01-01
+
+
+def _password_expires(p: Person) -> tuple[str, ...]:
+    """msDS-UserPasswordExpiryTimeComputed (FILETIME) as ISO 8601 UTC; nothing when it never expires."""
+    value = next(iter(p.attributes.get("msDS-UserPasswordExpiryTimeComputed", ())), "")
+    if not value.isdigit() or int(value) in (0, _FILETIME_NEVER):
+        return ()
+    at = datetime.fromtimestamp(int(value) / 10_000_000 - _FILETIME_EPOCH_OFFSET, UTC)
+    return (at.strftime("%Y-%m-%dT%H:%M:%SZ"),)
+
+
 CATALOGUE: dict[str, AttributeDef] = {
     "mail": AttributeDef("urn:oid:0.9.2342.19200300.100.1.3", "mail", lambda p: _one(p.mail)),
     "displayName": AttributeDef("urn:oid:2.16.840.1.113730.3.1.241", "displayName", lambda p: _one(p.display_name)),
@@ -66,6 +80,9 @@ CATALOGUE: dict[str, AttributeDef] = {
     "employeeID": AttributeDef("urn:oid:1.2.840.113556.1.4.35", "employeeID", _ad("employeeID")),
     "employeeNumber": AttributeDef("urn:oid:2.16.840.1.113730.3.1.3", "employeeNumber", _ad("employeeNumber")),
     "company": AttributeDef("urn:oid:1.2.840.113556.1.2.146", "company", _ad("company")),
+    "passwordExpires": AttributeDef(
+        "urn:oid:1.2.840.113556.1.4.1996", "msDS-UserPasswordExpiryTimeComputed", _password_expires
+    ),
 }
 
 

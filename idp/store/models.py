@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Index, Integer, String, Text, false, text
+from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Index, Integer, LargeBinary, String, Text, false, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -257,3 +257,97 @@ class SyncRunRow(Base):
     """The brake's or the error's own sentence."""
     actions: Mapped[list | None] = mapped_column(JSON)
     """The first planned actions of a dry run, or the first failed ones of a run, with their reason or error."""
+
+
+class MfaFactorRow(Base):
+    """One second factor of a person, keyed by objectGUID. ``secret`` is sealed (idp.mfa.sealing);
+    ``last_step`` is the TOTP time step last accepted, so a code is good once."""
+
+    __tablename__ = "mfa_factors"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    guid: Mapped[str] = mapped_column(String(36), index=True)
+    username: Mapped[str] = mapped_column(String(256))
+    kind: Mapped[str] = mapped_column(String(20))
+    """totp, webauthn"""
+    secret: Mapped[str | None] = mapped_column(Text)
+    """A TOTP factor's sealed secret; none for a passkey."""
+    last_step: Mapped[int | None] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    credential_id: Mapped[bytes | None] = mapped_column(LargeBinary(1024), unique=True, index=True)
+    """A passkey's (idp.mfa.passkeys) credential id, public key (COSE), last sign count and transports."""
+    public_key: Mapped[bytes | None] = mapped_column(LargeBinary)
+    sign_count: Mapped[int | None] = mapped_column(BigInteger)
+    transports: Mapped[str | None] = mapped_column(String(200))
+
+
+class MfaRecoveryCodeRow(Base):
+    """A recovery code's SHA-256 (idp.mfa.recovery); ``used_at`` set once it signed someone in."""
+
+    __tablename__ = "mfa_recovery_codes"
+
+    digest: Mapped[str] = mapped_column(String(64), primary_key=True)
+    guid: Mapped[str] = mapped_column(String(36), index=True)
+    used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class MfaRememberedBrowserRow(Base):
+    """A browser that needs no code until ``expires_at``: the SHA-256 of the token its cookie holds."""
+
+    __tablename__ = "mfa_remembered_browsers"
+
+    digest: Mapped[str] = mapped_column(String(64), primary_key=True)
+    guid: Mapped[str] = mapped_column(String(36), index=True)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class OidcClientRow(Base):
+    """An OpenID Connect client (idp.oidc.clients): its secret only as a SHA-256, none for a public client."""
+
+    __tablename__ = "oidc_clients"
+
+    client_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    secret_hash: Mapped[str | None] = mapped_column(String(64))
+    redirect_uris: Mapped[list] = mapped_column(JSON)
+    scopes: Mapped[list] = mapped_column(JSON)
+    allowed_groups: Mapped[list] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class OidcCodeRow(Base):
+    """An authorization code waiting for its one exchange, by the SHA-256 of the code."""
+
+    __tablename__ = "oidc_codes"
+
+    code_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    client_id: Mapped[str] = mapped_column(String(64))
+    redirect_uri: Mapped[str] = mapped_column(Text)
+    scope: Mapped[str] = mapped_column(Text)
+    nonce: Mapped[str | None] = mapped_column(String(512))
+    code_challenge: Mapped[str] = mapped_column(String(128))
+    code_challenge_method: Mapped[str] = mapped_column(String(10))
+    subject: Mapped[dict] = mapped_column(JSON)
+    """The person's claims at sign-in (idp.oidc.claims), with the SSO session's index and auth_time."""
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+
+
+class OidcTokenRow(Base):
+    """An access token and its refresh token, by their SHA-256. Every token refreshed from one code shares
+    ``family``: a refresh token used twice revokes the whole family."""
+
+    __tablename__ = "oidc_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    family: Mapped[str] = mapped_column(String(64), index=True)
+    client_id: Mapped[str] = mapped_column(String(64))
+    access_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    refresh_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
+    scope: Mapped[str] = mapped_column(Text)
+    subject: Mapped[dict] = mapped_column(JSON)
+    issued_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    access_expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    refresh_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    refresh_used: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    revoked: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())

@@ -6,7 +6,7 @@ from flask import Blueprint, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response as HttpResponse
 
 from idp.signin.context import Credentials
-from idp.web import login_csrf, single_logout
+from idp.web import login_csrf, negotiate, single_logout
 from idp.web.i18n import LANGUAGE_COOKIE, LANGUAGES
 from idp.web.signin_flow import error_page, login_form, parked_request, sign_in
 from idp.web.sso_session import current_sso, end_sso
@@ -27,7 +27,15 @@ def login() -> HttpResponse:
     if request.method == "GET":
         if req is None and after and current_sso() is not None:
             return redirect(after, code=303)
-        return login_form(req, key, after=after)
+        if not negotiate.offered():
+            return login_form(req, key, after=after)
+        ticket = negotiate.token()
+        if ticket is not None:
+            return sign_in(req, negotiate_token=ticket, parked_as=key or None, after=after)
+        # A browser that does not speak Negotiate shows the body: the form, not an error page.
+        resp = login_form(req, key, after=after, status=401)
+        resp.headers["WWW-Authenticate"] = "Negotiate"
+        return resp
     login_csrf.check()
     credentials = Credentials(
         username=request.form.get("username", "")[:MAX_USERNAME],

@@ -9,10 +9,14 @@ from flask import current_app
 from idp.access import AccessDecision
 from idp.audit import AuditTrail
 from idp.directory.client import Directory
+from idp.mfa.factors import Factors
+from idp.mfa.passkeys import Passkeys
+from idp.oidc.provider import OidcServer
 from idp.saml.requests import SamlRequests
 from idp.saml.responses import SamlResponses
 from idp.saml.server import SamlServer
 from idp.settings import Settings
+from idp.signin.password_change import PasswordChange
 from idp.signin.pipeline import SignIn
 from idp.signin.sessions import SsoSessionIndex
 from idp.sps.registry import SpRegistry
@@ -34,6 +38,12 @@ class Services:
     signin: SignIn
     sessions: SsoSessionIndex
     pending: PendingPosts
+    password: PasswordChange
+    factors: Factors
+    passkeys: Passkeys
+    oidc: OidcServer
+    oidc_signin: SignIn
+    """The pipeline an OpenID Connect authorization request runs (idp.web.oidc.build_signin)."""
 
 
 def services() -> Services:

@@ -9,20 +9,37 @@ from __future__ import annotations
 
 import dataclasses
 import secrets
+from uuid import UUID
 
-from flask import Response, redirect, render_template, request, session, url_for
+from flask import Response, after_this_request, redirect, render_template, request, session, url_for
 from werkzeug.wrappers import Response as HttpResponse
 
+from idp.mfa.passkeys import PasskeyAssertion
 from idp.saml.messages import AuthnRequestInfo, PostForm
-from idp.signin.context import Answer, Credentials, NeedsPassword, Redirect, Refused, SignedIn, SignInContext
+from idp.signin.context import (
+    Answer,
+    ChangePassword,
+    Credentials,
+    NeedsPassword,
+    NeedsSecondFactor,
+    PasswordExpiresSoon,
+    Redirect,
+    Refused,
+    SignedIn,
+    SignInContext,
+)
 from idp.signin.logout import SignedInSp
 from idp.web import login_csrf
 from idp.web.i18n import translate
+from idp.web.passkey_page import allow_script, offer_assertion
+from idp.web.password_pages import EXPIRY_COOKIE, change_form, expiry_warning
 from idp.web.services import services
-from idp.web.sso_session import current_sso, end_sso, refresh_sso, remember_sp, start_sso
+from idp.web.sso_session import current_sso, end_sso, record_mfa, refresh_sso, remember_sp, start_sso
 
 _REQUESTS_KEY = "authn_requests"
 _MAX_OPEN_REQUESTS = 10
+REMEMBER_COOKIE = "idp_mfa_browser"
+"""Holds the "remember this browser" token (only its digest is stored, idp.mfa.factors)."""
 
 
 def client_ip() -> str | None:
@@ -35,19 +52,32 @@ def sign_in(
     credentials: Credentials | None = None,
     parked_as: str | None = None,
     after: str | None = None,
+    second_factor_code: str | PasskeyAssertion | None = None,
+    remember_browser: bool = False,
+    step_up: bool = False,
+    negotiate_token: bytes | None = None,
 ) -> HttpResponse:
     """Run the pipeline for ``req`` (None: no SP is waiting) and answer the browser.
 
     ``parked_as`` is the key the request waited under while the login form was shown; ``after`` is where a
-    sign-in with no SP goes next."""
+    sign-in with no SP goes next. ``second_factor_code``: what the second-factor page sent, and whether the
+    person asked to be remembered on this browser; ``step_up``: ask for a second factor whatever the policy;
+    ``negotiate_token``: the browser's Windows (SPNEGO) token."""
     sso = current_sso()
     ctx = SignInContext(
         ip=client_ip(),
         request=req,
         credentials=credentials,
         session=sso.for_signin() if sso is not None else None,
+        expiry_warned=EXPIRY_COOKIE in request.cookies,
+        second_factor_code=second_factor_code,
+        remembered_browser=request.cookies.get(REMEMBER_COOKIE),
+        step_up=step_up,
+        negotiate_token=negotiate_token,
     )
     outcome = services().signin.run(ctx)
+    if ctx.second_factor_now and remember_browser and ctx.person is not None:
+        _remember_browser(ctx.person.guid)
     answered = None
     if isinstance(outcome, Answer) and outcome.refused is None and req is not None:
         answered = SignedInSp(req.sp_entity_id, req.sp_name, ctx.name_id)
@@ -60,26 +90,57 @@ def sign_in(
             end_sso()
         elif ctx.session_rechecked and ctx.session is not None:
             refresh_sso(ctx.session)
+        if ctx.second_factor_now and ctx.session is not None:
+            record_mfa(ctx.session)
         if answered is not None:
             remember_sp(answered.entity_id, answered.sp_name, answered.name_id)
     if isinstance(outcome, Answer):
         return post_form(outcome.form, outcome.sp_name)
     if isinstance(outcome, Redirect):
-        resp = redirect(outcome.url, code=303)
+        resp = go_on(outcome.url, outcome.sp_name)
         resp.headers["Cache-Control"] = "no-store"  # a one-time login: never replayed from a cache
         return resp
     if isinstance(outcome, Refused):
+        if second_factor_code is not None and outcome.status in (401, 429):  # the code was not accepted
+            message = translate(outcome.reason, sp=outcome.sp_name or translate("this.service"))
+            return code_form(req, parked_as or "", after=after, error=message, status=outcome.status)
         if outcome.status in (401, 429):  # the password was not accepted: the form again, with why
             message = translate(outcome.says or outcome.reason, sp=outcome.sp_name or translate("this.service"))
             typed = credentials.username if credentials is not None else ""
             return login_form(req, parked_as or "", after=after, username=typed, error=message, status=outcome.status)
         return error_page(outcome.reason, outcome.status, sp=outcome.sp_name)
+    if isinstance(outcome, ChangePassword):
+        message = translate(f"{outcome.reason}.change")
+        key = parked_as or (park_request(req) if req is not None else "")
+        sp = outcome.sp_name
+        return change_form(outcome.username, key=key, after=after, reason=outcome.reason, sp=sp, error=message)
+    if isinstance(outcome, PasswordExpiresSoon):
+        # The SSO session has started and the parked request was dropped: park it again for "later".
+        key = park_request(req) if req is not None else ""
+        return expiry_warning(outcome.expires_at, key=key, after=after, sp=outcome.sp_name)
     if isinstance(outcome, NeedsPassword):
         if req is None:
             return redirect(url_for("login.login", next=after) if after else url_for("login.login"), code=303)
         return redirect(url_for("login.login", k=parked_as or park_request(req)), code=303)
+    if isinstance(outcome, NeedsSecondFactor):
+        # After a password the parked request was dropped with the login form: park it again for the code.
+        waiting = (parked_as if not ctx.signed_in_now else None) or (park_request(req) if req is not None else None)
+        return redirect(url_for("mfa.enrol" if outcome.enrol else "mfa.verify", k=waiting, next=after), code=303)
     assert isinstance(outcome, SignedIn)
-    return redirect(after or url_for("login.home"), code=303)
+    # ``after`` may redirect on to another origin (an OIDC client): see go_on.
+    return go_on(after) if after else redirect(url_for("login.home"), code=303)
+
+
+def go_on(url: str, sp_name: str | None = None, *, heading: str | None = None) -> HttpResponse:
+    """Send the browser on to ``url``. After a form of ours was posted (password, code, new password), browsers
+    hold every redirect of that submission to the page's CSP form-action ('self'), so a redirect chain that
+    leaves our origin (Alibaba Mail's login, an OIDC client's redirect URI) would stop on our page. A page that
+    opens the URL itself (meta refresh, and a link) starts a new navigation instead."""
+    if request.method != "POST":
+        return redirect(url, code=303)
+    sp = sp_name or translate("this.service")
+    page = render_template("open_app.html", url=url, heading=heading or translate("open_app.heading", sp=sp))
+    return Response(page, headers={"Cache-Control": "no-store"})
 
 
 def login_form(
@@ -106,6 +167,43 @@ def login_form(
     )
     resp.headers["Cache-Control"] = "no-store"
     return resp
+
+
+def code_form(
+    req: AuthnRequestInfo | None, key: str, *, after: str | None = None, error: str | None = None, status: int = 200
+) -> HttpResponse:
+    """The page asking for a second factor (a code from the authenticator app, or a recovery code), with a
+    passkey button when the person has one."""
+    days = services().settings.mfa.remember_days
+    sso = current_sso()
+    passkey = offer_assertion(sso.person.guid) if sso is not None else None
+    body = render_template(
+        "mfa_verify.html",
+        sp=req.sp_name if req else None,
+        key=key,
+        after=after,
+        error=error,
+        remember_days=days,
+        passkey_options=passkey,
+    )
+    resp = Response(body, status=status)
+    resp.headers["Cache-Control"] = "no-store"
+    return allow_script(resp) if passkey is not None else resp
+
+
+def _remember_browser(guid: UUID) -> None:
+    days = services().settings.mfa.remember_days
+    if days <= 0:
+        return
+    token = services().factors.remember_browser(guid, days)
+    secure = services().settings.server.is_https
+
+    @after_this_request
+    def _set(resp: HttpResponse) -> HttpResponse:
+        resp.set_cookie(
+            REMEMBER_COOKIE, token, max_age=days * 86400, httponly=True, secure=secure, samesite="Lax", path="/"
+        )
+        return resp
 
 
 def post_form(form: PostForm, sp_name: str, *, heading: str | None = None) -> HttpResponse:

@@ -21,7 +21,7 @@ from idp.saml.messages import LogoutRequestInfo, LogoutResponseInfo, PostForm, R
 from idp.signin.logout import LogoutChain, mismatch
 from idp.web.i18n import translate
 from idp.web.services import services
-from idp.web.signin_flow import client_ip, post_form
+from idp.web.signin_flow import client_ip, go_on, post_form
 from idp.web.sso_session import SsoSession, current_sso, end_sso
 
 _CHAIN_KEY = "slo_chain"
@@ -146,7 +146,8 @@ def _finish(chain: LogoutChain) -> HttpResponse:
 
 def _send(out: PostForm | RedirectTo, sp_name: str) -> HttpResponse:
     if isinstance(out, RedirectTo):
-        return redirect(out.url, code=303)
+        # From the sign-out button's POST too: see go_on.
+        return go_on(out.url, sp_name, heading=translate("post.signing_out", sp=sp_name))
     return post_form(out, sp_name, heading=translate("post.signing_out", sp=sp_name))
 
 

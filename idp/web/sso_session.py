@@ -35,13 +35,24 @@ class SsoSession:
     sp_entity_ids: list[str] = field(default_factory=list)
     signed_in: dict[str, SignedInSp] = field(default_factory=dict)
     """By entityID; an SP signed in to before NameIDs were kept is in sp_entity_ids only."""
+    mfa_at: float | None = None
+    """When a second factor was given in this session; None: password only."""
+    kerberos: bool = False
+    """Started by a Windows (Kerberos) ticket rather than a password."""
 
     def signed_in_sps(self) -> list[SignedInSp]:
         """Every SP of the session in the order it was signed in to, with its NameID when one was kept."""
         return [self.signed_in.get(sp) or SignedInSp(sp, sp, None) for sp in self.sp_entity_ids]
 
     def for_signin(self) -> SignInSession:
-        return SignInSession(self.person, self.session_index, self.authn_instant, rechecked_at=self.checked_at)
+        return SignInSession(
+            self.person,
+            self.session_index,
+            self.authn_instant,
+            rechecked_at=self.checked_at,
+            mfa_at=self.mfa_at,
+            kerberos=self.kerberos,
+        )
 
 
 def _person_to_dict(p: Person) -> dict:
@@ -102,6 +113,8 @@ def current_sso() -> SsoSession | None:
         checked_at=data.get("checked_at", data["authn_instant"]),
         sp_entity_ids=list(data.get("sps", [])),
         signed_in={sp: sp_from_dict(d) for sp, d in data.get("issued", {}).items()},
+        mfa_at=data.get("mfa_at"),
+        kerberos=data.get("kerberos", False),
     )
 
 
@@ -115,6 +128,8 @@ def start_sso(started: SignInSession, lifetime: int, first_sp: SignedInSp | None
         started.authn_instant,
         started.authn_instant + lifetime,
         started.checked_at,
+        mfa_at=started.mfa_at,
+        kerberos=started.kerberos,
     )
     data = {
         "person": _person_to_dict(sso.person),
@@ -124,6 +139,8 @@ def start_sso(started: SignInSession, lifetime: int, first_sp: SignedInSp | None
         "checked_at": sso.checked_at,
         "sps": [],
         "issued": {},
+        "mfa_at": sso.mfa_at,
+        "kerberos": sso.kerberos,
     }
     if first_sp is not None:
         _remember(data, first_sp)
@@ -145,6 +162,15 @@ def refresh_sso(rechecked: SignInSession) -> None:
     data["checked_at"] = rechecked.checked_at
     session.modified = True
     services().sessions.save(_live(data))
+
+
+def record_mfa(given: SignInSession) -> None:
+    """Keep that the session's person gave a second factor: SPs that need one get it without a new code."""
+    data = session.get(_KEY)
+    if data is None or data["session_index"] != given.session_index:
+        return
+    data["mfa_at"] = given.mfa_at
+    session.modified = True
 
 
 def remember_sp(entity_id: str, sp_name: str, name_id: NameId | None) -> None:

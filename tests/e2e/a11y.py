@@ -40,15 +40,20 @@ class Finding:
 def axe_findings(driver: WebDriver, page: str) -> list[Finding]:
     """Every WCAG A/AA violation axe finds on the page the driver shows, whatever its impact."""
     Axe(driver).inject()
-    results = driver.execute_async_script(
-        "const done = arguments[arguments.length - 1];"
-        "if (typeof axe === 'undefined') { done({error: 'axe did not load'}); return; }"
-        "axe.run(document, {runOnly: {type: 'tag', values: arguments[0]}, resultTypes: ['violations']})"
-        "  .then(r => done({version: r.testEngine.version, violations: r.violations,"
-        "    ran: [...r.passes, ...r.violations, ...r.incomplete, ...r.inapplicable].map(x => x.id)}),"
-        "  e => done({error: String(e)}));",
-        WCAG_TAGS,
-    )
+    for _ in range(3):
+        results = driver.execute_async_script(
+            "const done = arguments[arguments.length - 1];"
+            "if (typeof axe === 'undefined') { done({error: 'axe did not load'}); return; }"
+            "axe.run(document, {runOnly: {type: 'tag', values: arguments[0]}, resultTypes: ['violations']})"
+            "  .then(r => done({version: r.testEngine.version, violations: r.violations,"
+            "    ran: [...r.passes, ...r.violations, ...r.incomplete, ...r.inapplicable].map(x => x.id)}),"
+            "  e => done({error: String(e)}));",
+            WCAG_TAGS,
+        )
+        # Chromium still laying the page out (after a navigation or a viewport change) can swap a node under
+        # axe's feet ("Node ... does not belong to the document"): that run checked nothing, so run it again.
+        if "does not belong to the document" not in results.get("error", ""):
+            break
     assert "error" not in results, f"{page}: {results['error']}"
     # A run that checked nothing is no run; WCAG 2.2's target size is off unless asked for by its tag.
     assert "color-contrast" in results["ran"] and "target-size" in results["ran"], (

@@ -49,10 +49,21 @@ class Browser:
         self.http = httpx.Client(follow_redirects=True, headers={"Accept-Language": accept_language})
 
     def get(self, url: str) -> Page:
-        return _page(self.http.get(url, timeout=30))
+        return self._refreshed(_page(self.http.get(url, timeout=30)))
 
     def post(self, url: str, data: dict[str, str]) -> Page:
-        return _page(self.http.post(url, data=data, timeout=30))
+        return self._refreshed(_page(self.http.post(url, data=data, timeout=30)))
+
+    def _refreshed(self, page: Page) -> Page:
+        """Where a page that opens another at once (``<meta http-equiv="refresh" content="0; url=...">``) leads,
+        as a browser follows it."""
+        if page.status != 200 or "http-equiv" not in page.html:
+            return page
+        for content in page.doc().xpath("//meta[@http-equiv='refresh']/@content"):
+            delay, _, target = str(content).partition(";")
+            if delay.strip() == "0" and target.strip().lower().startswith("url="):
+                return self.get(urljoin(page.url, target.strip()[4:].strip()))
+        return page
 
     def submit(
         self,
@@ -72,7 +83,7 @@ class Browser:
                 data.setdefault(name, []).append(value)
         for name, value in changes.items():
             data[name] = [value] if isinstance(value, str) else list(value)
-        return _page(self.http.post(action, data=data, files=files, timeout=60))
+        return self._refreshed(_page(self.http.post(action, data=data, files=files, timeout=60)))
 
     def login(self, page: Page, username: str, password: str) -> Page:
         assert page.is_login, f"expected the login page, got {page.status} at {page.url}:\n{page.html[:500]}"

@@ -10,10 +10,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 
+from idp.cli import cli
 from idp.connectors.direct_app import ENTITY_ID
 from idp.demo.alimail_emulator import LOGIN_PATH, RunningEmulator, run_emulator
-from idp.demo.samba_dc import REALM
+from idp.demo.samba_dc import DEMO_USERS, REALM
 from idp.provisioning.alimail import AlimailProvider
 from idp.settings import AlimailSettings
 from idp.web.i18n import MESSAGES
@@ -124,6 +126,7 @@ def test_alice_signs_in_with_her_password_lands_in_webmail_and_goes_straight_in_
     assert second.history[0].status_code == 303 and second.history[0].headers["Cache-Control"] == "no-store"
     assert emu.webmail_logins == [ALICE_MAIL, ALICE_MAIL] and logons(emulator) == 2
     assert signins(idp)[0] == ("success", "sso_session", ALICE)
+    assert idp.audit_rows(event="signin", sp_entity_id=ENTITY_ID)[0]["detail"] == "alimail_direct"
 
     launcher = alice.browser.get(idp.base_url + "/apps")
     tiles = {a.get("data-sp"): a.get("href") for a in launcher.doc().xpath("//nav[@id='apps']/a")}
@@ -235,3 +238,117 @@ def test_a_mailbox_the_sync_froze_is_thawed_by_jit_before_the_login_is_asked_for
 
 def mailbox_status(emulator: RunningEmulator, address: str) -> str | None:
     return next((u["status"] for u in emulator.emulator.users() if u["email"] == address), None)
+
+
+def admin_in(idp: IdpServer, language: str) -> Browser:
+    """A browser signed in to the console as anna (in "SSO Admins"), reading ``language``."""
+    browser = Browser(accept_language=language)
+    page = browser.login(browser.get(idp.base_url + "/admin/"), "anna", "Passw0rd!Anna")
+    assert page.status == 200 and page.url.startswith(idp.base_url + "/admin/"), (page.status, page.url)
+    return browser
+
+
+@pytest.mark.parametrize("language", ["en", "zh-CN"])
+def test_the_console_shows_the_direct_app_beside_the_sps_and_tests_its_connection(
+    idp: IdpServer, emulator: RunningEmulator, alice: SignedIn, language: str
+) -> None:
+    emu, words = emulator.emulator, MESSAGES[language]
+    carol = Browser()
+    carol.login(carol.get(idp.base_url + "/apps/alimail"), "carol", "Passw0rd!Carol")  # outside "Mail Users"
+    browser = admin_in(idp, language)
+    listed = browser.get(idp.base_url + "/admin/sps")
+    assert words["admin.alimail.heading"] in listed.text_of("direct-alimail")
+    assert emu.login_app_code in listed.text_of("direct-alimail")
+
+    page = browser.get(idp.base_url + "/admin/alimail")
+    assert page.status == 200 and emu.login_app_secret not in page.html
+    assert page.text_of("alimail-host") == emulator.url and page.text_of("alimail-app-code") == emu.login_app_code
+    assert page.doc().get_element_by_id("alimail-secret").get("data-readable") == "yes"
+    assert "Mail Users" in page.text_of("alimail-groups")
+    assert "allowed_groups" in page.text_of("alimail-groups-help")  # kept in the file: the key to change
+    assert page.text_of("alimail-last-signin") != words["admin.sps.never"]  # alice signed in
+    refused = [td.get("data-code") for td in page.doc().xpath("//section[@id='alimail-refusals']//td[@data-code]")]
+    assert refused[0] == "not_in_allowed_group"  # carol, the newest refusal
+    ways = page.text_of("ways")
+    assert all(words[f"admin.alimail.way.{w}"] in ways for w in ("direct", "idaas", "oauth"))
+    assert "User.Login.All" in ways and "500" in ways
+    # The OAuth way points at our OpenID Connect provider when this IdP has one, and says it has none otherwise.
+    has_oidc = browser.http.get(idp.base_url + "/.well-known/openid-configuration").status_code == 200
+    assert page.text_of("way-oauth-here") == words["admin.alimail.way.oauth." + ("here" if has_oidc else "missing")]
+
+    asked, mailboxes = logons(emulator), emu.users()
+    result = browser.submit(page, "alimail-test-form")
+    outcome = result.doc().get_element_by_id("alimail-result")
+    assert (outcome.get("data-ok"), outcome.get("data-reason")) == ("yes", "usable")
+    assert words["admin.alimail.result.usable"] in result.text_of("alimail-result")
+    assert logons(emulator) == asked + 1 and emu.users() == mailboxes  # one harmless call, no mailbox made
+
+    right_secret = emu.login_app_secret
+    emu.login_app_secret = "rotated-at-alibaba"
+    try:
+        result = browser.submit(page, "alimail-test-form")
+    finally:
+        emu.login_app_secret = right_secret
+    outcome = result.doc().get_element_by_id("alimail-result")
+    assert (outcome.get("data-ok"), outcome.get("data-reason")) == ("no", "alimail_app_rejected")
+    assert words["admin.alimail.result.alimail_app_rejected"] in result.text_of("alimail-result")
+    assert right_secret not in result.html
+
+    rows = idp.audit_rows(event="admin_alimail_test", username="anna")[:2]
+    assert [(r["result"], r["reason"]) for r in rows] == [("failure", "alimail_app_rejected"), ("success", "usable")]
+    assert all(r["sp_entity_id"] == ENTITY_ID and right_secret not in r["detail"] for r in rows)
+
+
+def test_the_console_refuses_a_test_without_a_mail_domain(idp: IdpServer, emulator: RunningEmulator) -> None:
+    browser = admin_in(idp, "en")
+    asked = logons(emulator)
+    page = browser.submit(browser.get(idp.base_url + "/admin/alimail"), "alimail-test-form", {"mail_domain": "no"})
+    assert page.status == 400 and "is not a mail domain" in page.text_of("domain-problem")
+    assert logons(emulator) == asked
+    row = idp.audit_rows(event="admin_alimail_test", username="anna")[0]
+    assert (row["result"], row["reason"]) == ("refused", "bad_input")
+
+
+def test_idp_alimail_test_says_whether_the_connection_works_with_an_exit_code(
+    idp: IdpServer, emulator: RunningEmulator
+) -> None:
+    emu = emulator.emulator
+    runner = CliRunner()
+    works = runner.invoke(cli, ["--config", str(idp.config), "alimail", "test"])
+    assert works.exit_code == 0, works.output
+    assert "The connection works" in works.output and emu.login_app_code in works.output
+    assert emu.login_app_secret not in works.output
+
+    right_secret = emu.login_app_secret
+    emu.login_app_secret = "rotated-at-alibaba"
+    try:
+        refused = runner.invoke(cli, ["--config", str(idp.config), "alimail", "test"])
+    finally:
+        emu.login_app_secret = right_secret
+    assert refused.exit_code == 1 and "NOT usable: Alibaba Mail refused the app" in refused.output
+    assert right_secret not in refused.output
+
+    listed = runner.invoke(cli, ["--config", str(idp.config), "sp", "list"])
+    assert listed.exit_code == 0, listed.output
+    assert f"Alibaba Mail (direct) {ENTITY_ID}" in listed.output and "Mail Users" in listed.output
+
+
+@pytest.mark.browser
+def test_in_chromium_the_apps_url_signs_bob_in_with_his_password_and_opens_his_mailbox(
+    idp: IdpServer, emulator: RunningEmulator, chrome: Any
+) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    bob = next(u for u in DEMO_USERS if u.username == "bob")
+    chrome.get(idp.base_url + "/apps/alimail")
+    WebDriverWait(chrome, 20).until(ec.presence_of_element_located((By.NAME, "password")))
+    chrome.find_element(By.NAME, "username").send_keys(bob.username)
+    chrome.find_element(By.NAME, "password").send_keys(bob.password)
+    chrome.find_element(By.CSS_SELECTOR, "main form[method=post] button[type=submit]").click()
+    # Our CSP's form-action ('self') holds a form's redirects too: a 303 from the login POST to Alibaba Mail's
+    # origin would leave the person on the login page, signed in but not in their mailbox.
+    WebDriverWait(chrome, 20).until(ec.url_to_be(emulator.url + "/webmail/"))
+    address = emulator.emulator.webmail_logins[-1]
+    assert address.startswith("bob") and address in chrome.page_source

@@ -315,8 +315,6 @@ def _login_message(idp_server, username: str, password: str, *, status: int = 40
         ("dave.disabled", "account_disabled", "help desk"),
         ("erin.expired", "account_expired", "help desk"),
         ("henry.locked", "account_locked", "help desk"),
-        ("frank.mustchange", "password_must_change", "change your password"),
-        ("grace.pwexpired", "password_expired", "password has expired"),
         ("ivan.hours", "logon_hours", "at this time"),
     ],
 )

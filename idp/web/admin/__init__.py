@@ -8,9 +8,11 @@ from flask import Flask, current_app
 
 from idp.web.admin import (
     activity,  # noqa: F401  (registers its routes on import)
+    alimail,  # noqa: F401  (registers its routes on import)
     dashboard,
     directory,  # noqa: F401  (registers its routes on import)
     keys,  # noqa: F401  (registers its routes on import)
+    mfa,  # noqa: F401  (registers its routes on import)
     policy,  # noqa: F401  (registers its routes on import)
     provisioning,  # noqa: F401  (registers its routes on import)
     sessions,  # noqa: F401  (registers its routes on import)

@@ -20,6 +20,7 @@ NAV = (
     ("admin.keys", "admin.nav.keys"),
     ("admin.directory", "admin.nav.directory"),
     ("admin.sessions", "admin.nav.sessions"),
+    ("admin.mfa", "admin.nav.mfa"),
     ("admin.activity", "admin.nav.activity"),
     ("admin.provisioning", "admin.nav.provisioning"),
 )

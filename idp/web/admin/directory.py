@@ -1,6 +1,8 @@
 """/admin/directory: the Active Directory settings in force (the service account's password never shown),
-the same step-by-step check as `idp ldap test`, and a lookup of one person: what AD says about them, and
-what one registered SP would receive for them.
+the same step-by-step check as `idp ldap test`, and a lookup of one person: what AD says about them (the
+account's state too, for the help desk: enabled, locked until when, password expiry), their live SSO sessions
+and second factors,
+what one registered SP would receive for them, and the refusal they would read there, in their words.
 
 The preview runs the sign-in pipeline's own access decision and release steps (SignIn.preview), so it
 cannot drift from what a sign-in sends. Checks and lookups are admin actions: each writes an audit row.
@@ -9,16 +11,21 @@ cannot drift from what a sign-in sends. Checks and lookups are admin actions: ea
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from flask import render_template, request
 from ldap3.core.exceptions import LDAPException
 
 from idp.codes import AccessReason
+from idp.directory.account_state import AccountState
 from idp.directory.check import STEPS, DirectoryReport, check_directory
 from idp.directory.errors import DirectoryError
+from idp.directory.kerberos import KerberosStatus, kerberos_status
+from idp.mfa.factors import Factor
 from idp.person import Person
 from idp.saml.errors import SamlRequestError
 from idp.settings import LdapSettings
+from idp.signin.sessions import LiveSession
 from idp.sps.errors import SpRegistryError
 from idp.sps.registry import SpEntry
 from idp.sps.release import ReleasedAttribute
@@ -42,6 +49,9 @@ class Release:
     attributes: tuple[ReleasedAttribute, ...]
     refusals: frozenset[AccessReason]
     """Why the access decision would refuse the sign-in; empty when it would let the person in."""
+    refused_with: tuple[str, ...]
+    """What the person would read at this SP now, in the admin's language: the account's state first (a
+    sign-in stops there), then the access decision's refusals; empty when they would be signed in."""
 
     @property
     def disabled(self) -> bool:
@@ -73,6 +83,9 @@ class Lookup:
     person: Person | None
     error: str | None
     release: Release | None
+    state: AccountState | None = None
+    sessions: tuple[LiveSession, ...] = ()
+    factors: tuple[Factor, ...] = ()
 
 
 @bp.get("/directory")
@@ -153,10 +166,17 @@ def _lookup(username: str, entry: SpEntry | None) -> Lookup:
         return Lookup(username, None, exc.detail or str(exc), None)
     if person is None:
         return Lookup(username, None, None, None)
-    return Lookup(username, person, None, _release(entry, person) if entry else None)
+    try:
+        state = services().directory.account_state(person.dn)
+    except DirectoryError as exc:
+        return Lookup(username, person, exc.detail or str(exc), None)
+    sessions = tuple(services().sessions.live(person.username))
+    factors = tuple(services().factors.list(person.guid))
+    release = _release(entry, person, state) if entry else None
+    return Lookup(username, person, None, release, state, sessions, factors)
 
 
-def _release(entry: SpEntry, person: Person) -> Release:
+def _release(entry: SpEntry, person: Person, state: AccountState | None) -> Release:
     svc = services()
     nameid_format = FORMAT_URIS[entry.policy.nameid_format]
     try:
@@ -164,15 +184,24 @@ def _release(entry: SpEntry, person: Person) -> Release:
         preview = svc.signin.preview(person, svc.saml_requests.plain_request(entry.entity_id))
     except SamlRequestError as exc:  # no usable metadata (expired, no HTTP-POST ACS): nothing can be sent
         refusals = frozenset(r.reason for r in svc.access.refusals(person, entry.entity_id))
-        return Release(entry, nameid_format, None, exc.message, (), refusals)
+        return Release(entry, nameid_format, None, exc.message, (), refusals, _words(entry, state, refusals))
+    refusals = frozenset(r.reason for r in preview.refusals)
     return Release(
         sp=entry,
         nameid_format=preview.name_id.format if preview.name_id is not None else nameid_format,
         nameid_value=preview.name_id.value if preview.name_id is not None else None,
         nameid_error=preview.name_id_problem,
         attributes=preview.released,
-        refusals=frozenset(r.reason for r in preview.refusals),
+        refusals=refusals,
+        refused_with=_words(entry, state, refusals),
     )
+
+
+def _words(entry: SpEntry, state: AccountState | None, refusals: frozenset[AccessReason]) -> tuple[str, ...]:
+    """The messages the person's sign-in page would show: the keys are the audit reasons, as at a sign-in."""
+    sp = entry.policy.display_name or entry.name or entry.entity_id
+    reasons = ([state.refusal.reason] if state is not None and state.refusal is not None else []) + sorted(refusals)
+    return tuple(translate(reason, sp=sp) for reason in reasons)
 
 
 def _summary(report: DirectoryReport) -> dict:
@@ -192,6 +221,15 @@ def _tls_mode(settings: LdapSettings, url: str) -> str:
     return "start_tls" if settings.start_tls else "none"
 
 
+def _kerberos() -> KerberosStatus | None:
+    svc = services()
+    kerberos = svc.settings.kerberos
+    if kerberos is None:
+        return None
+    spn, realm = svc.settings.kerberos_principal, svc.settings.ldap.realm
+    return kerberos_status(svc.directory, kerberos.keytab, spn, realm, datetime.now(UTC))
+
+
 def _render(**context: object) -> str:
     svc = services()
     settings = svc.settings.ldap
@@ -207,5 +245,6 @@ def _render(**context: object) -> str:
         password_file=settings.bind_password_file,
         steps=STEPS,
         sps=sps,
+        kerberos=_kerberos(),
         **context,
     )

@@ -75,7 +75,9 @@ def _refuse(
     svc = services()
     svc.audit.record("admin_access", "refused", reason=reason, username=username, ip=request.remote_addr, detail=detail)
     message = translate(f"admin.refused.{reason}", user=username, groups=groups)
-    return render_template("error.html", message=message, reason=reason, detail=None), status
+    # Signed in as someone who is not an admin: the way out is another account, not "go back".
+    sign_out = reason != "admin_directory_down"
+    return render_template("error.html", message=message, reason=reason, detail=None, sign_out=sign_out), status
 
 
 def _admin_groups() -> str:

@@ -120,6 +120,7 @@ def _raw_policy(form: MultiDict) -> dict[str, Any]:
         "relay_state_allowed": [
             line.strip() for line in form.get("relay_state_allowed", "").splitlines() if line.strip()
         ],
+        "mfa": form.get("mfa") or "optional",
         **{flag: form.get(flag) == "on" for flag in _FLAGS},
     }
 

@@ -16,6 +16,7 @@ from urllib.parse import urlencode
 from flask import abort, current_app, flash, redirect, render_template, request, session, url_for
 from werkzeug.wrappers import Response
 
+from idp.connectors.direct_app import ENTITY_ID as DIRECT_APP
 from idp.sps.errors import MetadataError, SpRegistryError
 from idp.sps.fetch import redacted
 from idp.sps.origins import SpOrigin, file_name_of
@@ -64,7 +65,16 @@ def sps() -> str:
     rows = [
         _row(e, sources.get(e.entity_id), origins.get(e.entity_id), last_signin.get(e.entity_id), now) for e in entries
     ]
-    return render_template("admin/sps_list.html", rows=rows, error=error, nameid_formats=list(FORMAT_URIS))
+    direct = services().settings.alimail_direct
+    return render_template(
+        "admin/sps_list.html",
+        rows=rows,
+        error=error,
+        nameid_formats=list(FORMAT_URIS),
+        direct=direct,
+        direct_last_signin=last_signin.get(DIRECT_APP),
+        oidc_clients=[(c, last_signin.get(c.entity_id)) for c in services().oidc.clients.all()],
+    )
 
 
 @bp.post("/sps/upload")

@@ -1,0 +1,147 @@
+"""`idp oidc client add|list|remove`: register the OpenID Connect clients employees may sign in to."""
+
+from __future__ import annotations
+
+import click
+
+from idp.audit import AuditTrail
+from idp.cli import settings_from
+from idp.oidc.clients import SCOPES, ClientStore, OidcClientError
+from idp.oidc.presets import PRESETS
+from idp.sps.service import cli_actor
+from idp.store.db import Database
+
+
+@click.group()
+def oidc() -> None:
+    """The OpenID Connect provider: its clients (relying parties)."""
+
+
+@oidc.group()
+def client() -> None:
+    """Register, list and remove OpenID Connect clients."""
+
+
+@client.command("add")
+@click.argument("client_id")
+@click.option(
+    "--preset",
+    type=click.Choice(sorted(PRESETS)),
+    help="A well-known application: fills --name and --scope and says what to set up on its side.",
+)
+@click.option("--name", help="What people read on the login and error pages (required without --preset).")
+@click.option(
+    "--redirect-uri",
+    "redirect_uris",
+    multiple=True,
+    required=True,
+    help="Where the client receives its code, matched exactly (repeat for several).",
+)
+@click.option(
+    "--public",
+    is_flag=True,
+    help="A single-page or native app that cannot keep a secret: no secret, PKCE proves its codes.",
+)
+@click.option(
+    "--scope", "scopes", multiple=True, type=click.Choice(SCOPES), help="Scope it may ask for (repeat; default all)."
+)
+@click.option(
+    "--group",
+    "groups",
+    multiple=True,
+    metavar="GROUP",
+    help="AD security group allowed to use the client, by name, DN or SID (repeat; default everyone).",
+)
+@click.pass_context
+def add(
+    ctx: click.Context,
+    client_id: str,
+    preset: str | None,
+    name: str | None,
+    redirect_uris: tuple[str, ...],
+    public: bool,
+    scopes: tuple[str, ...],
+    groups: tuple[str, ...],
+) -> None:
+    """Register CLIENT_ID. A confidential client's secret is printed once: it is stored only as a hash."""
+    chosen = PRESETS[preset] if preset else None
+    name = name or (chosen.name if chosen else None)
+    if not name:
+        raise click.UsageError("give --name (or --preset)")
+    settings = settings_from(ctx)
+    db = Database(settings.database_url)
+    try:
+        made = ClientStore(db).add(
+            client_id,
+            name,
+            list(redirect_uris),
+            public=public,
+            scopes=list(scopes or (chosen.scopes if chosen else ())),
+            allowed_groups=list(groups),
+        )
+    except OidcClientError as exc:
+        raise click.ClickException(str(exc)) from None
+    c = made.client
+    AuditTrail(db).record_change(
+        "oidc_client_added",
+        actor=cli_actor(),
+        sp=c.entity_id,
+        after={
+            "client_id": c.client_id,
+            "name": c.name,
+            "public": c.public,
+            "redirect_uris": list(c.redirect_uris),
+            "scopes": list(c.scopes),
+            "allowed_groups": list(c.allowed_groups),
+        },
+    )
+    click.echo(f"Added OpenID Connect client {c.client_id}")
+    click.echo(f"issuer:        {settings.oidc_issuer}")
+    click.echo(f"discovery:     {settings.oidc_issuer}/.well-known/openid-configuration")
+    if made.secret is not None:
+        click.echo(f"client secret: {made.secret}")
+        click.echo("Copy the secret now: it is not stored and cannot be shown again.")
+    else:
+        click.echo("public client: no secret; the client must use PKCE (S256)")
+    if chosen is not None:
+        click.echo(f"\n{chosen.name} (from {chosen.source}):")
+        for note in chosen.notes:
+            click.echo("- " + note.format(entity_id=c.entity_id))
+
+
+@client.command("list")
+@click.pass_context
+def list_(ctx: click.Context) -> None:
+    """Every registered client, its kind, redirect URIs, scopes and allowed groups."""
+    settings = settings_from(ctx)
+    clients = ClientStore(Database(settings.database_url)).all()
+    if not clients:
+        click.echo("No OpenID Connect client is registered.")
+        return
+    for c in clients:
+        kind = "public" if c.public else "confidential"
+        click.echo(f"{c.client_id}  {c.name}  ({kind})")
+        for uri in c.redirect_uris:
+            click.echo(f"  redirect: {uri}")
+        click.echo(f"  scopes:   {' '.join(c.scopes)}")
+        click.echo(f"  groups:   {', '.join(c.allowed_groups) or 'everyone'}")
+
+
+@client.command("remove")
+@click.argument("client_id")
+@click.pass_context
+def remove(ctx: click.Context, client_id: str) -> None:
+    """Unregister CLIENT_ID: it can no longer get codes, and its tokens are no longer accepted."""
+    settings = settings_from(ctx)
+    db = Database(settings.database_url)
+    store = ClientStore(db)
+    before = store.get(client_id)
+    if before is None or not store.remove(client_id):
+        raise click.ClickException(f"no OpenID Connect client {client_id!r} is registered")
+    AuditTrail(db).record_change(
+        "oidc_client_removed",
+        actor=cli_actor(),
+        sp=before.entity_id,
+        before={"client_id": client_id, "name": before.name},
+    )
+    click.echo(f"Removed OpenID Connect client {client_id}")

@@ -1,0 +1,123 @@
+"""Windows desktop sign-in: a browser's SPNEGO (Negotiate) token accepted with our keytab.
+
+The Kerberos library (MIT, through python-gssapi) does all the cryptography and the clock-skew check; this
+module only says whose ticket it was, or why it was refused.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import gssapi
+import gssapi.exceptions
+
+from idp.codes import SignInReason
+from idp.directory.client import Directory
+from idp.directory.errors import DirectoryError
+from idp.directory.keytab import KeytabUnreadable, read_keytab
+
+
+class KerberosRefused(Exception):
+    """A Negotiate token that signs nobody in; ``detail`` is the Kerberos library's own words, for the admin."""
+
+    def __init__(self, reason: SignInReason, detail: str) -> None:
+        super().__init__(detail)
+        self.reason: SignInReason = reason
+        self.detail = detail
+
+
+class KeytabProblem(Exception):
+    """The keytab cannot accept tickets for the service principal (missing, unreadable, no key for it)."""
+
+
+class NegotiateAcceptor:
+    """Accepts tickets for ``principal`` (``HTTP/sso.corp.example.com``) with the keys in ``keytab``."""
+
+    def __init__(self, keytab: Path, principal: str) -> None:
+        self.keytab = keytab
+        self.principal = principal
+        try:
+            name = gssapi.Name(principal, gssapi.NameType.kerberos_principal)
+            self._creds = gssapi.Credentials(name=name, usage="accept", store={"keytab": str(keytab)})
+            # Acquiring is lazy in MIT krb5: asking for the lifetime makes it look the key up now.
+            self._creds.inquire(name=True, lifetime=False, usage=False, mechs=False)
+        except gssapi.exceptions.GSSError as exc:
+            raise KeytabProblem(f"{keytab} holds no key for {principal}: {_words(exc)}") from None
+
+    def accept(self, token: bytes) -> str:
+        """The client principal (``alice@CORP.EXAMPLE.COM``) of a one-round SPNEGO or raw Kerberos token."""
+        context = gssapi.SecurityContext(creds=self._creds, usage="accept")
+        try:
+            context.step(token)
+        except gssapi.exceptions.GSSError as exc:
+            raise KerberosRefused("kerberos_rejected", _words(exc)) from None
+        if not context.complete:
+            raise KerberosRefused("kerberos_rejected", "the Negotiate exchange needs more than one round")
+        return str(context.initiator_name)
+
+
+def split_principal(principal: str) -> tuple[str, str]:
+    """``alice@CORP.EXAMPLE.COM`` as (``alice``, ``CORP.EXAMPLE.COM``); a name with no realm has ``""``."""
+    name, _, realm = principal.rpartition("@")
+    return (name, realm) if name else (principal, "")
+
+
+def _words(exc: gssapi.exceptions.GSSError) -> str:
+    return " ".join(str(exc).split())[:500]
+
+
+@dataclass(frozen=True)
+class KerberosStatus:
+    """What the console's directory page shows about Windows sign-in."""
+
+    keytab: Path
+    principal: str
+    """The service principal with its realm: ``HTTP/sso.corp.example.com@CORP.EXAMPLE.COM``."""
+    keytab_problem: str | None
+    """Why the keytab cannot be read (missing, unreadable, not a keytab); None when it can."""
+    keytab_kvnos: tuple[int, ...]
+    """The key versions the keytab holds for the principal; empty: it has no key for it."""
+    account_dn: str | None
+    """The AD account holding the SPN; None when none does (or AD could not be asked: ``directory_problem``)."""
+    ad_kvno: int | None
+    """The account's msDS-KeyVersionNumber: a ticket is encrypted with this version of its key."""
+    skew_seconds: float | None
+    """Our clock minus the DC's; Kerberos refuses tickets beyond five minutes (AD's default)."""
+    directory_problem: str | None
+
+    @property
+    def kvno_matches(self) -> bool:
+        return self.ad_kvno is not None and self.ad_kvno in self.keytab_kvnos
+
+
+def kerberos_status(directory: Directory, keytab: Path, spn: str, realm: str, now: datetime) -> KerberosStatus:
+    principal = f"{spn}@{realm.upper()}"
+    problem: str | None = None
+    kvnos: tuple[int, ...] = ()
+    try:
+        kvnos = tuple(sorted({e.kvno for e in read_keytab(keytab) if e.principal.casefold() == principal.casefold()}))
+    except OSError as exc:
+        problem = f"{keytab}: {exc.strerror or exc}"
+    except KeytabUnreadable as exc:
+        problem = str(exc)
+    owner: tuple[str, int | None] | None = None
+    skew: float | None = None
+    directory_problem: str | None = None
+    try:
+        owner = directory.service_principal_owner(spn)
+        dc_now = directory.dc_time()
+        skew = (now - dc_now).total_seconds() if dc_now is not None else None
+    except DirectoryError as exc:
+        directory_problem = str(exc)
+    return KerberosStatus(
+        keytab=keytab,
+        principal=principal,
+        keytab_problem=problem,
+        keytab_kvnos=kvnos,
+        account_dn=owner[0] if owner else None,
+        ad_kvno=owner[1] if owner else None,
+        skew_seconds=skew,
+        directory_problem=directory_problem,
+    )

@@ -1,0 +1,179 @@
+"""OpenID Connect clients: registered from the shell (`idp oidc client add`), stored in the database.
+
+A confidential client's secret is shown once when it is made and kept only as a SHA-256 (a random 256-bit
+secret needs no slow hash: nothing can be guessed from its digest). A public client (a single-page or
+native app) has no secret and must prove its code with PKCE. Redirect URIs match exactly, character for
+character. Each client is also an application of the sign-in pipeline under the entity id
+``urn:ad-sso-bridge:oidc:<client_id>``, so the audit trail, the metrics and the one access decision name it
+as they name an SP, and ``allowed_groups`` is an SP policy's ``allowed_groups``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from sqlalchemy import delete, select
+
+from idp.sps.policy import SpPolicy
+from idp.sps.source import SpSource
+from idp.store.db import Database, rowcount
+from idp.store.models import OidcClientRow
+
+ENTITY_PREFIX = "urn:ad-sso-bridge:oidc:"
+SCOPES = ("openid", "profile", "email", "groups")
+_CLIENT_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+
+class OidcClientError(Exception):
+    """A client cannot be registered or found as asked; the message says which value and why."""
+
+
+@dataclass(frozen=True)
+class OidcClient:
+    client_id: str
+    name: str
+    redirect_uris: tuple[str, ...]
+    scopes: tuple[str, ...] = SCOPES
+    allowed_groups: tuple[str, ...] = ()
+    secret_hash: str | None = field(default=None, repr=False)
+
+    @property
+    def public(self) -> bool:
+        return self.secret_hash is None
+
+    @property
+    def entity_id(self) -> str:
+        return ENTITY_PREFIX + self.client_id
+
+    def policy(self) -> SpPolicy:
+        """The policy the access decision reads: who may sign in; everything SAML-only stays at its default."""
+        return SpPolicy(display_name=self.name, allowed_groups=list(self.allowed_groups), idp_initiated=True)
+
+    def secret_matches(self, secret: str) -> bool:
+        return self.secret_hash is not None and hmac.compare_digest(self.secret_hash, _digest(secret))
+
+
+@dataclass(frozen=True)
+class NewClient:
+    client: OidcClient
+    secret: str | None = field(repr=False)
+    """Shown to the admin once; None for a public client."""
+
+
+def client_id_of(entity_id: str) -> str | None:
+    return entity_id.removeprefix(ENTITY_PREFIX) if entity_id.startswith(ENTITY_PREFIX) else None
+
+
+class ClientStore:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    def get(self, client_id: str) -> OidcClient | None:
+        with self._db.session() as s:
+            row = s.get(OidcClientRow, client_id)
+            return _client(row) if row is not None else None
+
+    def all(self) -> list[OidcClient]:
+        with self._db.session() as s:
+            return [_client(r) for r in s.scalars(select(OidcClientRow).order_by(OidcClientRow.client_id))]
+
+    def add(
+        self,
+        client_id: str,
+        name: str,
+        redirect_uris: list[str],
+        *,
+        public: bool,
+        scopes: list[str] | None = None,
+        allowed_groups: list[str] | None = None,
+    ) -> NewClient:
+        if not _CLIENT_ID.match(client_id):
+            raise OidcClientError(f"client id {client_id!r}: use 1 to 64 letters, digits, '.', '_' or '-'")
+        if not name.strip():
+            raise OidcClientError("the client needs a name (people read it on the login and error pages)")
+        if not redirect_uris:
+            raise OidcClientError("the client needs at least one redirect URI")
+        for uri in redirect_uris:
+            _check_redirect_uri(uri)
+        chosen = list(dict.fromkeys(scopes or SCOPES))
+        unknown = [s for s in chosen if s not in SCOPES]
+        if unknown:
+            raise OidcClientError(f"unknown scope {unknown[0]!r}: the scopes are {' '.join(SCOPES)}")
+        if "openid" not in chosen:
+            raise OidcClientError("the scopes must include openid")
+        groups = [g.strip() for g in allowed_groups or [] if g.strip()]
+        secret = None if public else secrets.token_urlsafe(32)
+        row = OidcClientRow(
+            client_id=client_id,
+            name=name.strip(),
+            secret_hash=_digest(secret) if secret is not None else None,
+            redirect_uris=list(redirect_uris),
+            scopes=chosen,
+            allowed_groups=groups,
+        )
+        with self._db.session() as s:
+            if s.get(OidcClientRow, client_id) is not None:
+                raise OidcClientError(f"a client {client_id!r} exists already; remove it first to replace it")
+            s.add(row)
+        return NewClient(_client(row), secret)
+
+    def remove(self, client_id: str) -> bool:
+        with self._db.session() as s:
+            return rowcount(s.execute(delete(OidcClientRow).where(OidcClientRow.client_id == client_id))) > 0
+
+
+def _check_redirect_uri(uri: str) -> None:
+    parts = urlsplit(uri)
+    loopback = parts.hostname in ("127.0.0.1", "localhost", "::1")
+    if parts.scheme not in ("https", "http") or not parts.netloc or (parts.scheme == "http" and not loopback):
+        raise OidcClientError(f"redirect URI {uri!r}: must be https:// (http:// only on this machine's loopback)")
+    if parts.fragment:
+        raise OidcClientError(f"redirect URI {uri!r}: may not have a #fragment")
+
+
+def _digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def _client(row: OidcClientRow) -> OidcClient:
+    return OidcClient(
+        client_id=row.client_id,
+        name=row.name,
+        redirect_uris=tuple(row.redirect_uris),
+        scopes=tuple(row.scopes),
+        allowed_groups=tuple(row.allowed_groups),
+        secret_hash=row.secret_hash,
+    )
+
+
+class WithOidcClients:
+    """An ``SpSource`` that knows the OIDC clients besides the SAML SPs, for the one access decision."""
+
+    def __init__(self, sps: SpSource, clients: ClientStore) -> None:
+        self._sps = sps
+        self._clients = clients
+
+    def metadata_files(self) -> list[Path]:
+        return self._sps.metadata_files()
+
+    def policy_for(self, entity_id: str) -> SpPolicy:
+        client_id = client_id_of(entity_id)
+        if client_id is None:
+            return self._sps.policy_for(entity_id)
+        client = self._clients.get(client_id)
+        if client is None:  # removed while a sign-in waited at the password page
+            return SpPolicy(display_name=client_id, enabled=False)
+        return client.policy()
+
+    def metadata_expired(self, entity_id: str) -> datetime | None:
+        return None if entity_id.startswith(ENTITY_PREFIX) else self._sps.metadata_expired(entity_id)
+
+    def version(self) -> str:
+        return self._sps.version()

@@ -1,0 +1,219 @@
+"""The OpenID Connect endpoints: discovery, JWKS, authorization, token, userinfo, revocation, introspection.
+
+The authorization endpoint is one more front end of the sign-in pipeline. A browser with an SSO session
+(SAML or OIDC, it is the same one) is signed in without the form; without one, the login form is shown and
+brings the browser back here once the password is accepted (the request waits in the ``next`` address, as a
+sign-in from the IdP's own pages does). The pipeline's access decision runs per client, with the client's
+``allowed_groups``; only a sign-in the pipeline accepts gets a code. Authlib checks the request (client,
+exact redirect URI, PKCE S256, scopes) before anyone is asked for a password.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from urllib.parse import urlencode
+
+from authlib.oauth2 import OAuth2Error
+from flask import Blueprint, Response, jsonify, redirect, request, url_for
+from werkzeug.wrappers import Response as HttpResponse
+
+from idp.access import AccessDecision
+from idp.audit import AuditTrail
+from idp.oidc.claims import person_claims
+from idp.oidc.clients import ENTITY_PREFIX
+from idp.oidc.provider import Endpoints, InvalidHint
+from idp.oidc.tokens import Subject
+from idp.saml.messages import AuthnRequestInfo
+from idp.signin.context import NeedsPassword, Refused, SignedIn, SignInContext
+from idp.signin.pipeline import SignIn
+from idp.signin.sessions import SsoSessionIndex
+from idp.signin.steps import IssueNameId, ReleaseAttributes, Respond, SignInToAlimail, Step
+from idp.web import single_logout
+from idp.web.services import services
+from idp.web.signin_flow import client_ip, error_page
+from idp.web.sso_session import current_sso, end_sso, refresh_sso
+
+bp = Blueprint("oidc", __name__)
+
+_PREFIX = "/oidc"
+
+
+@bp.get("/.well-known/openid-configuration")
+def discovery() -> Response:
+    base = services().settings.server.base_url + _PREFIX
+    endpoints = Endpoints(
+        authorization=f"{base}/authorize",
+        token=f"{base}/token",
+        userinfo=f"{base}/userinfo",
+        jwks=f"{base}/jwks",
+        revocation=f"{base}/revoke",
+        introspection=f"{base}/introspect",
+        end_session=f"{base}/logout",
+    )
+    return _public_json(services().oidc.discovery(endpoints))
+
+
+@bp.get(f"{_PREFIX}/jwks")
+def jwks() -> Response:
+    return _public_json(services().oidc.keys.jwks())
+
+
+@bp.get(f"{_PREFIX}/authorize")
+def authorize() -> HttpResponse:
+    svc = services()
+    server = svc.oidc
+    sso = current_sso()
+    try:
+        grant = server.get_consent_grant(end_user=sso.person if sso is not None else None)
+    except OAuth2Error as error:
+        client_id = request.args.get("client_id", "")
+        svc.audit.record(
+            "oidc_code_issued",
+            "refused",
+            username=sso.person.username if sso is not None else None,
+            sp=client_id and ENTITY_PREFIX + client_id,
+            ip=client_ip(),
+            detail=f"{error.error}: {error.description or ''}"[:500],
+        )
+        if error.redirect_uri:  # the client and its redirect URI are known: it reads the error itself
+            return server.handle_error_response(None, error)
+        return error_page("error.oidc_request", 400, sp=client_id or None, detail=error.error)
+    if sso is None:
+        return redirect(url_for("login.login", next=request.full_path), code=303)
+    client = grant.client.client
+    req = AuthnRequestInfo(
+        request_id="oidc",  # solicited: the client asked (the audit row must not read "IdP-initiated")
+        sp_entity_id=client.entity_id,
+        sp_name=client.name,
+        acs_url=grant.redirect_uri,
+        acs_binding="",
+        force_authn=False,
+        is_passive=False,
+        nameid_format=None,
+        relay_state=None,
+    )
+    ctx = SignInContext(ip=client_ip(), request=req, session=sso.for_signin())
+    outcome = svc.oidc_signin.run(ctx)
+    if ctx.session_ended:
+        end_sso()
+    elif ctx.session_rechecked and ctx.session is not None:
+        refresh_sso(ctx.session)
+    if isinstance(outcome, SignedIn) and ctx.person is not None and ctx.session is not None:
+        subject = Subject(
+            claims=person_claims(ctx.person, svc.settings.provisioning),
+            username=ctx.person.username,
+            session_index=ctx.session.session_index,
+            auth_time=int(ctx.session.authn_instant),
+        )
+        resp: HttpResponse = server.create_authorization_response(grant=grant, grant_user=subject)
+        resp.headers["Cache-Control"] = "no-store"
+        return resp
+    if isinstance(outcome, Refused):
+        return error_page(outcome.reason, outcome.status, sp=outcome.sp_name)
+    if isinstance(outcome, NeedsPassword):
+        return redirect(url_for("login.login", next=request.full_path), code=303)
+    # A step that asks the browser for more (a second factor) has no page of its own on this endpoint yet.
+    return error_page("error.oidc_request", 400, sp=client.name, detail=type(outcome).__name__)
+
+
+@bp.post(f"{_PREFIX}/token")
+def token() -> HttpResponse:
+    svc = services()
+    resp: HttpResponse = svc.oidc.create_token_response()
+    if resp.status_code >= 400:  # a refused exchange or refresh: the client reads why, the admin too
+        body = resp.get_json(silent=True) or {}
+        client_id = request.authorization.username if request.authorization else request.form.get("client_id", "")
+        svc.audit.record(
+            "oidc_token_issued",
+            "refused",
+            sp=client_id and ENTITY_PREFIX + client_id,
+            ip=client_ip(),
+            detail=f"{request.form.get('grant_type', '')}: {body.get('error', resp.status_code)} "
+            f"{body.get('error_description', '')}".strip()[:500],
+        )
+    return resp
+
+
+@bp.route(f"{_PREFIX}/userinfo", methods=["GET", "POST"])
+def userinfo() -> HttpResponse:
+    return services().oidc.create_endpoint_response("userinfo")
+
+
+@bp.post(f"{_PREFIX}/revoke")
+def revoke() -> HttpResponse:
+    return services().oidc.create_endpoint_response("revocation")
+
+
+@bp.post(f"{_PREFIX}/introspect")
+def introspect() -> HttpResponse:
+    return services().oidc.create_endpoint_response("introspection")
+
+
+@bp.route(f"{_PREFIX}/logout", methods=["GET", "POST"])
+def end_session() -> HttpResponse:
+    """RP-initiated logout: the SSO session ends, here and at every SAML SP of it (single logout), and with
+    it every token issued in it. The request must carry the ID token the client got (``id_token_hint``):
+    without it any page on the web could sign people out. ``post_logout_redirect_uri`` must be one of the
+    client's registered redirect URIs; the browser goes there when no SAML SP has to be told, else the
+    single logout ends on our signed-out page."""
+    svc = services()
+    values = request.values
+    try:
+        claims = svc.oidc.id_token_hint(values.get("id_token_hint", ""))
+    except InvalidHint as exc:
+        return error_page("error.oidc_request", 400, sp=values.get("client_id") or None, detail=str(exc))
+    audience = claims.get("aud")
+    audiences = [audience] if isinstance(audience, str) else list(audience or [])
+    client = svc.oidc.clients.get(values.get("client_id") or (audiences[0] if audiences else ""))
+    if client is None or client.client_id not in audiences:
+        return error_page("error.oidc_request", 400, detail="the client is unknown or not the ID token's audience")
+    target = values.get("post_logout_redirect_uri")
+    if target is not None and target not in client.redirect_uris:
+        return error_page(
+            "error.oidc_request", 400, sp=client.name, detail="post_logout_redirect_uri is not registered"
+        )
+    sso = current_sso()
+    if sso is not None and str(sso.person.guid) != claims.get("sub"):
+        return error_page("error.oidc_request", 400, sp=client.name, detail="the ID token names another person")
+    ended = end_sso()
+    if target is None or (ended is not None and ended.signed_in_sps()):
+        return single_logout.start(ended, None)
+    svc.audit.record(
+        "logout",
+        "success",
+        reason="sp_initiated",
+        sp=client.entity_id,
+        ip=client_ip(),
+        username=ended.person.username if ended is not None else None,
+        detail=None if ended is not None else "no IdP session was open",
+    )
+    if state := values.get("state"):
+        target += ("&" if "?" in target else "?") + urlencode({"state": state})
+    return redirect(target, code=303)
+
+
+def _public_json(data: Mapping[str, object]) -> Response:
+    resp = jsonify(data)
+    resp.headers["Access-Control-Allow-Origin"] = "*"  # single-page apps read these from their own origin
+    resp.headers["Cache-Control"] = "public, max-age=300"
+    return resp
+
+
+def session_alive(sessions: SsoSessionIndex) -> Callable[[Subject], bool]:
+    """Whether the SSO session a token was issued in is live: a logout (SAML or OIDC), an admin's revoke
+    or its end ends every token issued in it too."""
+
+    def alive(subject: Subject) -> bool:
+        return any(s.session_index == subject.session_index for s in sessions.live(subject.username))
+
+    return alive
+
+
+_SAML_ANSWER_STEPS = (SignInToAlimail, IssueNameId, ReleaseAttributes, Respond)
+"""The steps that make the SAML answer (or Alibaba Mail's login URL): a client gets a code instead."""
+
+
+def build_signin(steps: Sequence[Step], access: AccessDecision, audit: AuditTrail) -> SignIn:
+    """The pipeline an authorization request runs: every step of a SAML sign-in (session, recheck, password,
+    second factor, access, JIT) up to the answer, which the authorization server makes."""
+    return SignIn([s for s in steps if not isinstance(s, _SAML_ANSWER_STEPS)], access, audit)

@@ -1,0 +1,261 @@
+"""Windows desktop sign-in (SPNEGO): the suite's Samba AD DC is also the KDC. The service account, its SPN and
+the keytab are made with samba-tool exactly as the README tells an admin; the person gets a ticket with
+kinit, and a client that speaks Negotiate (gssapi, as a browser does) is signed in to an independent SP
+without the password form. Everything else falls back to the form, never to an error page.
+
+The IdP's public name is made up (sso.corp.example.com, as the SPN needs a name): the clients connect to
+127.0.0.1 and send that name as Host. Client addresses come through one trusted proxy (X-Forwarded-For), so
+one IdP sees clients inside and outside the networks offered Negotiate."""
+
+from __future__ import annotations
+
+import base64
+import os
+import shutil
+import subprocess
+from collections.abc import Generator, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from idp.sps.policy import SpPolicy
+from tests.e2e.ad_admin import AdAdmin
+from tests.e2e.browser import Browser, Page
+from tests.e2e.harness import IdpServer, base_config, free_port, prepare_idp, serve_idp
+from tests.e2e.saml_sp import IndependentSp, register_sp
+from tests.support import require
+
+pytestmark = pytest.mark.ad
+
+HOST = "sso.corp.example.com"
+REALM = "CORP.EXAMPLE.COM"
+SPN = f"HTTP/{HOST}"
+PASSWORD = "Passw0rd!Kerberos1"
+INSIDE = "10.20.1.5"
+OUTSIDE = "192.0.2.7"
+KERBEROS_CLASS = "urn:oasis:names:tc:SAML:2.0:ac:classes:Kerberos"
+PASSWORD_CLASS = "urn:oasis:names:tc:SAML:2.0:ac:classes:PasswordProtectedTransport"
+SPNEGO = "1.3.6.1.5.5.2"
+
+
+@pytest.fixture(scope="module")
+def ad(samba_dc) -> Iterator[AdAdmin]:
+    admin = AdAdmin(samba_dc)
+    try:
+        yield admin
+    finally:
+        admin.undo()
+
+
+def _samba_tool(samba_dc, *args: str) -> str:
+    conf = samba_dc.target_dir / "etc" / "smb.conf"
+    done = subprocess.run(
+        ["samba-tool", *args, "-s", str(conf)], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, f"samba-tool {' '.join(args)}: {done.stdout}{done.stderr}"
+    return done.stdout
+
+
+@pytest.fixture(scope="module")
+def kerberos(samba_dc, ad: AdAdmin, tmp_path_factory: pytest.TempPathFactory) -> Generator[Path, None, None]:
+    """The keytab for HTTP/sso.corp.example.com (the README's samba-tool commands), and a krb5.conf naming the
+    DC as KDC for this process and the IdP's."""
+    require(shutil.which("kinit") is not None, "kinit not installed (Debian: krb5-user)")
+    root = tmp_path_factory.mktemp("kerberos")
+    ad.add_user("kb-svc-sso", PASSWORD + "svc")
+    _samba_tool(samba_dc, "spn", "add", SPN, "kb-svc-sso")
+    keytab = root / "idp.keytab"
+    _samba_tool(samba_dc, "domain", "exportkeytab", str(keytab), f"--principal={SPN}")
+    conf = root / "krb5.conf"
+    conf.write_text(
+        "[libdefaults]\n"
+        f"  default_realm = {REALM}\n"
+        "  dns_lookup_kdc = false\n  dns_lookup_realm = false\n"
+        "  rdns = false\n  dns_canonicalize_hostname = false\n"
+        f"[realms]\n  {REALM} = {{\n    kdc = {samba_dc.ip}\n  }}\n"
+        f"[domain_realm]\n  .corp.example.com = {REALM}\n  corp.example.com = {REALM}\n"
+    )
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("KRB5_CONFIG", str(conf))
+        yield keytab
+
+
+@pytest.fixture(scope="module")
+def server(samba_dc, kerberos: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[IdpServer]:
+    root = tmp_path_factory.mktemp("kerberos-idp")
+    port = free_port()
+    config = base_config(root, f"http://{HOST}:{port}", samba_dc.ldap_settings())
+    config["server"]["trusted_proxy_count"] = 1
+    # service_principal left to its default: HTTP/ and the host of base_url.
+    config["kerberos"] = {"keytab": kerberos, "networks": ["10.20.0.0/16"]}
+    server = serve_idp(prepare_idp(root, config), port, workers=1)
+    try:
+        server.sps["open"] = register_sp(server, "kerberos", SpPolicy())
+        yield server
+    finally:
+        server.stop()
+
+
+class _ToLoopback(httpx.HTTPTransport):
+    """Connects to 127.0.0.1 for the made-up host name, keeping the name in the URL and the Host header."""
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        if request.url.host != HOST:
+            return super().handle_request(request)
+        # A copy: the client files the cookies under the URL of the request it sent, which keeps the name.
+        sent = httpx.Request(
+            request.method,
+            request.url.copy_with(host="127.0.0.1"),
+            headers=request.headers,
+            stream=request.stream,
+            extensions=request.extensions,
+        )
+        return super().handle_request(sent)
+
+
+class Negotiate(httpx.Auth):
+    """What a browser does on `401 WWW-Authenticate: Negotiate`: one SPNEGO token from the person's ticket."""
+
+    def __init__(self, ccache: Path) -> None:
+        self.ccache = ccache
+        self.offers = 0
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        response = yield request
+        if response.status_code != 401 or response.headers.get("WWW-Authenticate") != "Negotiate":
+            return
+        self.offers += 1
+        retry = response.request
+        retry.headers["Authorization"] = "Negotiate " + base64.b64encode(_token(self.ccache)).decode()
+        yield retry
+
+
+def _token(ccache: Path) -> bytes:
+    """A SPNEGO token for the IdP's service, from the ticket in ``ccache`` (its service ticket is kept there)."""
+    import gssapi
+
+    creds = gssapi.Credentials(usage="initiate", store={"ccache": str(ccache)})
+    target = gssapi.Name(f"HTTP@{HOST}", gssapi.NameType.hostbased_service)
+    mech = gssapi.OID.from_int_seq(SPNEGO)
+    return gssapi.SecurityContext(name=target, creds=creds, usage="initiate", mech=mech).step()
+
+
+def _browser(client_ip: str, auth: httpx.Auth | None = None) -> Browser:
+    browser = Browser()
+    browser.http = httpx.Client(
+        follow_redirects=True,
+        transport=_ToLoopback(),
+        auth=auth,
+        headers={"Accept-Language": "en", "X-Forwarded-For": client_ip},
+    )
+    return browser
+
+
+def _ticket(username: str, root: Path) -> Path:
+    """kinit with the password on stdin, into a credential cache of the person's own."""
+    ccache = root / f"{username}.ccache"
+    done = subprocess.run(
+        ["kinit", f"{username}@{REALM}"],
+        input=PASSWORD + "\n",
+        env={**os.environ, "KRB5CCNAME": f"FILE:{ccache}"},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert done.returncode == 0, f"kinit: {done.stdout}{done.stderr}"
+    return ccache
+
+
+def _class_ref(response_xml: str) -> str:
+    start = response_xml.index("AuthnContextClassRef>") + len("AuthnContextClassRef>")
+    return response_xml[start : response_xml.index("<", start)]
+
+
+def _login_page(browser: Browser, sp: IndependentSp) -> tuple[httpx.Response, Page]:
+    r = browser.http.get(sp.redirect_login_url(), timeout=30)
+    return r, Page(str(r.url), r.status_code, r.text)
+
+
+def test_a_windows_ticket_signs_in_without_the_password_form(server: IdpServer, ad: AdAdmin, tmp_path: Path):
+    ad.add_user("kb.alice", PASSWORD, mail="kb.alice@corp.example.com")
+    negotiate = Negotiate(_ticket("kb.alice", tmp_path))
+    browser, sp = _browser(INSIDE, negotiate), server.sps["open"]
+    r, page = _login_page(browser, sp)
+    assert r.status_code == 200 and page.is_auto_post, f"{r.status_code} {r.url}\n{r.text[:800]}"
+    assert negotiate.offers == 1
+    result = sp.consume(*browser.saml_post(page))
+    assert result.nameid == "kb.alice@corp.example.com"
+    assert _class_ref(result.response_xml) == KERBEROS_CLASS
+    [row] = server.audit_rows(event="signin", username="kb.alice", result="success")
+    assert (row["reason"], row["sp_entity_id"], row["client_ip"]) == ("kerberos", sp.entity_id, INSIDE)
+    # The SSO session it started is reused without another ticket, and still says Kerberos.
+    again = _login_page(browser, sp)[1]
+    assert negotiate.offers == 1 and _class_ref(sp.consume(*browser.saml_post(again)).response_xml) == KERBEROS_CLASS
+
+
+def test_without_a_ticket_the_form_comes_with_the_offer_and_the_password_works(server: IdpServer, ad: AdAdmin):
+    ad.add_user("kb.bob", PASSWORD, mail="kb.bob@corp.example.com")
+    browser, sp = _browser(INSIDE), server.sps["open"]
+    r, page = _login_page(browser, sp)
+    assert (r.status_code, r.headers.get("WWW-Authenticate")) == (401, "Negotiate")
+    assert page.is_login and page.text_of("error") is None
+    result = sp.consume(*browser.saml_post(browser.login(page, "kb.bob", PASSWORD)))
+    assert result.nameid == "kb.bob@corp.example.com" and _class_ref(result.response_xml) == PASSWORD_CLASS
+
+
+def test_outside_the_networks_negotiate_is_never_offered_nor_taken(server: IdpServer, tmp_path: Path):
+    negotiate = Negotiate(tmp_path / "never-used.ccache")
+    browser, sp = _browser(OUTSIDE, negotiate), server.sps["open"]
+    r, page = _login_page(browser, sp)
+    assert r.status_code == 200 and "WWW-Authenticate" not in r.headers and page.is_login
+    assert negotiate.offers == 0
+    # A token sent unasked from outside is not even read: the plain form again.
+    forced = browser.http.get(r.url, headers={"Authorization": "Negotiate " + base64.b64encode(b"x").decode()})
+    assert forced.status_code == 200 and Page(str(forced.url), 200, forced.text).is_login
+
+
+def test_a_bad_token_falls_back_to_the_form_with_an_audit_row(server: IdpServer):
+    browser, sp = _browser(INSIDE), server.sps["open"]
+    r, _ = _login_page(browser, sp)
+    garbage = base64.b64encode(b"\x60\x08not a ticket").decode()
+    answer = browser.http.get(r.url, headers={"Authorization": f"Negotiate {garbage}"})
+    page = Page(str(answer.url), answer.status_code, answer.text)
+    assert answer.status_code == 401 and "WWW-Authenticate" not in answer.headers and page.is_login
+    assert page.text_of("error") == (
+        "Signing you in with your Windows logon did not work. Please sign in with your password."
+    )
+    rows = server.audit_rows(event="signin", result="failure", reason="kerberos_rejected")
+    assert rows and rows[0]["client_ip"] == INSIDE and rows[0]["detail"]
+
+
+def test_a_disabled_persons_ticket_is_refused_with_the_account_state_words(
+    server: IdpServer, ad: AdAdmin, tmp_path: Path
+):
+    dn = ad.add_user("kb.dis", PASSWORD, mail="kb.dis@corp.example.com")
+    ccache = _ticket("kb.dis", tmp_path)
+    _token(ccache)  # the service ticket, got before the admin disabled them (the KDC refuses one after)
+    ad.disable(dn)
+    negotiate = Negotiate(ccache)
+    browser, sp = _browser(INSIDE, negotiate), server.sps["open"]
+    r, page = _login_page(browser, sp)
+    assert negotiate.offers == 1
+    assert r.status_code == 401 and page.is_login
+    assert page.text_of("error") == "Your account is disabled. Please contact the help desk."
+    [row] = server.audit_rows(event="signin", username="kb.dis", result="failure")
+    assert row["reason"] == "account_disabled"
+
+
+def test_the_console_shows_the_keytab_against_ad(server: IdpServer):
+    base = f"http://{HOST}:{server.base_url.rsplit(':', 1)[1]}"
+    browser = _browser(OUTSIDE)
+    signed_in = browser.login(browser.get(base + "/admin/"), "anna", "Passw0rd!Anna")
+    assert signed_in.status == 200, signed_in.html[:500]
+    page = browser.get(base + "/admin/directory")
+    assert page.text_of("kerberos-principal") == f"{SPN}@{REALM}"
+    assert page.text_of("kerberos-keytab").endswith("found")
+    assert page.text_of("kerberos-account").startswith("CN=kb-svc-sso,")
+    assert page.doc().get_element_by_id("kerberos-kvno").get("data-matches") == "yes"
+    skew = page.text_of("kerberos-skew").split()[0]
+    assert abs(int(skew)) <= 5, page.text_of("kerberos-skew")
