@@ -30,7 +30,7 @@ from bench.flows import (
     FlowError,
     PasswordLoginClient,
     SsoSessionClient,
-    _form,  # the login form as bench_sso.py reads it: regular expressions, no HTML parser
+    login_form_fields,  # the login form as bench_sso.py reads it: regular expressions, no HTML parser
 )
 from bench.load import ClientFactory, StepResult, run_step
 from bench.machine import cpu_seconds_of
@@ -111,7 +111,7 @@ def password_sign_in(http: httpx.Client, url: str, webmail: str, user: Any) -> s
     page = http.get(url, follow_redirects=True, timeout=_TIMEOUT)
     if page.status_code != 200:
         raise FlowError(f"login page: HTTP {page.status_code} at {page.url}")
-    action, fields = _form(str(page.url), page.text, None)
+    action, fields = login_form_fields(str(page.url), page.text, None)
     fields.update(username=user.username, password=user.password)
     answer = http.post(action, data=fields, timeout=_TIMEOUT)
     return login_url(answer, webmail)

@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     witness.start()
     serve = (*DEFAULT_SERVE_COMMAND, *shlex.split(args.serve_args))
     with BenchEnvironment(log=lambda line: console.print(f"[dim]{line}[/dim]"), serve_command=serve) as env:
-        samba = _samba_session(env)
+        samba = samba_session(env)
         witness.exclude_session(samba)
         results = _measure(env, _Plan(levels, args.seconds, args.baseline_seconds, shares), samba)
         results["machine"] = witness.report()
@@ -148,8 +148,8 @@ def _measure(env: BenchEnvironment, plan: _Plan, samba: int | None) -> dict[str,
     for n in plan.levels:
         # Each login level is followed at once by its baseline, so drift in the machine's load hits both;
         # the paced logins come after the baseline.
-        login = _closed("password_login", "password logins", login_client, n, plan.seconds, watch)
-        _check_step(requests_, login, problems)
+        login = closed_step("password_login", "password logins", login_client, n, plan.seconds, watch)
+        check_step(requests_, login, problems)
         rebinds.append(_rebind(dc, n, plan.seconds, watch, problems))
         logins.append(
             Operation(login, _paced("password logins", login_client, login, plan, watch, requests_, problems))
@@ -163,14 +163,14 @@ def _measure(env: BenchEnvironment, plan: _Plan, samba: int | None) -> dict[str,
 def _rebind(
     dc: SambaDC, clients: int, seconds: float, watch: dict[str, Callable[[], float]], problems: list[str]
 ) -> StepResult:
-    step = _closed("ldap_rebind", "bare ldap3 re-bind", lambda i: LdapRebindClient(dc, i), clients, seconds, watch)
+    step = closed_step("ldap_rebind", "bare ldap3 re-bind", lambda i: LdapRebindClient(dc, i), clients, seconds, watch)
     if step.errors:
         problems.append(f"ldap_rebind x{clients}: {step.errors} errors, first: {step.first_error}")
     return step
 
 
 def _rsa2048(when: str) -> RsaCapacity:
-    with _phase(f"openssl speed rsa2048 (both cores), {when}"):
+    with phase(f"openssl speed rsa2048 (both cores), {when}"):
         return rsa2048_capacity(processes=os.cpu_count() or 1)
 
 
@@ -182,7 +182,7 @@ def _signing_baselines(
     signing: dict[str, SigningRate] = {}
     for in_process in (False, True):
         name = "in-process" if in_process else "xmlsec1"
-        with _phase(f"pysaml2 signing, {name} backend"):
+        with phase(f"pysaml2 signing, {name} backend"):
             rate = pysaml2_signing_rate(
                 settings,
                 env.sp_metadata_file,
@@ -194,7 +194,7 @@ def _signing_baselines(
             )
         _check_samples(requests_, [rate.sample], f"pysaml2 {name}", problems)
         signing[name] = rate
-    with _phase("our response builder"):
+    with phase("our response builder"):
         rate = response_builder_rate(
             settings,
             env.sp_metadata_file,
@@ -218,15 +218,15 @@ def _operation(
     requests_: AuthnRequests,
     problems: list[str],
 ) -> Operation:
-    closed = _closed(name, what, factory, clients, plan.seconds, watch)
-    _check_step(requests_, closed, problems)
+    closed = closed_step(name, what, factory, clients, plan.seconds, watch)
+    check_step(requests_, closed, problems)
     return Operation(closed, _paced(what, factory, closed, plan, watch, requests_, problems))
 
 
-def _closed(
+def closed_step(
     name: str, what: str, factory: ClientFactory, clients: int, seconds: float, watch: dict[str, Callable[[], float]]
 ) -> StepResult:
-    with _phase(f"{what}, {clients} client(s)"):
+    with phase(f"{what}, {clients} client(s)"):
         return run_step(
             name, factory, clients, seconds=seconds, max_ops_per_client=_MAX_OPS_PER_CLIENT, watch_cpu=watch
         )
@@ -248,7 +248,7 @@ def _paced(
     steps = []
     for share in plan.paced_shares:
         rate = share * capacity
-        with _phase(f"{what}, {closed.concurrency} client(s), paced at {rate:.1f}/s ({share:.0%} of capacity)"):
+        with phase(f"{what}, {closed.concurrency} client(s), paced at {rate:.1f}/s ({share:.0%} of capacity)"):
             step = run_step(
                 closed.name,
                 factory,
@@ -258,12 +258,12 @@ def _paced(
                 watch_cpu=watch,
                 rate_per_second=rate,
             )
-        _check_step(requests_, step, problems)
+        check_step(requests_, step, problems)
         steps.append(step)
     return steps
 
 
-def _check_step(requests_: AuthnRequests, step: StepResult, problems: list[str]) -> None:
+def check_step(requests_: AuthnRequests, step: StepResult, problems: list[str]) -> None:
     what = f"{step.name} x{step.concurrency}"
     if step.rate_per_second is not None:
         what += f" paced at {step.rate_per_second:.1f}/s"
@@ -362,7 +362,7 @@ def _print(r: dict[str, Any]) -> None:
     for s in r["sso_session"]:
         table.add_row(
             "IdP: SSO-session response (HTTP)",
-            *_cells(s),
+            *table_cells(s),
             f"{_ratio(s['per_second'], xmlsec1)}x xmlsec1, {_ratio(s['per_second'], ceiling)} of ceiling",
         )
         _paced_rows(table, s)
@@ -370,14 +370,14 @@ def _print(r: dict[str, Any]) -> None:
     for lg, rb in zip(r["password_login"], r["ldap_rebind"], strict=True):
         table.add_row(
             "IdP: full password login (HTTP)",
-            *_cells(lg),
+            *table_cells(lg),
             f"{_ratio(lg['per_second'], rb['per_second'])}x bare re-bind",
         )
         _paced_rows(table, lg)
-        table.add_row("[dim]bare ldap3 re-bind, kept-open LDAPS[/dim]", *_cells(rb), "[dim]baseline[/dim]")
+        table.add_row("[dim]bare ldap3 re-bind, kept-open LDAPS[/dim]", *table_cells(rb), "[dim]baseline[/dim]")
     console.print(table)
     _print_ratios(r)
-    _print_machine(r["machine"])
+    print_machine(r["machine"])
     for p in r["problems"]:
         console.print(f"[red]problem:[/red] {p}")
 
@@ -421,7 +421,7 @@ def _paced_rows(table: Table, closed: dict[str, Any]) -> None:
         note = f"{_ratio(p['per_second'], target):.2f} of target {target:.1f}/s"
         if p["unsent"]:
             note += f", {p['unsent']} unsent (fell behind)"
-        table.add_row(f"  paced at {100 * (p['of_capacity'] or 0):.0f}% of capacity", *_cells(p), note)
+        table.add_row(f"  paced at {100 * (p['of_capacity'] or 0):.0f}% of capacity", *table_cells(p), note)
 
 
 def _print_ratios(r: dict[str, Any]) -> None:
@@ -450,7 +450,7 @@ def _print_ratios(r: dict[str, Any]) -> None:
     )
 
 
-def _print_machine(m: dict[str, Any]) -> None:
+def print_machine(m: dict[str, Any]) -> None:
     console.print(
         f"[dim]machine: {m['cores']} cores, shared. In {m['wall_seconds']} s it was busy "
         f"{m['machine_busy_cpu_seconds']} CPU-s: this benchmark {m['benchmark_cpu_seconds']}, other work "
@@ -465,7 +465,7 @@ def _percent(share: float | None, decimals: int = 0) -> str:
     return "?" if share is None else f"{100 * share:.{decimals}f}%"
 
 
-def _cells(s: dict[str, Any]) -> tuple[str, ...]:
+def table_cells(s: dict[str, Any]) -> tuple[str, ...]:
     def ms(v: float | None) -> str:
         return "" if v is None else f"{v:.1f}"
 
@@ -498,7 +498,7 @@ def _gunicorn_shape(env: BenchEnvironment) -> dict[str, int]:
     return {"processes": len(env.server_pids()), "cores": os.cpu_count() or 1}
 
 
-def _samba_session(env: BenchEnvironment) -> int | None:
+def samba_session(env: BenchEnvironment) -> int | None:
     # samba -D detaches into its own session, whose id is the root process's pid.
     assert env.dc is not None
     try:
@@ -507,7 +507,7 @@ def _samba_session(env: BenchEnvironment) -> int | None:
         return None
 
 
-class _phase:
+class phase:
     """Print what is being measured and how long it took."""
 
     def __init__(self, what: str) -> None:

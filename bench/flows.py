@@ -143,7 +143,7 @@ def full_login(http: httpx.Client, request: SignedRequest, user: DemoUser) -> Re
     page = http.get(request.url, follow_redirects=True, timeout=_TIMEOUT)
     if page.status_code != 200:
         raise FlowError(f"login page: HTTP {page.status_code} at {page.url}: {_snippet(page.text)}")
-    action, fields = _form(str(page.url), page.text, None)
+    action, fields = login_form_fields(str(page.url), page.text, None)
     if "csrf_token" not in fields:
         raise FlowError(f"no login form with a CSRF token at {page.url}: {_snippet(page.text)}")
     fields.update(username=user.username, password=user.password)
@@ -154,7 +154,7 @@ def full_login(http: httpx.Client, request: SignedRequest, user: DemoUser) -> Re
 def _auto_post(r: httpx.Response, request_id: str) -> ResponseSample:
     if r.status_code != 200 or 'id="saml-post"' not in r.text:
         raise FlowError(f"expected the auto-POST page, got HTTP {r.status_code}: {_snippet(r.text)}")
-    action, fields = _form(str(r.url), r.text, "saml-post")
+    action, fields = login_form_fields(str(r.url), r.text, "saml-post")
     if not fields.get("SAMLResponse"):
         raise FlowError("the auto-POST form carries no SAMLResponse")
     return ResponseSample(request_id, action, fields)
@@ -165,7 +165,7 @@ _INPUT = re.compile(r"<input\b[^>]*>", re.IGNORECASE)
 _ATTRIBUTE = re.compile(r'([a-zA-Z_:-]+)\s*=\s*"([^"]*)"')
 
 
-def _form(url: str, page: str, form_id: str | None) -> tuple[str, dict[str, str]]:
+def login_form_fields(url: str, page: str, form_id: str | None) -> tuple[str, dict[str, str]]:
     """The action and the named inputs of the first form (with id form_id), read with regular expressions:
     an HTML parser cost the load generator more CPU than the IdP spent on some requests. Enough for our
     own two templates, which python3-saml's checks of the kept samples then vouch for."""

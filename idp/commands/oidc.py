@@ -8,6 +8,7 @@ from idp.audit import AuditTrail
 from idp.cli import settings_from
 from idp.oidc.clients import SCOPES, ClientStore, OidcClientError
 from idp.oidc.presets import PRESETS
+from idp.oidc.registration import add_client, remove_client
 from idp.sps.service import cli_actor
 from idp.store.db import Database
 
@@ -71,30 +72,20 @@ def add(
     settings = settings_from(ctx)
     db = Database(settings.database_url)
     try:
-        made = ClientStore(db).add(
+        made = add_client(
+            ClientStore(db),
+            AuditTrail(db),
             client_id,
             name,
             list(redirect_uris),
             public=public,
+            actor=cli_actor(),
             scopes=list(scopes or (chosen.scopes if chosen else ())),
             allowed_groups=list(groups),
         )
     except OidcClientError as exc:
         raise click.ClickException(str(exc)) from None
     c = made.client
-    AuditTrail(db).record_change(
-        "oidc_client_added",
-        actor=cli_actor(),
-        sp=c.entity_id,
-        after={
-            "client_id": c.client_id,
-            "name": c.name,
-            "public": c.public,
-            "redirect_uris": list(c.redirect_uris),
-            "scopes": list(c.scopes),
-            "allowed_groups": list(c.allowed_groups),
-        },
-    )
     click.echo(f"Added OpenID Connect client {c.client_id}")
     click.echo(f"issuer:        {settings.oidc_issuer}")
     click.echo(f"discovery:     {settings.oidc_issuer}/.well-known/openid-configuration")
@@ -134,14 +125,8 @@ def remove(ctx: click.Context, client_id: str) -> None:
     """Unregister CLIENT_ID: it can no longer get codes, and its tokens are no longer accepted."""
     settings = settings_from(ctx)
     db = Database(settings.database_url)
-    store = ClientStore(db)
-    before = store.get(client_id)
-    if before is None or not store.remove(client_id):
-        raise click.ClickException(f"no OpenID Connect client {client_id!r} is registered")
-    AuditTrail(db).record_change(
-        "oidc_client_removed",
-        actor=cli_actor(),
-        sp=before.entity_id,
-        before={"client_id": client_id, "name": before.name},
-    )
+    try:
+        remove_client(ClientStore(db), AuditTrail(db), client_id, actor=cli_actor())
+    except OidcClientError as exc:
+        raise click.ClickException(str(exc)) from None
     click.echo(f"Removed OpenID Connect client {client_id}")

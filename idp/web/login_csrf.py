@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import hmac
 import secrets
+from typing import Any
 
-from flask import current_app, request
+from flask import current_app, render_template, request
 from flask_wtf.csrf import CSRFError
 from itsdangerous import BadData, URLSafeTimedSerializer
 from werkzeug.wrappers import Response
@@ -68,3 +69,11 @@ def check() -> None:
         raise CSRFError("The login form's CSRF token is invalid or expired.") from None
     if not isinstance(signed, str) or not hmac.compare_digest(signed, nonce):
         raise CSRFError("The login form's CSRF token was issued to another browser.")
+
+
+def form_page(template: str, *, status: int = 200, **context: Any) -> Response:
+    """A page with one of the sign-in forms: a fresh token in the form and in its cookie, never cached."""
+    resp = Response(status=status, mimetype="text/html")
+    resp.set_data(render_template(template, csrf=issue(resp), **context))
+    resp.headers["Cache-Control"] = "no-store"
+    return resp

@@ -24,14 +24,14 @@ from idp.oidc.clients import ENTITY_PREFIX
 from idp.oidc.provider import Endpoints, InvalidHint
 from idp.oidc.tokens import Subject
 from idp.saml.messages import AuthnRequestInfo
-from idp.signin.context import NeedsPassword, Refused, SignedIn, SignInContext
+from idp.signin.context import NeedsPassword, NeedsSecondFactor, Refused, SignedIn, SignInContext
 from idp.signin.pipeline import SignIn
 from idp.signin.sessions import SsoSessionIndex
 from idp.signin.steps import IssueNameId, ReleaseAttributes, Respond, SignInToAlimail, Step
 from idp.web import single_logout
 from idp.web.services import services
-from idp.web.signin_flow import client_ip, error_page
-from idp.web.sso_session import current_sso, end_sso, refresh_sso
+from idp.web.signin_flow import REMEMBER_COOKIE, client_ip, error_page
+from idp.web.sso_session import current_sso, end_sso, record_mfa, refresh_sso
 
 bp = Blueprint("oidc", __name__)
 
@@ -92,12 +92,19 @@ def authorize() -> HttpResponse:
         nameid_format=None,
         relay_state=None,
     )
-    ctx = SignInContext(ip=client_ip(), request=req, session=sso.for_signin())
+    ctx = SignInContext(
+        ip=client_ip(),
+        request=req,
+        session=sso.for_signin(),
+        remembered_browser=request.cookies.get(REMEMBER_COOKIE),
+    )
     outcome = svc.oidc_signin.run(ctx)
     if ctx.session_ended:
         end_sso()
     elif ctx.session_rechecked and ctx.session is not None:
         refresh_sso(ctx.session)
+    if ctx.second_factor_now and ctx.session is not None:  # a remembered browser counts for the session
+        record_mfa(ctx.session)
     if isinstance(outcome, SignedIn) and ctx.person is not None and ctx.session is not None:
         subject = Subject(
             claims=person_claims(ctx.person, svc.settings.provisioning),
@@ -110,9 +117,10 @@ def authorize() -> HttpResponse:
         return resp
     if isinstance(outcome, Refused):
         return error_page(outcome.reason, outcome.status, sp=outcome.sp_name)
+    if isinstance(outcome, NeedsSecondFactor):  # the code (or enrolment) page brings the browser back here
+        return redirect(url_for("mfa.enrol" if outcome.enrol else "mfa.verify", next=request.full_path), code=303)
     if isinstance(outcome, NeedsPassword):
         return redirect(url_for("login.login", next=request.full_path), code=303)
-    # A step that asks the browser for more (a second factor) has no page of its own on this endpoint yet.
     return error_page("error.oidc_request", 400, sp=client.name, detail=type(outcome).__name__)
 
 

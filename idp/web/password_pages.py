@@ -29,25 +29,19 @@ def change_form(
 ) -> HttpResponse:
     """The form for ``username``. ``reason`` (password_expired, password_must_change): AD asked for it at
     sign-in, and the sign-in goes on with the new password; None: the signed-in person's own choice."""
-    resp = Response(status=status)
-    token = login_csrf.issue(resp)
     rules = None if done else services().password.rules(username)
-    resp.set_data(
-        render_template(
-            "change_password.html",
-            username=username,
-            key=key,
-            after=after,
-            reason=reason,
-            sp=sp,
-            error=error,
-            rules=rules,
-            done=done,
-            csrf=token,
-        )
+    return login_csrf.form_page(
+        "change_password.html",
+        status=status,
+        username=username,
+        key=key,
+        after=after,
+        reason=reason,
+        sp=sp,
+        error=error,
+        rules=rules,
+        done=done,
     )
-    resp.headers["Cache-Control"] = "no-store"
-    return resp
 
 
 def expiry_warning(

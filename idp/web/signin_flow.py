@@ -152,21 +152,10 @@ def login_form(
     error: str | None = None,
     status: int = 200,
 ) -> HttpResponse:
-    resp = Response(status=status)
-    token = login_csrf.issue(resp)
-    resp.set_data(
-        render_template(
-            "login.html",
-            sp=req.sp_name if req else None,
-            key=key,
-            after=after,
-            username=username,
-            error=error,
-            csrf=token,
-        )
+    sp = req.sp_name if req else None
+    return login_csrf.form_page(
+        "login.html", status=status, sp=sp, key=key, after=after, username=username, error=error
     )
-    resp.headers["Cache-Control"] = "no-store"
-    return resp
 
 
 def code_form(

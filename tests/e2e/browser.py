@@ -3,11 +3,15 @@ the two forms our pages show."""
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urljoin
 
 import httpx
 import lxml.html
+
+from tests.support import require
 
 
 @dataclass
@@ -107,3 +111,32 @@ def admin_browser(base_url: str, username: str = "anna", password: str = "Passw0
     page = browser.login(browser.get(base_url + "/admin/"), username, password)
     assert page.status == 200 and page.url.startswith(base_url + "/admin/"), f"{page.status} {page.url}"
     return browser
+
+
+def start_chromium(lang: str | None = "en-US") -> Any:
+    """Headless Chromium driven by Debian's chromedriver; ``lang`` None leaves the language to each request."""
+    require(
+        shutil.which("chromium") is not None and shutil.which("chromedriver") is not None,
+        "Debian's chromium and chromium-driver are not installed",
+    )
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = shutil.which("chromium")
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--window-size=1100,900",
+        *([f"--lang={lang}"] if lang else []),
+    ):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
+    driver.set_page_load_timeout(30)
+    return driver

@@ -3,14 +3,13 @@ through `idp sp add` from their metadata, started once per test session; a headl
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 
 import pytest
 
+from tests.e2e.browser import start_chromium
 from tests.e2e.harness import IdpServer, base_config, free_port, prepare_idp, serve_idp
 from tests.e2e.saml_sp import IndependentSp, write_metadata
-from tests.support import require
 
 # name -> (sign requests, extra `idp sp add` options)
 SP_SPECS: dict[str, tuple[bool, list[str]]] = {
@@ -50,30 +49,7 @@ def idp_server(samba_dc, tmp_path_factory) -> Iterator[IdpServer]:
 
 @pytest.fixture
 def chrome() -> Iterator:
-    require(
-        shutil.which("chromium") is not None and shutil.which("chromedriver") is not None,
-        "Debian's chromium and chromium-driver are not installed",
-    )
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = shutil.which("chromium")
-    for flag in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--window-size=1100,900",
-        "--lang=en-US",
-    ):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
-    driver.set_page_load_timeout(30)
+    driver = start_chromium()
     try:
         yield driver
     finally:

@@ -4,7 +4,6 @@ test-artifacts/), and a person signs in and an admin saves a policy with the key
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from urllib.parse import quote
 
@@ -12,9 +11,9 @@ import pytest
 
 from idp.demo.samba_dc import DEMO_USERS
 from idp.web.i18n import MESSAGES
+from tests.e2e.browser import start_chromium
 from tests.e2e.harness import ARTIFACTS, free_port
 from tests.e2e.saml_sp import IndependentSp, write_metadata
-from tests.support import require
 
 pytestmark = [pytest.mark.ad, pytest.mark.browser]
 
@@ -27,29 +26,7 @@ BAD_LIFETIME = "5"
 @pytest.fixture(scope="module")
 def driver() -> Iterator:
     """One Chromium for the whole module: a new one costs seconds on a busy machine."""
-    require(
-        shutil.which("chromium") is not None and shutil.which("chromedriver") is not None,
-        "Debian's chromium and chromium-driver are not installed",
-    )
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = shutil.which("chromium")
-    for flag in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--window-size=1100,900",
-    ):
-        options.add_argument(flag)
-    chrome = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
-    chrome.set_page_load_timeout(30)
+    chrome = start_chromium(lang=None)
     chrome.set_script_timeout(60)
     try:
         yield chrome

@@ -6,11 +6,14 @@ client reads."""
 from __future__ import annotations
 
 import re
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qs, urlencode, urljoin, urlsplit
 
 import httpx
+import pyotp
 import pytest
 from authlib.common.security import generate_token
 from authlib.integrations.base_client.errors import OAuthError
@@ -27,7 +30,9 @@ from idp.oidc.tokens import digest
 from idp.settings import load_settings
 from idp.store.db import Database
 from idp.store.models import OidcTokenRow
+from tests.e2e.ad_admin import BASE_DN, AdAdmin
 from tests.e2e.browser import Browser, Page, admin_browser
+from tests.e2e.harness import IdpServer, base_config, free_port, prepare_idp, serve_idp
 
 pytestmark = pytest.mark.ad
 
@@ -66,10 +71,13 @@ def rp(idp_server) -> Rp:
     return Rp("e2e-app", secret[1], config)
 
 
-def authorize(browser: Browser, url: str, password: str | None = None) -> str | Page:
-    """Follow the IdP's redirects as a browser would, typing alice's password if the form is shown; the
+def authorize(browser: Browser, url: str, password: str | None = None, username: str = "alice") -> str | Page:
+    """Follow the IdP's redirects as a browser would, typing the password if the form is shown; the
     callback URL the IdP sends the browser to, or the page it stopped at."""
-    resp = browser.http.get(url, follow_redirects=False, timeout=30)
+    return follow(browser, browser.http.get(url, follow_redirects=False, timeout=30), password, username)
+
+
+def follow(browser: Browser, resp: httpx.Response, password: str | None = None, username: str = "alice") -> str | Page:
     while True:
         if resp.status_code in (302, 303):
             target = urljoin(str(resp.url), resp.headers["location"])
@@ -85,7 +93,7 @@ def authorize(browser: Browser, url: str, password: str | None = None) -> str | 
         if not (page.is_login and password):
             return page
         action, fields = page.form()
-        fields.update(username="alice", password=password)
+        fields.update(username=username, password=password)
         password = None
         resp = browser.http.post(action, data=fields, follow_redirects=False, timeout=30)
 
@@ -297,3 +305,63 @@ def test_signing_out_at_the_idp_ends_the_oidc_tokens_of_the_session(idp_server, 
     with pytest.raises(OAuthError) as refused:
         client.refresh_token(rp.config["token_endpoint"], refresh_token=token["refresh_token"])
     assert refused.value.error == "invalid_grant"
+
+
+MFA_USER, MFA_PASSWORD, MFA_GROUP = "oidc.mfa", "Passw0rd!Oidc1", "OIDC MFA Users"
+
+
+@pytest.fixture(scope="module")
+def mfa_idp(samba_dc, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[IdpServer, AdAdmin, str, Rp]]:
+    """An IdP whose [mfa] group (empty for now) asks its members for a second factor, and which asks AD about
+    a signed-in person at every sign-in ([mfa] is a setting of the whole IdP, so this is an IdP of its own)."""
+    ad = AdAdmin(samba_dc)
+    root = tmp_path_factory.mktemp("oidc-mfa-idp")
+    port = free_port()
+    config = base_config(root, f"http://127.0.0.1:{port}", samba_dc.ldap_settings())
+    config["mfa"] = {"required_groups": [MFA_GROUP]}
+    config["login"] = {"recheck_seconds": 0}
+    server = None
+    try:
+        ad.add_user(MFA_USER, MFA_PASSWORD, mail=f"{MFA_USER}@corp.example.com")
+        group = ad.add_group(MFA_GROUP)
+        server = serve_idp(prepare_idp(root, config), port, workers=1)
+        added = server.idp("oidc", "client", "add", "e2e-app", "--name", "E2E App", "--redirect-uri", REDIRECT)
+        secret = re.search(r"client secret: (\S+)", added.stdout)
+        assert secret, added.stdout
+        discovery = httpx.get(server.base_url + "/.well-known/openid-configuration", timeout=10).json()
+        yield server, ad, group, Rp("e2e-app", secret[1], discovery)
+    finally:
+        if server is not None:
+            server.stop()
+        ad.undo()
+
+
+def test_a_second_factor_asked_at_authorization_takes_the_code_and_goes_on_to_the_client(mfa_idp):
+    server, ad, group, rp = mfa_idp
+    enrolling, verifying = Browser(), Browser()
+    for browser in (enrolling, verifying):  # signed in while no group asks them for a second factor
+        assert isinstance(authorize(browser, start(rp)[1], MFA_PASSWORD, MFA_USER), str)
+    ad.add_member(group, f"CN={MFA_USER},CN=Users,{BASE_DN}")
+
+    client, url, verifier, _ = start(rp)
+    enrol = authorize(enrolling, url)  # the session is reused: AD now says a second factor is needed
+    assert isinstance(enrol, Page) and enrol.url.startswith(f"{server.base_url}/mfa/enrol"), enrol
+    secret = (enrol.text_of("secret") or "").replace(" ", "")
+    codes_page = enrolling.submit(enrol, "mfa-enrol", {"code": pyotp.TOTP(secret).now()})
+    callback = follow(enrolling, enrolling.http.get(_continue(codes_page), follow_redirects=False))
+    assert isinstance(callback, str), callback
+    assert client.fetch_token(rp.config["token_endpoint"], authorization_response=callback, code_verifier=verifier)
+
+    client, url, verifier, _ = start(rp)
+    form = authorize(verifying, url)
+    assert isinstance(form, Page) and form.url.startswith(f"{server.base_url}/mfa?"), form
+    action, fields = form.form("mfa-verify")
+    fields["code"] = pyotp.TOTP(secret).at(time.time() + 30)  # the enrolment used up the current step's code
+    callback = follow(verifying, verifying.http.post(action, data=fields, follow_redirects=False))
+    assert isinstance(callback, str), callback
+    assert client.fetch_token(rp.config["token_endpoint"], authorization_response=callback, code_verifier=verifier)
+    assert server.audit_rows(event="mfa", username=MFA_USER, reason="totp")
+
+
+def _continue(page: Page) -> str:
+    return urljoin(page.url, page.doc().get_element_by_id("continue").get("href"))

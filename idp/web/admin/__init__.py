@@ -13,6 +13,7 @@ from idp.web.admin import (
     directory,  # noqa: F401  (registers its routes on import)
     keys,  # noqa: F401  (registers its routes on import)
     mfa,  # noqa: F401  (registers its routes on import)
+    oidc_clients,  # noqa: F401  (registers its routes on import)
     policy,  # noqa: F401  (registers its routes on import)
     provisioning,  # noqa: F401  (registers its routes on import)
     sessions,  # noqa: F401  (registers its routes on import)
