@@ -28,10 +28,9 @@ class Branding:
     stylesheet: bytes
     logo: bytes | None
     logo_type: str | None
-
-    @property
-    def version(self) -> str:
-        return hashlib.sha256(self.stylesheet + (self.logo or b"")).hexdigest()[:12]
+    version: str
+    """A hash of the stylesheet and the logo, in their URLs: computed once, not at every page (a logo may be
+    256 KiB)."""
 
     def stylesheet_url(self) -> str:
         return url_for("branding.stylesheet", v=self.version)
@@ -51,7 +50,8 @@ def load(settings: BrandingSettings) -> Branding:
     logo = settings.logo_file.read_bytes() if settings.logo_file is not None else None
     logo_type = LOGO_TYPES[settings.logo_file.suffix.lower()] if settings.logo_file is not None else None
     stylesheet = f":root {{ --accent: {settings.primary_color}; }}\n".encode()
-    return Branding(settings, stylesheet, logo, logo_type)
+    version = hashlib.sha256(stylesheet + (logo or b"")).hexdigest()[:12]
+    return Branding(settings, stylesheet, logo, logo_type, version)
 
 
 def install(app: Flask, settings: BrandingSettings) -> None:
