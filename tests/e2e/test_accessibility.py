@@ -86,12 +86,24 @@ class Walk:
         self.checked.append(name)
 
     def sign_in(self, username: str, password: str | None = None) -> None:
+        from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
         from selenium.webdriver.common.by import By
 
-        self.driver.find_element(By.NAME, "username").clear()
-        self.driver.find_element(By.NAME, "username").send_keys(username)
-        self.driver.find_element(By.NAME, "password").send_keys(password or USERS[username].password)
-        self.submit(self.driver.find_element(By.CSS_SELECTOR, "form button[type=submit]"))
+        for attempt in range(3):
+            # The login page can still be replacing the page it came through (the SP's redirect) when it is
+            # first found: Chromium then says its nodes "do not belong to the document". Type again on the
+            # page that stayed.
+            try:
+                self.driver.find_element(By.NAME, "username").clear()
+                self.driver.find_element(By.NAME, "username").send_keys(username)
+                self.driver.find_element(By.NAME, "password").send_keys(password or USERS[username].password)
+                self.submit(self.driver.find_element(By.CSS_SELECTOR, "form button[type=submit]"))
+                return
+            except (StaleElementReferenceException, WebDriverException) as exc:
+                if attempt == 2 or not (
+                    isinstance(exc, StaleElementReferenceException) or "does not belong to the document" in str(exc)
+                ):
+                    raise
 
     def submit(self, button) -> None:
         """Press a submit button and wait for the next page (the old one's elements would be found meanwhile)."""
