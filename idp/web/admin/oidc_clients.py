@@ -52,7 +52,15 @@ def oidc_client_delete_confirm() -> str:
     client = services().oidc.clients.get(request.args.get("client_id", ""))
     if client is None:
         abort(404)
-    return render_template("admin/oidc_client_delete.html", client=client)
+    return render_template(
+        "admin/confirm_delete.html",
+        title=translate("admin.oidc.delete_title"),
+        text=translate("admin.oidc.delete_text", name=client.name, client_id=client.client_id),
+        action=url_for("admin.oidc_client_delete"),
+        form_id="oidc-delete",
+        field="client_id",
+        value=client.client_id,
+    )
 
 
 @bp.post("/oidc/clients/delete")

@@ -179,7 +179,17 @@ def sps_delete_confirm() -> str:
     entry = _service().registry.get(request.args.get("entity_id", ""))
     if entry is None:
         abort(404)
-    return render_template("admin/sps_delete.html", entry=entry)
+    return render_template(
+        "admin/confirm_delete.html",
+        title=translate("admin.sps.delete_title"),
+        text=translate(
+            "admin.sps.delete_text", name=entry.policy.display_name or entry.name, entity_id=entry.entity_id
+        ),
+        action=url_for("admin.sps_delete"),
+        form_id="sp-delete",
+        field="entity_id",
+        value=entry.entity_id,
+    )
 
 
 @bp.post("/sps/delete")
