@@ -290,7 +290,11 @@ class DecideAccess:
 
 class ReadPasswordExpiry:
     """[password] When the person's password expires, worked out from what the search read and the policy's
-    maximum age (cached), for the warning below and for an SP whose policy releases passwordExpires."""
+    maximum age (cached), for the warning below and for an SP whose policy releases passwordExpires.
+
+    Only where the person was just read from AD (a password or Kerberos sign-in, a recheck, the console's
+    preview): the result is kept in the SSO session, so a reused session answers without asking AD for the
+    policy again, and goes on answering while AD is down."""
 
     previews = True
 
@@ -300,11 +304,16 @@ class ReadPasswordExpiry:
     def process(self, ctx: SignInContext) -> Outcome | None:
         if ctx.person is None:
             return None
+        if ctx.session is not None and not (ctx.signed_in_now or ctx.session_rechecked):
+            return None  # the session's person carries what its sign-in or last recheck worked out
         try:
             ctx.person = with_expiry(ctx.person, self._ages.max_age)
         except DirectoryError as exc:
             # Only a cache miss asks AD; without an answer the sign-in goes on without the expiry.
             log.warning("could not read the maximum password age: %s", exc)
+            return None
+        if ctx.session is not None:
+            ctx.session = replace(ctx.session, person=ctx.person)
         return None
 
 

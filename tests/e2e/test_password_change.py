@@ -172,6 +172,9 @@ def test_an_expiry_warning_once_a_day_then_on_to_the_sp_which_may_receive_the_ex
     (expires,) = result.attributes["urn:oid:1.2.840.113556.1.4.1996"]
     days = (time.mktime(time.strptime(expires, "%Y-%m-%dT%H:%M:%SZ")) - time.mktime(time.gmtime())) / 86400
     assert 9 < days <= 10
+    # The same session again, no password: the expiry worked out at the sign-in is kept in the session.
+    again = sp.consume(*browser.saml_post(browser.get(sp.redirect_login_url())))
+    assert again.attributes["urn:oid:1.2.840.113556.1.4.1996"] == [expires]
 
     # A fresh password sign-in in the same browser the same day: no second warning.
     page = _login(browser, browser.get(sp.redirect_login_url(force_authn=True)), "pwsoon", START)
