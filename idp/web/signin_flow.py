@@ -97,9 +97,7 @@ def sign_in(
     if isinstance(outcome, Answer):
         return post_form(outcome.form, outcome.sp_name)
     if isinstance(outcome, Redirect):
-        resp = go_on(outcome.url, outcome.sp_name)
-        resp.headers["Cache-Control"] = "no-store"  # a one-time login: never replayed from a cache
-        return resp
+        return go_on(outcome.url, outcome.sp_name)
     if isinstance(outcome, Refused):
         if second_factor_code is not None and outcome.status in (401, 429):  # the code was not accepted
             message = translate(outcome.reason, sp=outcome.sp_name or translate("this.service"))
@@ -135,12 +133,17 @@ def go_on(url: str, sp_name: str | None = None, *, heading: str | None = None) -
     """Send the browser on to ``url``. After a form of ours was posted (password, code, new password), browsers
     hold every redirect of that submission to the page's CSP form-action ('self'), so a redirect chain that
     leaves our origin (Alibaba Mail's login, an OIDC client's redirect URI) would stop on our page. A page that
-    opens the URL itself (meta refresh, and a link) starts a new navigation instead."""
+    opens the URL itself (meta refresh, and a link) starts a new navigation instead. Never cached either way:
+    the URL may be a one-time login or carry a logout request."""
     if request.method != "POST":
-        return redirect(url, code=303)
-    sp = sp_name or translate("this.service")
-    page = render_template("open_app.html", url=url, heading=heading or translate("open_app.heading", sp=sp))
-    return Response(page, headers={"Cache-Control": "no-store"})
+        resp = redirect(url, code=303)
+    else:
+        sp = sp_name or translate("this.service")
+        resp = Response(
+            render_template("open_app.html", url=url, heading=heading or translate("open_app.heading", sp=sp))
+        )
+    resp.headers["Cache-Control"] = "no-store"
+    return resp
 
 
 def login_form(
