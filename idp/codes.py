@@ -225,6 +225,8 @@ AuditEvent = Literal[
     "oidc_refresh_reused",
     "oidc_client_added",
     "oidc_client_removed",
+    "oidc_client_changed",
+    "oidc_client_secret_rotated",
 ]
 """What an audit row is about. The column is 40 characters wide (idp.store.models)."""
 

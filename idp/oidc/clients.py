@@ -42,6 +42,8 @@ class OidcClient:
     redirect_uris: tuple[str, ...]
     scopes: tuple[str, ...] = SCOPES
     allowed_groups: tuple[str, ...] = ()
+    frontchannel_logout_uri: str | None = None
+    """Where the browser tells the client that the session ended (OpenID Connect Front-Channel Logout)."""
     secret_hash: str | None = field(default=None, repr=False)
 
     @property
@@ -93,49 +95,96 @@ class ClientStore:
         public: bool,
         scopes: list[str] | None = None,
         allowed_groups: list[str] | None = None,
+        frontchannel_logout_uri: str | None = None,
     ) -> NewClient:
         if not _CLIENT_ID.match(client_id):
             raise OidcClientError(f"client id {client_id!r}: use 1 to 64 letters, digits, '.', '_' or '-'")
-        if not name.strip():
-            raise OidcClientError("the client needs a name (people read it on the login and error pages)")
-        if not redirect_uris:
-            raise OidcClientError("the client needs at least one redirect URI")
-        for uri in redirect_uris:
-            _check_redirect_uri(uri)
-        chosen = list(dict.fromkeys(scopes or SCOPES))
-        unknown = [s for s in chosen if s not in SCOPES]
-        if unknown:
-            raise OidcClientError(f"unknown scope {unknown[0]!r}: the scopes are {' '.join(SCOPES)}")
-        if "openid" not in chosen:
-            raise OidcClientError("the scopes must include openid")
-        groups = [g.strip() for g in allowed_groups or [] if g.strip()]
+        values = _validated(name, redirect_uris, scopes, allowed_groups, frontchannel_logout_uri)
         secret = None if public else secrets.token_urlsafe(32)
-        row = OidcClientRow(
-            client_id=client_id,
-            name=name.strip(),
-            secret_hash=_digest(secret) if secret is not None else None,
-            redirect_uris=list(redirect_uris),
-            scopes=chosen,
-            allowed_groups=groups,
-        )
+        row = OidcClientRow(client_id=client_id, secret_hash=_digest(secret) if secret is not None else None, **values)
         with self._db.session() as s:
             if s.get(OidcClientRow, client_id) is not None:
                 raise OidcClientError(f"a client {client_id!r} exists already; remove it first to replace it")
             s.add(row)
         return NewClient(_client(row), secret)
 
+    def update(
+        self,
+        client_id: str,
+        name: str,
+        redirect_uris: list[str],
+        *,
+        scopes: list[str] | None = None,
+        allowed_groups: list[str] | None = None,
+        frontchannel_logout_uri: str | None = None,
+    ) -> OidcClient:
+        """Replace what an admin may change after registration (everything but the id, the kind and the
+        secret), checked as at registration."""
+        values = _validated(name, redirect_uris, scopes, allowed_groups, frontchannel_logout_uri)
+        with self._db.session() as s:
+            row = s.get(OidcClientRow, client_id)
+            if row is None:
+                raise OidcClientError(f"no OpenID Connect client {client_id!r} is registered")
+            for key, value in values.items():
+                setattr(row, key, value)
+            return _client(row)
+
+    def new_secret(self, client_id: str) -> NewClient:
+        """A new secret for a confidential client, the old one refused from now on; shown once."""
+        secret = secrets.token_urlsafe(32)
+        with self._db.session() as s:
+            row = s.get(OidcClientRow, client_id)
+            if row is None:
+                raise OidcClientError(f"no OpenID Connect client {client_id!r} is registered")
+            if row.secret_hash is None:
+                raise OidcClientError(f"client {client_id!r} is public: it has no secret, PKCE proves its codes")
+            row.secret_hash = _digest(secret)
+            return NewClient(_client(row), secret)
+
     def remove(self, client_id: str) -> bool:
         with self._db.session() as s:
             return rowcount(s.execute(delete(OidcClientRow).where(OidcClientRow.client_id == client_id))) > 0
 
 
-def _check_redirect_uri(uri: str) -> None:
+def _validated(
+    name: str,
+    redirect_uris: list[str],
+    scopes: list[str] | None,
+    allowed_groups: list[str] | None,
+    frontchannel_logout_uri: str | None,
+) -> dict:
+    """The row's editable columns, or OidcClientError naming the value that is wrong."""
+    if not name.strip():
+        raise OidcClientError("the client needs a name (people read it on the login and error pages)")
+    if not redirect_uris:
+        raise OidcClientError("the client needs at least one redirect URI")
+    for uri in redirect_uris:
+        _check_uri("redirect URI", uri)
+    chosen = list(dict.fromkeys(scopes or SCOPES))
+    unknown = [s for s in chosen if s not in SCOPES]
+    if unknown:
+        raise OidcClientError(f"unknown scope {unknown[0]!r}: the scopes are {' '.join(SCOPES)}")
+    if "openid" not in chosen:
+        raise OidcClientError("the scopes must include openid")
+    logout_uri = (frontchannel_logout_uri or "").strip() or None
+    if logout_uri is not None:
+        _check_uri("front-channel logout URI", logout_uri)
+    return {
+        "name": name.strip(),
+        "redirect_uris": list(redirect_uris),
+        "scopes": chosen,
+        "allowed_groups": [g.strip() for g in allowed_groups or [] if g.strip()],
+        "frontchannel_logout_uri": logout_uri,
+    }
+
+
+def _check_uri(what: str, uri: str) -> None:
     parts = urlsplit(uri)
     loopback = parts.hostname in ("127.0.0.1", "localhost", "::1")
     if parts.scheme not in ("https", "http") or not parts.netloc or (parts.scheme == "http" and not loopback):
-        raise OidcClientError(f"redirect URI {uri!r}: must be https:// (http:// only on this machine's loopback)")
+        raise OidcClientError(f"{what} {uri!r}: must be https:// (http:// only on this machine's loopback)")
     if parts.fragment:
-        raise OidcClientError(f"redirect URI {uri!r}: may not have a #fragment")
+        raise OidcClientError(f"{what} {uri!r}: may not have a #fragment")
 
 
 def _digest(secret: str) -> str:
@@ -149,6 +198,7 @@ def _client(row: OidcClientRow) -> OidcClient:
         redirect_uris=tuple(row.redirect_uris),
         scopes=tuple(row.scopes),
         allowed_groups=tuple(row.allowed_groups),
+        frontchannel_logout_uri=row.frontchannel_logout_uri,
         secret_hash=row.secret_hash,
     )
 

@@ -313,6 +313,7 @@ class OidcClientRow(Base):
     redirect_uris: Mapped[list] = mapped_column(JSON)
     scopes: Mapped[list] = mapped_column(JSON)
     allowed_groups: Mapped[list] = mapped_column(JSON)
+    frontchannel_logout_uri: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
