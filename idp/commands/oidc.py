@@ -1,4 +1,4 @@
-"""`idp oidc client add|list|remove`: register the OpenID Connect clients employees may sign in to."""
+"""`idp oidc client add|list|update|rotate-secret|remove`: the OpenID Connect clients employees may sign in to."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import click
 
 from idp.audit import AuditTrail
 from idp.cli import settings_from
-from idp.oidc.clients import SCOPES, ClientStore, OidcClientError
+from idp.oidc.clients import SCOPES, ClientStore, OidcClient, OidcClientError
 from idp.oidc.presets import PRESETS
-from idp.oidc.registration import add_client, remove_client
+from idp.oidc.registration import add_client, remove_client, rotate_secret, update_client
 from idp.sps.service import cli_actor
 from idp.store.db import Database
 
@@ -20,7 +20,7 @@ def oidc() -> None:
 
 @oidc.group()
 def client() -> None:
-    """Register, list and remove OpenID Connect clients."""
+    """Register, list, change and remove OpenID Connect clients, and give one a new secret."""
 
 
 @client.command("add")
@@ -53,6 +53,11 @@ def client() -> None:
     metavar="GROUP",
     help="AD security group allowed to use the client, by name, DN or SID (repeat; default everyone).",
 )
+@click.option(
+    "--frontchannel-logout-uri",
+    metavar="URI",
+    help="Where the browser tells the client that the person signed out (OpenID Connect Front-Channel Logout).",
+)
 @click.pass_context
 def add(
     ctx: click.Context,
@@ -63,6 +68,7 @@ def add(
     public: bool,
     scopes: tuple[str, ...],
     groups: tuple[str, ...],
+    frontchannel_logout_uri: str | None,
 ) -> None:
     """Register CLIENT_ID. A confidential client's secret is printed once: it is stored only as a hash."""
     chosen = PRESETS[preset] if preset else None
@@ -82,6 +88,7 @@ def add(
             actor=cli_actor(),
             scopes=list(scopes or (chosen.scopes if chosen else ())),
             allowed_groups=list(groups),
+            frontchannel_logout_uri=frontchannel_logout_uri,
         )
     except OidcClientError as exc:
         raise click.ClickException(str(exc)) from None
@@ -103,19 +110,104 @@ def add(
 @client.command("list")
 @click.pass_context
 def list_(ctx: click.Context) -> None:
-    """Every registered client, its kind, redirect URIs, scopes and allowed groups."""
+    """Every registered client, its kind, redirect URIs, scopes, allowed groups and front-channel logout URI."""
     settings = settings_from(ctx)
     clients = ClientStore(Database(settings.database_url)).all()
     if not clients:
         click.echo("No OpenID Connect client is registered.")
         return
     for c in clients:
-        kind = "public" if c.public else "confidential"
-        click.echo(f"{c.client_id}  {c.name}  ({kind})")
-        for uri in c.redirect_uris:
-            click.echo(f"  redirect: {uri}")
-        click.echo(f"  scopes:   {' '.join(c.scopes)}")
-        click.echo(f"  groups:   {', '.join(c.allowed_groups) or 'everyone'}")
+        _show(c)
+
+
+@client.command("update")
+@click.argument("client_id")
+@click.option("--name", help="What people read on the login and error pages.")
+@click.option(
+    "--redirect-uri",
+    "redirect_uris",
+    multiple=True,
+    help="Where the client receives its code, matched exactly (repeat; replaces every registered one).",
+)
+@click.option(
+    "--scope",
+    "scopes",
+    multiple=True,
+    type=click.Choice(SCOPES),
+    help="Scope it may ask for (repeat; replaces the registered ones; openid is required).",
+)
+@click.option(
+    "--group",
+    "groups",
+    multiple=True,
+    metavar="GROUP",
+    help="AD security group allowed to use the client, by name, DN or SID (repeat; replaces the registered ones).",
+)
+@click.option("--no-groups", is_flag=True, help="Let everyone use the client (clears the allowed groups).")
+@click.option(
+    "--frontchannel-logout-uri",
+    metavar="URI",
+    help='Where the browser tells the client that the person signed out; "" removes it.',
+)
+@click.pass_context
+def update(
+    ctx: click.Context,
+    client_id: str,
+    name: str | None,
+    redirect_uris: tuple[str, ...],
+    scopes: tuple[str, ...],
+    groups: tuple[str, ...],
+    no_groups: bool,
+    frontchannel_logout_uri: str | None,
+) -> None:
+    """Change CLIENT_ID after registration. Options not given keep their value; a repeatable option given
+    replaces the whole list. The id, the kind and the secret stay (see rotate-secret for a new secret)."""
+    if groups and no_groups:
+        raise click.UsageError("give --group or --no-groups, not both")
+    if name is None and not (redirect_uris or scopes or groups or no_groups) and frontchannel_logout_uri is None:
+        raise click.UsageError(
+            "nothing to change: give --name, --redirect-uri, --scope, --group, --no-groups or --frontchannel-logout-uri"
+        )
+    settings = settings_from(ctx)
+    db = Database(settings.database_url)
+    store = ClientStore(db)
+    current = store.get(client_id)
+    if current is None:
+        raise click.ClickException(f"no OpenID Connect client {client_id!r} is registered")
+    try:
+        changed = update_client(
+            store,
+            AuditTrail(db),
+            client_id,
+            name if name is not None else current.name,
+            list(redirect_uris or current.redirect_uris),
+            actor=cli_actor(),
+            scopes=list(scopes or current.scopes),
+            allowed_groups=[] if no_groups else list(groups or current.allowed_groups),
+            frontchannel_logout_uri=(
+                frontchannel_logout_uri if frontchannel_logout_uri is not None else current.frontchannel_logout_uri
+            ),
+        )
+    except OidcClientError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"Changed OpenID Connect client {client_id}")
+    _show(changed)
+
+
+@client.command("rotate-secret")
+@click.argument("client_id")
+@click.pass_context
+def rotate_secret_(ctx: click.Context, client_id: str) -> None:
+    """Give confidential client CLIENT_ID a new secret, printed once; the old one is refused at once."""
+    settings = settings_from(ctx)
+    db = Database(settings.database_url)
+    try:
+        made = rotate_secret(ClientStore(db), AuditTrail(db), client_id, actor=cli_actor())
+    except OidcClientError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"New secret for OpenID Connect client {client_id}; the previous one is refused from now on.")
+    click.echo(f"client secret: {made.secret}")
+    click.echo("Copy the secret now: it is not stored and cannot be shown again.")
 
 
 @client.command("remove")
@@ -130,3 +222,13 @@ def remove(ctx: click.Context, client_id: str) -> None:
     except OidcClientError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"Removed OpenID Connect client {client_id}")
+
+
+def _show(c: OidcClient) -> None:
+    kind = "public" if c.public else "confidential"
+    click.echo(f"{c.client_id}  {c.name}  ({kind})")
+    for uri in c.redirect_uris:
+        click.echo(f"  redirect: {uri}")
+    click.echo(f"  scopes:   {' '.join(c.scopes)}")
+    click.echo(f"  groups:   {', '.join(c.allowed_groups) or 'everyone'}")
+    click.echo(f"  front-channel logout: {c.frontchannel_logout_uri or 'none'}")

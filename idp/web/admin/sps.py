@@ -27,6 +27,7 @@ from idp.sps.validate import EXPIRY_WARNING
 from idp.sps.vocabulary import FORMAT_URIS
 from idp.web.admin.blueprint import bp
 from idp.web.admin.guard import current_admin
+from idp.web.admin.oidc_clients import listing as oidc_listing
 from idp.web.admin.sp_names import display_name
 from idp.web.i18n import translate
 from idp.web.services import services
@@ -73,7 +74,7 @@ def sps() -> str:
         nameid_formats=list(FORMAT_URIS),
         direct=direct,
         direct_last_signin=last_signin.get(DIRECT_APP),
-        oidc_clients=[(c, last_signin.get(c.entity_id)) for c in services().oidc.clients.all()],
+        **oidc_listing(last_signin),
     )
 
 
