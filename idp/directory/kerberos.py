@@ -1,7 +1,10 @@
 """Windows desktop sign-in: a browser's SPNEGO (Negotiate) token accepted with our keytab.
 
 The Kerberos library (MIT, through python-gssapi) does all the cryptography and the clock-skew check; this
-module only says whose ticket it was, or why it was refused.
+module only says whose ticket it was, or why it was refused. The tolerated skew is MIT krb5's own:
+``clockskew`` in ``[libdefaults]`` of the krb5.conf the process reads (``KRB5_CONFIG``, else
+/etc/krb5.conf), 300 seconds unless set; the IdP has no setting of its own, since the library offers an
+acceptor no other way to change it.
 """
 
 from __future__ import annotations
@@ -33,7 +36,8 @@ class KeytabProblem(Exception):
 
 
 class NegotiateAcceptor:
-    """Accepts tickets for ``principal`` (``HTTP/sso.corp.example.com``) with the keys in ``keytab``."""
+    """Accepts tickets for ``principal`` (``HTTP/sso.corp.example.com``) with the keys in ``keytab``, which
+    must hold an AES key for it."""
 
     def __init__(self, keytab: Path, principal: str) -> None:
         self.keytab = keytab
@@ -45,17 +49,44 @@ class NegotiateAcceptor:
             self._creds.inquire(name=True, lifetime=False, usage=False, mechs=False)
         except gssapi.exceptions.GSSError as exc:
             raise KeytabProblem(f"{keytab} holds no key for {principal}: {_words(exc)}") from None
+        _require_aes(keytab, principal)
 
     def accept(self, token: bytes) -> str:
         """The client principal (``alice@CORP.EXAMPLE.COM``) of a one-round SPNEGO or raw Kerberos token."""
         context = gssapi.SecurityContext(creds=self._creds, usage="accept")
         try:
             context.step(token)
+            # A refusal that comes with a token for the client (a KRB-ERROR: clock skew, for one) is not
+            # raised by step() but kept, and raised by the next look at the context.
+            complete = context.complete
+            initiator = str(context.initiator_name) if complete else ""
         except gssapi.exceptions.GSSError as exc:
             raise KerberosRefused("kerberos_rejected", _words(exc)) from None
-        if not context.complete:
+        if not complete:
             raise KerberosRefused("kerberos_rejected", "the Negotiate exchange needs more than one round")
-        return str(context.initiator_name)
+        return initiator
+
+
+def _require_aes(keytab: Path, principal: str) -> None:
+    """An RC4-only keytab works only while the DC still encrypts the account's tickets with RC4, which AD is
+    phasing out: it is refused at start-up, with the way to mend it, rather than failing later at sign-in."""
+    name, realm = split_principal(principal)
+    try:
+        entries = read_keytab(keytab)
+    except (OSError, KeytabUnreadable) as exc:
+        raise KeytabProblem(str(exc)) from None
+    held = [
+        e
+        for e in entries
+        if split_principal(e.principal)[0].casefold() == name.casefold()
+        and (not realm or split_principal(e.principal)[1].casefold() == realm.casefold())
+    ]
+    if not any(e.is_aes for e in held):
+        kinds = ", ".join(sorted({e.enctype_name for e in held})) or "no key this reader knows"
+        raise KeytabProblem(
+            f"{keytab} holds no AES key for {principal} (only {kinds}): allow AES on its AD account "
+            "(msDS-SupportedEncryptionTypes) and export the keytab again with AES keys"
+        )
 
 
 def split_principal(principal: str) -> tuple[str, str]:
@@ -84,7 +115,8 @@ class KerberosStatus:
     ad_kvno: int | None
     """The account's msDS-KeyVersionNumber: a ticket is encrypted with this version of its key."""
     skew_seconds: float | None
-    """Our clock minus the DC's; Kerberos refuses tickets beyond five minutes (AD's default)."""
+    """Our clock minus the DC's (the PCs' clocks follow the DC's): beyond krb5.conf's ``clockskew`` (five
+    minutes unless set, as AD's own tolerance) their tickets are refused."""
     directory_problem: str | None
 
     @property

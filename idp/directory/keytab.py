@@ -1,12 +1,25 @@
-"""What a keytab file holds, without its keys: each entry's principal and key version number (the console
-compares the version with the account's msDS-KeyVersionNumber in AD). The MIT keytab layout, version 2,
-as written by ktpass and samba-tool."""
+"""What a keytab file holds, without its keys: each entry's principal, key version number (the console
+compares the version with the account's msDS-KeyVersionNumber in AD) and encryption type (start-up wants an
+AES key). The MIT keytab layout, version 2, as written by ktpass and samba-tool."""
 
 from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
 from pathlib import Path
+
+ENCTYPE_NAMES: dict[int, str] = {
+    1: "des-cbc-crc",
+    3: "des-cbc-md5",
+    17: "aes128-cts-hmac-sha1-96",
+    18: "aes256-cts-hmac-sha1-96",
+    19: "aes128-cts-hmac-sha256-128",
+    20: "aes256-cts-hmac-sha384-192",
+    23: "arcfour-hmac",
+}
+"""The names MIT krb5 gives the encryption types (``klist -k -e``), by their RFC 3961 / RFC 8009 numbers."""
+
+AES_ENCTYPES = frozenset({17, 18, 19, 20})
 
 
 class KeytabUnreadable(Exception):
@@ -19,6 +32,14 @@ class KeytabEntry:
     """``HTTP/sso.corp.example.com@CORP.EXAMPLE.COM``."""
     kvno: int
     enctype: int
+
+    @property
+    def enctype_name(self) -> str:
+        return ENCTYPE_NAMES.get(self.enctype, f"enctype {self.enctype}")
+
+    @property
+    def is_aes(self) -> bool:
+        return self.enctype in AES_ENCTYPES
 
 
 def read_keytab(path: Path) -> list[KeytabEntry]:

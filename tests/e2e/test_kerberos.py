@@ -1,7 +1,8 @@
-"""Windows desktop sign-in (SPNEGO): the suite's Samba AD DC is also the KDC. The service account, its SPN and
-the keytab are made with samba-tool exactly as the README tells an admin; the person gets a ticket with
-kinit, and a client that speaks Negotiate (gssapi, as a browser does) is signed in to an independent SP
-without the password form. Everything else falls back to the form, never to an error page.
+"""Windows desktop sign-in (SPNEGO): the suite's Samba AD DC is also the KDC. The service account, its SPN, its
+AES-only encryption types and the keytab are made exactly as the README tells an admin (samba-tool, ldbmodify);
+the person gets a ticket with kinit, and a client that speaks Negotiate (gssapi, as a browser does) is signed
+in to an independent SP without the password form. Everything else falls back to the form, never to an error
+page: a PC whose clock is off included.
 
 The IdP's public name is made up (sso.corp.example.com, as the SPN needs a name): the clients connect to
 127.0.0.1 and send that name as Host. Client addresses come through one trusted proxy (X-Forwarded-For), so
@@ -11,7 +12,9 @@ from __future__ import annotations
 
 import base64
 import os
+import re
 import shutil
+import struct
 import subprocess
 from collections.abc import Generator, Iterator
 from pathlib import Path
@@ -19,6 +22,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from idp.directory.keytab import read_keytab
 from idp.sps.policy import SpPolicy
 from tests.e2e.ad_admin import AdAdmin
 from tests.e2e.browser import Browser, Page
@@ -57,41 +61,76 @@ def _samba_tool(samba_dc, *args: str) -> str:
     return done.stdout
 
 
-@pytest.fixture(scope="module")
-def kerberos(samba_dc, ad: AdAdmin, tmp_path_factory: pytest.TempPathFactory) -> Generator[Path, None, None]:
-    """The keytab for HTTP/sso.corp.example.com (the README's samba-tool commands), and a krb5.conf naming the
-    DC as KDC for this process and the IdP's."""
-    require(shutil.which("kinit") is not None, "kinit not installed (Debian: krb5-user)")
-    root = tmp_path_factory.mktemp("kerberos")
-    ad.add_user("kb-svc-sso", PASSWORD + "svc")
-    _samba_tool(samba_dc, "spn", "add", SPN, "kb-svc-sso")
-    keytab = root / "idp.keytab"
-    _samba_tool(samba_dc, "domain", "exportkeytab", str(keytab), f"--principal={SPN}")
-    conf = root / "krb5.conf"
-    conf.write_text(
+AES = {"aes128-cts-hmac-sha1-96": 17, "aes256-cts-hmac-sha1-96": 18}
+"""The enctypes AD encrypts tickets with when the account allows AES, by MIT's name and RFC 3961 number."""
+
+
+def _krb5_conf(samba_dc, path: Path, libdefaults: str = "") -> Path:
+    """A krb5.conf naming the run's DC as the realm's KDC; ``libdefaults``: more lines for that section."""
+    path.write_text(
         "[libdefaults]\n"
         f"  default_realm = {REALM}\n"
         "  dns_lookup_kdc = false\n  dns_lookup_realm = false\n"
         "  rdns = false\n  dns_canonicalize_hostname = false\n"
+        f"{libdefaults}"
         f"[realms]\n  {REALM} = {{\n    kdc = {samba_dc.ip}\n  }}\n"
         f"[domain_realm]\n  .corp.example.com = {REALM}\n  corp.example.com = {REALM}\n"
     )
+    return path
+
+
+@pytest.fixture(scope="module")
+def kerberos(samba_dc, ad: AdAdmin, tmp_path_factory: pytest.TempPathFactory) -> Generator[Path, None, None]:
+    """The keytab for HTTP/sso.corp.example.com (the README's commands for a Samba DC: the SPN, AES only on the
+    account, the export), and a krb5.conf naming the DC as KDC for this process and the IdP's."""
+    require(shutil.which("kinit") is not None, "kinit not installed (Debian: krb5-user)")
+    root = tmp_path_factory.mktemp("kerberos")
+    account = ad.add_user("kb-svc-sso", PASSWORD + "svc")
+    _samba_tool(samba_dc, "spn", "add", SPN, "kb-svc-sso")
+    # Without msDS-SupportedEncryptionTypes the DC encrypts the account's tickets with RC4 and exports only its
+    # RC4 key: 24 (AES128 | AES256) makes both AES, and the keytab holds no RC4 key at all.
+    _ldbmodify(
+        samba_dc,
+        f"dn: {account}\nchangetype: modify\n"
+        "replace: msDS-SupportedEncryptionTypes\nmsDS-SupportedEncryptionTypes: 24\n",
+    )
+    keytab = root / "idp.keytab"
+    _samba_tool(samba_dc, "domain", "exportkeytab", str(keytab), f"--principal={SPN}")
+    conf = _krb5_conf(samba_dc, root / "krb5.conf")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("KRB5_CONFIG", str(conf))
         yield keytab
 
 
-@pytest.fixture(scope="module")
-def server(samba_dc, kerberos: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[IdpServer]:
-    root = tmp_path_factory.mktemp("kerberos-idp")
+def _ldbmodify(samba_dc, ldif: str) -> None:
+    sam = samba_dc.target_dir / "private" / "sam.ldb"
+    done = subprocess.run(
+        ["ldbmodify", "-H", str(sam)], input=ldif, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, f"ldbmodify: {done.stdout}{done.stderr}"
+
+
+def _serve(samba_dc, keytab: Path, root: Path) -> IdpServer:
+    """An IdP with Windows sign-in for 10.20.0.0/16, behind one trusted proxy, and one SP; it reads the
+    krb5.conf KRB5_CONFIG names now."""
     port = free_port()
     config = base_config(root, f"http://{HOST}:{port}", samba_dc.ldap_settings())
     config["server"]["trusted_proxy_count"] = 1
     # service_principal left to its default: HTTP/ and the host of base_url.
-    config["kerberos"] = {"keytab": kerberos, "networks": ["10.20.0.0/16"]}
+    config["kerberos"] = {"keytab": keytab, "networks": ["10.20.0.0/16"]}
     server = serve_idp(prepare_idp(root, config), port, workers=1)
     try:
         server.sps["open"] = register_sp(server, "kerberos", SpPolicy())
+    except BaseException:
+        server.stop()
+        raise
+    return server
+
+
+@pytest.fixture(scope="module")
+def server(samba_dc, kerberos: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[IdpServer]:
+    server = _serve(samba_dc, kerberos, tmp_path_factory.mktemp("kerberos-idp"))
+    try:
         yield server
     finally:
         server.stop()
@@ -259,3 +298,98 @@ def test_the_console_shows_the_keytab_against_ad(server: IdpServer):
     assert page.doc().get_element_by_id("kerberos-kvno").get("data-matches") == "yes"
     skew = page.text_of("kerberos-skew").split()[0]
     assert abs(int(skew)) <= 5, page.text_of("kerberos-skew")
+
+
+def _service_ticket_enctypes(ccache: Path) -> tuple[str, str]:
+    """(session key, ticket) enctypes of the cached ticket for the IdP's service, as MIT's klist names them."""
+    listed = subprocess.run(
+        ["klist", "-e", "-c", str(ccache)], capture_output=True, text=True, timeout=30, check=True
+    ).stdout
+    found = re.search(rf"{re.escape(SPN)}@{REALM}\n.*?Etype \(skey, tkt\): (\S+), (\S+)", listed, re.DOTALL)
+    assert found, listed
+    return found[1], found[2]
+
+
+def test_the_ticket_and_the_keytab_are_aes_and_no_rc4_key_is_needed(
+    server: IdpServer, kerberos: Path, ad: AdAdmin, tmp_path: Path
+):
+    ad.add_user("kb.aes", PASSWORD, mail="kb.aes@corp.example.com")
+    ccache = _ticket("kb.aes", tmp_path)
+    browser, sp = _browser(INSIDE, Negotiate(ccache)), server.sps["open"]
+    page = _login_page(browser, sp)[1]
+    assert sp.consume(*browser.saml_post(page)).nameid == "kb.aes@corp.example.com"
+    # The ticket the IdP just accepted: encrypted with the account's AES key, not RC4.
+    session_key, ticket = _service_ticket_enctypes(ccache)
+    assert ticket in AES and session_key in AES, (session_key, ticket)
+    # The keytab the IdP reads holds AES keys only (MIT's klist, and the IdP's own reader, agree).
+    listed = subprocess.run(
+        ["klist", "-k", "-e", str(kerberos)], capture_output=True, text=True, timeout=30, check=True
+    ).stdout
+    held = set(re.findall(rf"^\s*\d+ {re.escape(SPN)}@{REALM} \((\S+)\)", listed, re.MULTILINE))
+    assert held and held <= set(AES), listed
+    assert ticket in held
+    assert {e.enctype for e in read_keytab(kerberos)} == {AES[name] for name in held}
+
+
+def _shift_clock(ccache: Path, seconds: int) -> None:
+    """Make the person's Kerberos library run ``seconds`` ahead of the DC's clock from now on: the DeltaTime
+    field of the credential cache (MIT file format 4), which MIT krb5 adds to the time of every request made
+    from the cache, as it does for a PC whose clock is off (its authenticators carry the shifted time)."""
+    data = ccache.read_bytes()
+    assert data[:2] == b"\x05\x04", "not a version 4 credential cache"
+    (length,) = struct.unpack_from(">H", data, 2)
+    header, rest, kept, at = data[4 : 4 + length], data[4 + length :], b"", 0
+    while at < len(header):
+        tag, size = struct.unpack_from(">HH", header, at)
+        if tag != 1:  # 1: DeltaTime, replaced below
+            kept += header[at : at + 4 + size]
+        at += 4 + size
+    fields = kept + struct.pack(">HHii", 1, 8, seconds, 0)
+    ccache.write_bytes(data[:2] + struct.pack(">H", len(fields)) + fields + rest)
+
+
+def _sign_in_skewed(server: IdpServer, ccache: Path, seconds: int) -> tuple[httpx.Response, Page]:
+    """The login page for a new browser whose PC's clock is ``seconds`` ahead, with a Negotiate token from it."""
+    _shift_clock(ccache, seconds)
+    negotiate = Negotiate(ccache)
+    r, page = _login_page(_browser(INSIDE, negotiate), server.sps["open"])
+    assert negotiate.offers == 1
+    return r, page
+
+
+def test_a_clock_off_by_more_than_five_minutes_falls_back_to_the_form(server: IdpServer, ad: AdAdmin, tmp_path: Path):
+    ad.add_user("kb.clock", PASSWORD, mail="kb.clock@corp.example.com")
+    ccache = _ticket("kb.clock", tmp_path)
+    _token(ccache)  # the service ticket, got while the clocks agree (the DC checks the skew too)
+    r, page = _sign_in_skewed(server, ccache, 240)
+    assert r.status_code == 200 and page.is_auto_post, f"{r.status_code}\n{r.text[:800]}"
+    r, page = _sign_in_skewed(server, ccache, 360)
+    assert r.status_code == 401 and page.is_login, server.log.read_text()[-4000:]
+    assert page.text_of("error") == (
+        "Signing you in with your Windows logon did not work. Please sign in with your password."
+    )
+    newest = server.audit_rows(event="signin", result="failure", reason="kerberos_rejected", client_ip=INSIDE)[0]
+    assert "Clock skew too great" in newest["detail"], newest["detail"]
+
+
+def test_krb5_confs_clockskew_is_the_tolerance_the_idp_applies(
+    samba_dc, kerberos: Path, ad: AdAdmin, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+):
+    """The README's way to tolerate more skew: clockskew in the krb5.conf the IdP reads (it has no setting)."""
+    root = tmp_path_factory.mktemp("kerberos-wide-idp")
+    wide = _krb5_conf(samba_dc, root / "krb5.conf", "  clockskew = 900\n")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("KRB5_CONFIG", str(wide))
+        server = _serve(samba_dc, kerberos, root)
+    try:
+        ad.add_user("kb.wide", PASSWORD, mail="kb.wide@corp.example.com")
+        ccache = _ticket("kb.wide", tmp_path)
+        _token(ccache)
+        r, page = _sign_in_skewed(server, ccache, 600)
+        assert r.status_code == 200 and page.is_auto_post, f"{r.status_code}\n{r.text[:800]}"
+        r, page = _sign_in_skewed(server, ccache, 1200)
+        assert r.status_code == 401 and page.is_login
+        [row] = server.audit_rows(event="signin", result="failure", reason="kerberos_rejected")
+        assert "Clock skew too great" in row["detail"], row["detail"]  # this IdP's own audit: one refusal
+    finally:
+        server.stop()
