@@ -5,6 +5,13 @@ the implicit and hybrid flows are not registered, so ``response_type=token`` is 
 RS256, signed by the SAML keyring's active key. Refresh tokens rotate: each refresh returns a new one, and a
 refresh token presented twice revokes its whole family. Authlib does every check and all token crypto; this
 module says where things are kept and what is audited.
+
+ID tokens carry ``sid`` (OpenID Connect Front-Channel Logout): the SSO session's SessionIndex, the one value
+that already names the session everywhere (SAML SPs get it as SessionIndex, the live session index and the
+console list it, every token stores it). It is random, opaque, shared by every client of the session (each
+gets the same ``sub`` already, so it links nothing new) and no credential: holding it signs nobody in. The
+logout page hands it back to each client with ``iss``, so a client finds the session to end even when the
+browser sends its frame no cookie.
 """
 
 from __future__ import annotations
@@ -235,6 +242,11 @@ class IdToken(OpenIDCode):
     def get_encode_header(self, client: Client) -> dict:
         return {"alg": "RS256", "kid": self._server.keys.active().kid}
 
+    def get_authorization_code_claims(self, authorization_code: Code) -> dict:
+        claims: dict = super().get_authorization_code_claims(authorization_code)
+        claims["sid"] = authorization_code.stored.subject.session_index
+        return claims
+
     def get_client_claims(self, client: Client) -> dict:
         lifetime = self._server.settings.oidc.id_token_lifetime
         return {"iss": self._server.issuer, "aud": [client.client_id], "exp": int(time.time()) + lifetime}
@@ -392,6 +404,8 @@ class OidcServer(AuthorizationServer):
             "revocation_endpoint_auth_methods_supported": _ANY_AUTH,
             "introspection_endpoint_auth_methods_supported": _SECRET_AUTH,
             "code_challenge_methods_supported": ["S256"],
+            "frontchannel_logout_supported": True,
+            "frontchannel_logout_session_supported": True,
             "claims_supported": [
                 "sub",
                 "iss",
@@ -400,6 +414,7 @@ class OidcServer(AuthorizationServer):
                 "iat",
                 "auth_time",
                 "nonce",
+                "sid",
                 "name",
                 "given_name",
                 "family_name",

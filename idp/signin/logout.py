@@ -1,9 +1,12 @@
-"""The rules of a single logout (DESIGN.md §2: one session, every SP told): whether an SP's LogoutRequest
-names this browser's session, and the chain that tells every other SP of the session, one after another.
+"""The rules of a single logout (DESIGN.md §2: one session, every SP and client told): whether an SP's
+LogoutRequest names this browser's session, and the chain that tells every other SP of the session, one after
+another, then its OpenID Connect clients all at once.
 
 The chain is plain data: the front end keeps it in the browser's session between steps, because the
 browser carries each LogoutRequest to its SP and brings the answer back. An SP is told once; one that does
-not answer before the chain moves on (the person comes back without its answer) did not confirm.
+not answer before the chain moves on (the person comes back without its answer) did not confirm. The OIDC
+clients are told on the page the chain ends on (Front-Channel Logout: a hidden frame per client), which
+sends no answer back: a client is told or not, never "not confirmed".
 """
 
 from __future__ import annotations
@@ -25,6 +28,17 @@ class SignedInSp:
     sp_name: str
     name_id: NameId | None
     """None for an SP signed in to before sessions kept NameIDs: it cannot be told, nor matched by NameID."""
+
+
+@dataclass(frozen=True)
+class SignedInClient:
+    """An OpenID Connect client the session signed in to, as its single logout tells it."""
+
+    entity_id: str
+    name: str
+    logout_uri: str | None
+    """Its front-channel logout URI; None: registered without one, so the browser cannot tell it (its tokens
+    end with the session all the same)."""
 
 
 def mismatch(req: LogoutRequestInfo, signed_in: SignedInSp | None, session_index: str) -> str | None:
@@ -69,6 +83,12 @@ class LogoutChain:
     not_confirmed: dict[str, str] = field(default_factory=dict)
     """entityID -> why it did not confirm."""
     names: dict[str, str] = field(default_factory=dict)
+    clients: list[SignedInClient] = field(default_factory=list)
+    """The OIDC clients of the session to tell at the end, all but the one that asked for the logout."""
+    initiator: SignedInClient | None = None
+    """The OIDC client whose logout request (RP-initiated logout) started it; None: not a client."""
+    then: str | None = None
+    """Where the initiator asked the browser to be sent at the end (its post_logout_redirect_uri)."""
 
     @classmethod
     def begin(
@@ -77,10 +97,23 @@ class LogoutChain:
         session_index: str | None,
         signed_in: list[SignedInSp],
         origin: LogoutRequestInfo | None,
+        *,
+        clients: list[SignedInClient] | None = None,
+        initiator: SignedInClient | None = None,
+        then: str | None = None,
     ) -> LogoutChain:
-        """Every SP of the session but the one whose LogoutRequest started the logout (it is answered)."""
+        """Every SP of the session but the one whose LogoutRequest started the logout (it is answered), and
+        every OIDC client of it but the one whose logout request started it (it knows)."""
         others = [sp for sp in signed_in if origin is None or sp.entity_id != origin.sp_entity_id]
-        chain = cls(username, session_index, origin, names={sp.entity_id: sp.sp_name for sp in others})
+        chain = cls(
+            username,
+            session_index,
+            origin,
+            names={sp.entity_id: sp.sp_name for sp in others},
+            clients=[c for c in clients or [] if initiator is None or c.entity_id != initiator.entity_id],
+            initiator=initiator,
+            then=then,
+        )
         for sp in others:
             if sp.name_id is None or session_index is None:
                 chain.not_confirmed[sp.entity_id] = "no NameID was kept for it in this session"
@@ -129,13 +162,22 @@ class LogoutChain:
     def partial(self) -> bool:
         return bool(self.not_confirmed)
 
+    @property
+    def front_channel(self) -> list[SignedInClient]:
+        """The clients the last page tells, one frame each: those with a front-channel logout URI."""
+        return [c for c in self.clients if c.logout_uri is not None]
+
     def detail(self) -> str | None:
-        """For the audit row: who confirmed and who did not, and why."""
+        """For the audit row: which SPs confirmed and which did not, and why; which clients were told."""
         parts = []
         if self.confirmed:
             parts.append("confirmed: " + ", ".join(self.confirmed))
         if self.not_confirmed:
             parts.append("not confirmed: " + "; ".join(f"{sp} ({why})" for sp, why in self.not_confirmed.items()))
+        if self.front_channel:
+            parts.append("told by front channel: " + ", ".join(c.entity_id for c in self.front_channel))
+        if untold := [c.entity_id for c in self.clients if c.logout_uri is None]:
+            parts.append("no front-channel logout URI: " + ", ".join(untold))
         return " | ".join(parts) or None
 
     def to_dict(self) -> dict[str, Any]:
@@ -148,6 +190,9 @@ class LogoutChain:
             "confirmed": list(self.confirmed),
             "not_confirmed": dict(self.not_confirmed),
             "names": dict(self.names),
+            "clients": [dataclasses.asdict(c) for c in self.clients],
+            "initiator": dataclasses.asdict(self.initiator) if self.initiator is not None else None,
+            "then": self.then,
         }
 
     @classmethod
@@ -167,6 +212,10 @@ class LogoutChain:
                 confirmed=list(data["confirmed"]),
                 not_confirmed=dict(data["not_confirmed"]),
                 names=dict(data["names"]),
+                # Absent from a chain begun before clients were told: it has none to tell.
+                clients=[SignedInClient(**c) for c in data.get("clients", [])],
+                initiator=SignedInClient(**initiator) if (initiator := data.get("initiator")) else None,
+                then=data.get("then"),
             )
         except (KeyError, TypeError, IndexError):
             return None

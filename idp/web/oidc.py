@@ -31,7 +31,7 @@ from idp.signin.steps import IssueNameId, ReleaseAttributes, Respond, SignInToAl
 from idp.web import single_logout
 from idp.web.services import services
 from idp.web.signin_flow import REMEMBER_COOKIE, client_ip, error_page
-from idp.web.sso_session import current_sso, end_sso, record_mfa, refresh_sso
+from idp.web.sso_session import current_sso, end_sso, record_mfa, refresh_sso, remember_client
 
 bp = Blueprint("oidc", __name__)
 
@@ -113,6 +113,7 @@ def authorize() -> HttpResponse:
             auth_time=int(ctx.session.authn_instant),
         )
         resp: HttpResponse = server.create_authorization_response(grant=grant, grant_user=subject)
+        remember_client(ctx.session.session_index, client.client_id)  # its logout tells this client too
         resp.headers["Cache-Control"] = "no-store"
         return resp
     if isinstance(outcome, Refused):
@@ -159,11 +160,12 @@ def introspect() -> HttpResponse:
 
 @bp.route(f"{_PREFIX}/logout", methods=["GET", "POST"])
 def end_session() -> HttpResponse:
-    """RP-initiated logout: the SSO session ends, here and at every SAML SP of it (single logout), and with
-    it every token issued in it. The request must carry the ID token the client got (``id_token_hint``):
-    without it any page on the web could sign people out. ``post_logout_redirect_uri`` must be one of the
-    client's registered redirect URIs; the browser goes there when no SAML SP has to be told, else the
-    single logout ends on our signed-out page."""
+    """RP-initiated logout: the SSO session ends, here, at every SAML SP of it (single logout) and at its other
+    OIDC clients (front channel), and with it every token issued in it. The request must carry the ID token
+    the client got (``id_token_hint``): without it any page on the web could sign people out.
+    ``post_logout_redirect_uri`` must be one of the client's registered redirect URIs; the browser goes there
+    once the SPs have been told, unless one did not confirm: then it ends on our signed-out page, which names
+    that SP and links on to the client."""
     svc = services()
     values = request.values
     try:
@@ -183,21 +185,9 @@ def end_session() -> HttpResponse:
     sso = current_sso()
     if sso is not None and str(sso.person.guid) != claims.get("sub"):
         return error_page("error.oidc_request", 400, sp=client.name, detail="the ID token names another person")
-    ended = end_sso()
-    if target is None or (ended is not None and ended.signed_in_sps()):
-        return single_logout.start(ended, None)
-    svc.audit.record(
-        "logout",
-        "success",
-        reason="sp_initiated",
-        sp=client.entity_id,
-        ip=client_ip(),
-        username=ended.person.username if ended is not None else None,
-        detail=None if ended is not None else "no IdP session was open",
-    )
-    if state := values.get("state"):
+    if target is not None and (state := values.get("state")):
         target += ("&" if "?" in target else "?") + urlencode({"state": state})
-    return redirect(target, code=303)
+    return single_logout.start(end_sso(), None, initiator=client, then=target)
 
 
 def _public_json(data: Mapping[str, object]) -> Response:

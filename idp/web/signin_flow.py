@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import secrets
+from collections.abc import Sequence
 from uuid import UUID
 
 from flask import Response, after_this_request, redirect, render_template, request, session, url_for
@@ -30,6 +31,7 @@ from idp.signin.context import (
 )
 from idp.signin.logout import SignedInSp
 from idp.web import login_csrf
+from idp.web.frontchannel import Frame, frame_src, page_policy
 from idp.web.i18n import translate
 from idp.web.passkey_page import allow_script, offer_assertion
 from idp.web.password_pages import EXPIRY_COOKIE, change_form, expiry_warning
@@ -129,19 +131,30 @@ def sign_in(
     return go_on(after) if after else redirect(url_for("login.home"), code=303)
 
 
-def go_on(url: str, sp_name: str | None = None, *, heading: str | None = None) -> HttpResponse:
+def go_on(
+    url: str, sp_name: str | None = None, *, heading: str | None = None, frames: Sequence[Frame] = ()
+) -> HttpResponse:
     """Send the browser on to ``url``. After a form of ours was posted (password, code, new password), browsers
     hold every redirect of that submission to the page's CSP form-action ('self'), so a redirect chain that
     leaves our origin (Alibaba Mail's login, an OIDC client's redirect URI) would stop on our page. A page that
     opens the URL itself (meta refresh, and a link) starts a new navigation instead. Never cached either way:
-    the URL may be a one-time login or carry a logout request."""
-    if request.method != "POST":
+    the URL may be a one-time login or carry a logout request. ``frames``: clients a logout tells on the way
+    (idp.web.frontchannel), whose frames the page loads before it goes on."""
+    if request.method != "POST" and not frames:
         resp = redirect(url, code=303)
     else:
         sp = sp_name or translate("this.service")
-        resp = Response(
-            render_template("open_app.html", url=url, heading=heading or translate("open_app.heading", sp=sp))
+        nonce = secrets.token_urlsafe(16) if frames else None
+        body = render_template(
+            "open_app.html",
+            url=url,
+            heading=heading or translate("open_app.heading", sp=sp),
+            frames=frames,
+            nonce=nonce,
         )
+        resp = Response(body)
+        if frames:
+            resp.headers["Content-Security-Policy"] = page_policy(frames, nonce)
     resp.headers["Cache-Control"] = "no-store"
     return resp
 
@@ -198,13 +211,17 @@ def _remember_browser(guid: UUID) -> None:
         return resp
 
 
-def post_form(form: PostForm, sp_name: str, *, heading: str | None = None) -> HttpResponse:
-    """The auto-POST page. The nonce lets exactly our one script run; form-action pins the ACS origin."""
+def post_form(
+    form: PostForm, sp_name: str, *, heading: str | None = None, frames: Sequence[Frame] = ()
+) -> HttpResponse:
+    """The auto-POST page. The nonce lets exactly our one script run; form-action pins the ACS origin.
+    ``frames``: clients a logout tells on the way (idp.web.frontchannel), loaded before the form is sent."""
     nonce = secrets.token_urlsafe(16)
-    body = render_template("post_form.html", form=form, sp=sp_name, nonce=nonce, heading=heading)
+    body = render_template("post_form.html", form=form, sp=sp_name, nonce=nonce, heading=heading, frames=frames)
     resp = Response(body)
     resp.headers["Content-Security-Policy"] = (
         f"default-src 'none'; style-src 'self'; script-src 'nonce-{nonce}'; form-action {_origin(form.action)}"
+        + frame_src(frames)
     )
     resp.headers["Cache-Control"] = "no-store"
     return resp

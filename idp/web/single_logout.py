@@ -1,4 +1,5 @@
-"""Single logout in the browser: one session ends, and every other SP of it is told, one after another.
+"""Single logout in the browser: one session ends, every other SP of it is told, one after another, and then
+every OpenID Connect client of it at once.
 
 The browser carries our LogoutRequest to an SP (a redirect, or an auto-POST form), the SP sends its
 LogoutResponse back to /saml/slo, and the chain goes on with the next SP; the progress is kept in the
@@ -7,18 +8,25 @@ not be framed (frame-ancestors 'none') nor post anywhere but where form-action a
 frame gets no SP cookie in today's browsers. An SP that never sends the browser back leaves it there:
 /saml/slo/next (the person coming back) counts that SP as not confirmed and goes on.
 
-At the end the SP that started it gets its LogoutResponse (PartialLogout when any SP did not confirm), or
-the IdP's sign-out page lists the applications that did not; one audit row either way.
+At the end the SP that started it gets its LogoutResponse (PartialLogout when any SP did not confirm), the
+client that started it gets the browser back at its post-logout address, or the IdP's sign-out page lists the
+applications that did not confirm; one audit row either way. Whichever page that is carries the frames that
+tell the session's OIDC clients (idp.web.frontchannel); those the chain keeps from its first step, because
+the session they were read from is gone by then.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from flask import redirect, render_template, request, session, url_for
 from werkzeug.wrappers import Response as HttpResponse
 
+from idp.oidc.clients import OidcClient
 from idp.saml.errors import SamlRequestError
 from idp.saml.messages import LogoutRequestInfo, LogoutResponseInfo, PostForm, RedirectTo
-from idp.signin.logout import LogoutChain, mismatch
+from idp.signin.logout import LogoutChain, SignedInClient, mismatch
+from idp.web.frontchannel import Frame, frames, page_policy
 from idp.web.i18n import translate
 from idp.web.services import services
 from idp.web.signin_flow import client_ip, go_on, post_form
@@ -48,15 +56,35 @@ def sp_asked(req: LogoutRequestInfo) -> HttpResponse:
     return start(end_sso(), req)
 
 
-def start(ended: SsoSession | None, origin: LogoutRequestInfo | None) -> HttpResponse:
-    """The session ``ended`` (None: there was none) is over here; tell its SPs."""
+def start(
+    ended: SsoSession | None,
+    origin: LogoutRequestInfo | None,
+    *,
+    initiator: OidcClient | None = None,
+    then: str | None = None,
+) -> HttpResponse:
+    """The session ``ended`` (None: there was none) is over here; tell its SPs and clients. ``initiator``: the
+    client whose logout request started it, which asked for the browser back at ``then`` (or not: None)."""
     chain = LogoutChain.begin(
         ended.person.username if ended is not None else None,
         ended.session_index if ended is not None else None,
         ended.signed_in_sps() if ended is not None else [],
         origin,
+        clients=_clients(ended.client_ids) if ended is not None else [],
+        initiator=_signed_in(initiator) if initiator is not None else None,
+        then=then,
     )
     return _advance(chain)
+
+
+def _clients(client_ids: list[str]) -> list[SignedInClient]:
+    """The session's clients as they are registered now (a client removed since is not told)."""
+    found = (services().oidc.clients.get(c) for c in client_ids)
+    return [_signed_in(c) for c in found if c is not None]
+
+
+def _signed_in(client: OidcClient) -> SignedInClient:
+    return SignedInClient(client.entity_id, client.name, client.frontchannel_logout_uri)
 
 
 def answer_received() -> HttpResponse:
@@ -127,28 +155,42 @@ def _advance(chain: LogoutChain) -> HttpResponse:
 
 
 def _finish(chain: LogoutChain) -> HttpResponse:
-    origin = chain.origin
+    origin, initiator = chain.origin, chain.initiator
+    started_by = origin.sp_entity_id if origin is not None else None
+    if initiator is not None:
+        started_by = initiator.entity_id
     services().audit.record(
         "logout",
         "success",
-        reason="partial" if chain.partial else ("sp_initiated" if origin is not None else "idp_page"),
-        sp=origin.sp_entity_id if origin is not None else None,
+        reason="partial" if chain.partial else ("sp_initiated" if started_by is not None else "idp_page"),
+        sp=started_by,
         ip=client_ip(),
         username=chain.username,
         detail=chain.detail() if chain.username is not None else "no IdP session was open",
     )
+    told = frames(chain, services().oidc.issuer)
     if origin is not None:
         out = services().saml_responses.logout_response(origin, "PartialLogout" if chain.partial else "Success")
-        return _send(out, origin.sp_entity_id)
+        return _send(out, origin.sp_entity_id, told)
+    back_to = initiator.name if initiator is not None else translate("this.service")
+    if chain.then is not None and not chain.partial:
+        heading = translate("logout.frontchannel.returning", app=back_to)
+        return go_on(chain.then, back_to, heading=heading, frames=told)
+    # Applications that may still be signed in are named here, before the client's own page (if any).
     names = [chain.names.get(sp, sp) for sp in chain.not_confirmed]
-    return HttpResponse(render_template("logged_out.html", not_confirmed=names), mimetype="text/html")
+    body = render_template("logged_out.html", not_confirmed=names, frames=told, then=chain.then, back_to=back_to)
+    resp = HttpResponse(body, mimetype="text/html")
+    resp.headers["Content-Security-Policy"] = page_policy(told)
+    resp.headers["Cache-Control"] = "no-store"
+    return resp
 
 
-def _send(out: PostForm | RedirectTo, sp_name: str) -> HttpResponse:
+def _send(out: PostForm | RedirectTo, sp_name: str, told: Sequence[Frame] = ()) -> HttpResponse:
+    heading = translate("post.signing_out", sp=sp_name)
     if isinstance(out, RedirectTo):
         # From the sign-out button's POST too: see go_on.
-        return go_on(out.url, sp_name, heading=translate("post.signing_out", sp=sp_name))
-    return post_form(out, sp_name, heading=translate("post.signing_out", sp=sp_name))
+        return go_on(out.url, sp_name, heading=heading, frames=told)
+    return post_form(out, sp_name, heading=heading, frames=told)
 
 
 def _load() -> LogoutChain | None:

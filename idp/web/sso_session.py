@@ -1,8 +1,9 @@
-"""The person's SSO session, kept server-side by flask-session: who signed in, when, to which SPs, and the
-NameID each SP was issued (what its single logout names the person by).
+"""The person's SSO session, kept server-side by flask-session: who signed in, when, to which SPs, the
+NameID each SP was issued (what its single logout names the person by), and to which OpenID Connect clients
+(what its logout tells by front channel).
 
 Every change to it is also written to the shared index of live sessions (idp.signin.sessions), which the
-console and `idp sessions` list and revoke: at the start, a new SP, a recheck against AD, the end.
+console and `idp sessions` list and revoke: at the start, a new SP or client, a recheck against AD, the end.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from datetime import UTC, datetime
 
 from flask import current_app, request, session
 
+from idp.oidc.clients import ENTITY_PREFIX
 from idp.person import Person
 from idp.saml.messages import NameId
 from idp.signin.context import SsoSession as SignInSession
@@ -39,6 +41,9 @@ class SsoSession:
     """When a second factor was given in this session; None: password only."""
     kerberos: bool = False
     """Started by a Windows (Kerberos) ticket rather than a password."""
+    client_ids: list[str] = field(default_factory=list)
+    """The OpenID Connect clients given a code in this session, in that order; kept apart from the SAML SPs,
+    which the single-logout chain sends LogoutRequests to."""
 
     def signed_in_sps(self) -> list[SignedInSp]:
         """Every SP of the session in the order it was signed in to, with its NameID when one was kept."""
@@ -115,6 +120,7 @@ def current_sso() -> SsoSession | None:
         signed_in={sp: sp_from_dict(d) for sp, d in data.get("issued", {}).items()},
         mfa_at=data.get("mfa_at"),
         kerberos=data.get("kerberos", False),
+        client_ids=list(data.get("oidc", [])),  # absent from sessions kept before clients were
     )
 
 
@@ -141,6 +147,7 @@ def start_sso(started: SignInSession, lifetime: int, first_sp: SignedInSp | None
         "issued": {},
         "mfa_at": sso.mfa_at,
         "kerberos": sso.kerberos,
+        "oidc": [],
     }
     if first_sp is not None:
         _remember(data, first_sp)
@@ -196,6 +203,17 @@ def _remember(data: dict, sp: SignedInSp) -> bool:
     return True
 
 
+def remember_client(session_index: str, client_id: str) -> None:
+    """The OpenID Connect client was given a code in the session ``session_index``: its logout tells the client
+    too. Written (and the shared index with it) only for a client new to the session."""
+    data = session.get(_KEY)
+    if data is None or data["session_index"] != session_index or client_id in data.get("oidc", []):
+        return
+    data["oidc"] = [*data.get("oidc", []), client_id]
+    session.modified = True
+    services().sessions.save(_live(data))
+
+
 def end_sso() -> SsoSession | None:
     ended = current_sso()
     session.clear()
@@ -212,7 +230,7 @@ def _live(data: dict) -> LiveSession:
         checked_at=_utc(data.get("checked_at", data["authn_instant"])),
         expires_at=_utc(data["expires_at"]),
         client_ip=request.remote_addr,
-        sps=tuple(data["sps"]),
+        sps=(*data["sps"], *(ENTITY_PREFIX + c for c in data.get("oidc", []))),
     )
 
 

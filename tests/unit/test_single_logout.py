@@ -5,6 +5,7 @@ browser's session."""
 from __future__ import annotations
 
 import base64
+import json
 import zlib
 from urllib.parse import parse_qs, urlsplit
 
@@ -18,7 +19,7 @@ from onelogin.saml2.utils import OneLogin_Saml2_Utils
 from idp.person import Person
 from idp.saml.errors import SamlRequestError
 from idp.saml.messages import LogoutRequestInfo, LogoutResponseInfo, NameId, PostForm, RedirectTo
-from idp.signin.logout import LogoutChain, SignedInSp, mismatch
+from idp.signin.logout import LogoutChain, SignedInClient, SignedInSp, mismatch
 from idp.sps.policy import SpPolicy
 from tests.unit.saml_world import IDP_BASE, SP2_ENTITY, SP2_SLO, SP_ENTITY, SP_SLO, World, sp_metadata
 from tests.unit.sp_fixtures import sp_metadata as fixture_metadata
@@ -281,3 +282,52 @@ def test_an_sp_that_does_not_answer_or_refuses_is_not_confirmed() -> None:
 
 def test_a_chain_this_version_cannot_read_is_none() -> None:
     assert LogoutChain.from_dict({"username": "alice"}) is None
+
+
+# ---- the OpenID Connect clients of the chain (front channel) --------------------------------------------------
+
+CRM = SignedInClient("urn:ad-sso-bridge:oidc:crm", "CRM", "https://crm.example.test/fc")
+BOARD = SignedInClient("urn:ad-sso-bridge:oidc:board", "Board", "https://board.example.test/logout?from=idp")
+WIKI = SignedInClient("urn:ad-sso-bridge:oidc:wiki", "Wiki", None)
+
+
+def test_every_client_but_the_one_that_asked_is_told_and_none_counts_as_not_confirmed() -> None:
+    chain = LogoutChain.begin(
+        "alice", SESSION, [ISSUED], None, clients=[CRM, BOARD, WIKI], initiator=CRM, then="https://crm.example.test/"
+    )
+
+    assert chain.clients == [BOARD, WIKI] and chain.front_channel == [BOARD]
+    assert chain.next_sp() == ISSUED and chain.next_sp() is None  # clients are no SAML SPs: never sent a request
+    chain.sent(SP_ENTITY, "_a")
+    assert chain.answered(LogoutResponseInfo(SP_ENTITY, "_a", True, "x")) is None
+    assert not chain.partial  # a frame answers nothing, so a client is never "not confirmed"
+    assert chain.detail() == (
+        f"confirmed: {SP_ENTITY} | told by front channel: {BOARD.entity_id} | "
+        f"no front-channel logout URI: {WIKI.entity_id}"
+    )
+
+
+def test_an_sps_logout_tells_every_client() -> None:
+    chain = LogoutChain.begin("alice", SESSION, [ISSUED], _request(), clients=[CRM, WIKI])
+    assert chain.front_channel == [CRM] and chain.initiator is None and chain.then is None
+    assert chain.detail() == f"told by front channel: {CRM.entity_id} | no front-channel logout URI: {WIKI.entity_id}"
+
+
+def test_the_clients_to_tell_survive_the_round_trips_through_the_session() -> None:
+    chain = LogoutChain.begin(
+        "alice", SESSION, [ISSUED, CALENDAR], None, clients=[CRM, BOARD, WIKI], initiator=BOARD, then="https://b/?s=1"
+    )
+    chain.sent(SP_ENTITY, "_a")
+
+    stored = json.loads(json.dumps(chain.to_dict()))  # plain data: what the session store keeps
+
+    restored = LogoutChain.from_dict(stored)
+    assert restored == chain and restored is not None
+    assert restored.front_channel == [CRM] and restored.initiator == BOARD and restored.then == "https://b/?s=1"
+
+
+def test_a_chain_begun_before_clients_were_told_reads_with_none_to_tell() -> None:
+    chain = LogoutChain.begin("alice", SESSION, [ISSUED, CALENDAR], None)
+    older = {k: v for k, v in chain.to_dict().items() if k not in ("clients", "initiator", "then")}
+    restored = LogoutChain.from_dict(older)
+    assert restored == chain and restored is not None and restored.clients == []
