@@ -18,6 +18,7 @@ from typing import TypeVar
 import httpx
 import pytest
 
+from idp.demo.alimail_emulator import RunningEmulator
 from idp.settings import render_toml
 from tests.e2e.saml_sp import IndependentSp
 
@@ -106,6 +107,21 @@ class IdpServer:
             db.dispose()
         out = [r.__dict__ for r in rows]
         return [r for r in out if all(r.get(k) == v for k, v in where.items())]
+
+
+def alimail_config(emulator: RunningEmulator, timeout: float = 2.0) -> dict:
+    """``[provisioning.alimail]`` for the emulator: no rate limit to wait on, retries short enough for a test."""
+    emu = emulator.emulator
+    return {
+        "host": emulator.url,
+        "client_id": emu.client_id,
+        "client_secret": emu.client_secret,
+        "mail_domain": emu.mail_domain,
+        "rate_per_second": 1000,
+        "read_timeout": timeout,
+        "retry_base_wait": 0.05,
+        "max_retry_wait": 0.5,
+    }
 
 
 def base_config(root: Path, base_url: str, ldap: dict) -> dict:

@@ -17,7 +17,16 @@ from idp.demo.alimail_emulator import RunningEmulator, run_emulator
 from idp.demo.samba_dc import DEMO_USERS, REALM
 from tests.e2e.ad_admin import AdAdmin
 from tests.e2e.browser import Browser, Page, admin_browser
-from tests.e2e.harness import ARTIFACTS, IdpServer, base_config, eventually, free_port, prepare_idp, serve_idp
+from tests.e2e.harness import (
+    ARTIFACTS,
+    IdpServer,
+    alimail_config,
+    base_config,
+    eventually,
+    free_port,
+    prepare_idp,
+    serve_idp,
+)
 from tests.e2e.saml_sp import IndependentSp, write_metadata
 from tests.provisioning.sync_lab import SyncLab
 
@@ -46,7 +55,6 @@ def lab(samba_dc) -> Iterator[SyncLab]:
 def idp(samba_dc, emulator: RunningEmulator, lab: SyncLab, tmp_path_factory) -> Iterator[IdpServer]:
     root = tmp_path_factory.mktemp("provisioning-console")
     port = free_port()
-    emu = emulator.emulator
     config = base_config(root, f"http://127.0.0.1:{port}", samba_dc.ldap_settings())
     config["provisioning"] = {
         "provider": "alimail",
@@ -55,16 +63,7 @@ def idp(samba_dc, emulator: RunningEmulator, lab: SyncLab, tmp_path_factory) -> 
         "lease_seconds": 10,
         "outbox_lease_seconds": 5,
     }
-    config["provisioning.alimail"] = {
-        "host": emulator.url,
-        "client_id": emu.client_id,
-        "client_secret": emu.client_secret,
-        "mail_domain": emu.mail_domain,
-        "rate_per_second": 1000,
-        "read_timeout": 2.0,
-        "retry_base_wait": 0.05,
-        "max_retry_wait": 0.5,
-    }
+    config["provisioning.alimail"] = alimail_config(emulator)
     server = serve_idp(prepare_idp(root, config), port)
     try:
         sp = IndependentSp(

@@ -23,7 +23,7 @@ from idp.settings import load_settings
 from idp.store.db import Database
 from tests.e2e.ad_admin import AdAdmin
 from tests.e2e.browser import Browser, Page
-from tests.e2e.harness import IdpServer, base_config, eventually, free_port, prepare_idp, serve_idp
+from tests.e2e.harness import IdpServer, alimail_config, base_config, eventually, free_port, prepare_idp, serve_idp
 from tests.e2e.saml_sp import IndependentSp, write_metadata
 
 pytestmark = pytest.mark.ad
@@ -42,7 +42,6 @@ class Servers:
     def start(self, name: str, **provisioning: Any) -> IdpServer:
         root = self.root / name
         port = free_port()
-        emu = self.emulator.emulator
         config = base_config(root, f"http://127.0.0.1:{port}", self.samba_dc.ldap_settings())
         config["provisioning"] = {
             "provider": "alimail",
@@ -50,16 +49,7 @@ class Servers:
             "outbox_lease_seconds": LEASE_SECONDS,
             **provisioning,
         }
-        config["provisioning.alimail"] = {
-            "host": self.emulator.url,
-            "client_id": emu.client_id,
-            "client_secret": emu.client_secret,
-            "mail_domain": emu.mail_domain,
-            "rate_per_second": 1000,
-            "read_timeout": 2.0,
-            "retry_base_wait": 0.05,
-            "max_retry_wait": 0.5,
-        }
+        config["provisioning.alimail"] = alimail_config(self.emulator)
         server = serve_idp(prepare_idp(root, config), port)
         self._servers.append(server)
         sp = IndependentSp(

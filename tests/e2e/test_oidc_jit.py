@@ -29,7 +29,7 @@ from idp.demo.alimail_emulator import RunningEmulator, run_emulator
 from idp.demo.samba_dc import REALM
 from tests.e2e.ad_admin import AdAdmin
 from tests.e2e.browser import Browser, Page
-from tests.e2e.harness import IdpServer, base_config, free_port, prepare_idp, serve_idp
+from tests.e2e.harness import IdpServer, alimail_config, base_config, free_port, prepare_idp, serve_idp
 
 pytestmark = pytest.mark.ad
 
@@ -74,7 +74,6 @@ def _add_client(server: IdpServer, *args: str) -> tuple[Rp, str]:
 def _start(samba_dc: Any, emulator: RunningEmulator, root: Path, **provisioning: Any) -> Idp:
     """An IdP whose JIT runs for the mail client only, the client registered with the alimail preset."""
     port = free_port()
-    emu = emulator.emulator
     config = base_config(root, f"http://127.0.0.1:{port}", samba_dc.ldap_settings())
     config["provisioning"] = {
         "provider": "alimail",
@@ -82,16 +81,7 @@ def _start(samba_dc: Any, emulator: RunningEmulator, root: Path, **provisioning:
         "jit_sps": [MAIL_ENTITY],
         **provisioning,
     }
-    config["provisioning.alimail"] = {
-        "host": emulator.url,
-        "client_id": emu.client_id,
-        "client_secret": emu.client_secret,
-        "mail_domain": emu.mail_domain,
-        "rate_per_second": 1000,
-        "read_timeout": JIT_TIMEOUT,
-        "retry_base_wait": 0.05,
-        "max_retry_wait": 0.5,
-    }
+    config["provisioning.alimail"] = alimail_config(emulator, JIT_TIMEOUT)
     server = serve_idp(prepare_idp(root, config), port, workers=1)
     try:
         mail, notes = _add_client(server, MAIL_CLIENT, "--preset", "alimail")
