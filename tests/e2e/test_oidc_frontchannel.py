@@ -308,14 +308,19 @@ def test_an_sps_logout_is_answered_from_a_page_that_tells_every_client(world):
     assert "told by front channel" in row["detail"]
 
 
-def test_a_clients_logout_tells_the_sp_then_the_other_clients_then_returns_to_it(world):
-    session = _signed_in_everywhere(world)
-    browser, sid = session.browser, session.at_sp.session_index
-    params = {
+def _crm_logout(world: World, session: Session) -> dict[str, str]:
+    """The query of crm's RP-initiated logout, back to its page after logout."""
+    return {
         "id_token_hint": session.tokens["crm"]["id_token"],
         "post_logout_redirect_uri": world.after_logout,
         "state": "bye",
     }
+
+
+def test_a_clients_logout_tells_the_sp_then_the_other_clients_then_returns_to_it(world):
+    session = _signed_in_everywhere(world)
+    browser, sid = session.browser, session.at_sp.session_index
+    params = _crm_logout(world, session)
     world.apps.forget()
 
     # On to the SP's single logout (the applications' server answers it), back, and the last page.
@@ -467,11 +472,7 @@ def test_chromium_loads_the_frames_of_the_idps_signed_out_page_which_stays_acces
 def test_a_clients_logout_stops_on_the_signed_out_page_when_an_sp_did_not_confirm(world):
     session = _signed_in_everywhere(world)
     browser, sid = session.browser, session.at_sp.session_index
-    params = {
-        "id_token_hint": session.tokens["crm"]["id_token"],
-        "post_logout_redirect_uri": world.after_logout,
-        "state": "bye",
-    }
+    params = _crm_logout(world, session)
     to_sp = browser.http.get(world.rps["crm"].config["end_session_endpoint"], params=params, follow_redirects=False)
     assert to_sp.status_code == 303 and to_sp.headers["Location"].startswith(world.apps.base_url + "/saml/sls?")
 
