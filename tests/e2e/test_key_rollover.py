@@ -9,13 +9,17 @@ The rollover changes the IdP's keys, so this test starts its own IdP instead of 
 
 from __future__ import annotations
 
+import base64
 import json
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+from joserfc import jwt
+from joserfc.jwk import KeySet
 from lxml import etree
 
 from idp.demo.samba_dc import DEMO_USERS
@@ -25,6 +29,7 @@ from idp.web.admin.dashboard import KEY_EXPIRY_WARNING
 from tests.e2e.browser import Browser, Page, admin_browser
 from tests.e2e.harness import IdpServer, base_config, free_port, prepare_idp, serve_idp
 from tests.e2e.saml_sp import IndependentSp, LoginResult, write_metadata
+from tests.e2e.test_oidc import REDIRECT, Rp, authorize, id_token_claims, start
 
 pytestmark = pytest.mark.ad
 
@@ -198,6 +203,67 @@ def test_sign_in_keeps_working_through_a_rollover_in_every_worker(own_idp: IdpSe
     assert "[active]" in shown and "[previous]" not in shown and "idp keys rotate add" in shown
     admin.http.headers["Accept-Language"] = "zh-CN"
     assert "密钥轮换" in _keys_page(admin, server).html
+
+
+def _oidc_sign_in(rp: Rp) -> dict:
+    """A new browser through the code flow: the token response, its ID token verified with a fresh JWKS."""
+    client, url, verifier, nonce = start(rp)
+    callback = authorize(Browser(), url, ALICE.password)
+    assert isinstance(callback, str), callback
+    token = client.fetch_token(rp.config["token_endpoint"], authorization_response=callback, code_verifier=verifier)
+    id_token_claims(rp, token, nonce)
+    return token
+
+
+def _kid(token: dict) -> str:
+    """The key the ID token names in its header (_oidc_sign_in has verified its signature)."""
+    header = token["id_token"].split(".")[0]
+    return json.loads(base64.urlsafe_b64decode(header + "=" * (-len(header) % 4)))["kid"]
+
+
+def _every_worker_jwks(server: IdpServer, expected: int) -> dict:
+    """The JWKS once every worker serves ``expected`` keys (fresh connections spread the asks over them)."""
+    for _ in range(300):
+        answers = [httpx.get(server.base_url + "/oidc/jwks", timeout=10).json() for _ in range(WORKERS * 4)]
+        kids = {tuple(k["kid"] for k in a["keys"]) for a in answers}
+        if len(kids) == 1 and len(answers[0]["keys"]) == expected:
+            return answers[0]
+        time.sleep(0.05)
+    pytest.fail(f"the workers did not all publish {expected} keys")
+
+
+def _kids(jwks: dict) -> list[str]:
+    return [k["kid"] for k in jwks["keys"]]
+
+
+def test_id_tokens_follow_the_rollover_and_a_client_cached_jwks_verifies_them(own_idp: IdpServer) -> None:
+    """One rollover moves SAML and OIDC signing together: the next key is in the JWKS before it signs, so a
+    client that fetched the JWKS after the first step verifies the tokens signed after the switch."""
+    server = own_idp
+    added = server.idp("oidc", "client", "add", "rolling", "--name", "Rolling", "--redirect-uri", REDIRECT)
+    secret = re.search(r"client secret: (\S+)", added.stdout)
+    assert secret, added.stdout
+    config = httpx.get(server.base_url + "/.well-known/openid-configuration", timeout=10).json()
+    rp = Rp("rolling", secret[1], config)
+    [first] = _kids(_every_worker_jwks(server, 1))
+    assert _kid(_oidc_sign_in(rp)) == first
+
+    server.idp("keys", "rotate", "add")
+    jwks = _every_worker_jwks(server, 2)
+    assert _kids(jwks)[0] == first
+    second = _kids(jwks)[1]
+    cached = KeySet.import_key_set(jwks)  # what a client keeps until its cache expires
+    assert _kid(_oidc_sign_in(rp)) == first  # published, not yet signing
+
+    server.idp("keys", "rotate", "switch")
+    assert _kids(_every_worker_jwks(server, 2)) == [second, first]
+    for _ in range(WORKERS * 2):
+        token = _oidc_sign_in(rp)
+        assert jwt.decode(token["id_token"], cached, algorithms=["RS256"]).header["kid"] == second
+
+    server.idp("keys", "rotate", "retire")
+    assert _kids(_every_worker_jwks(server, 1)) == [second]
+    assert _kid(_oidc_sign_in(rp)) == second
 
 
 def test_the_keys_page_warns_well_before_the_certificate_expires(own_idp: IdpServer) -> None:
