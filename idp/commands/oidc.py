@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import click
 
 from idp.audit import AuditTrail
 from idp.cli import settings_from
+from idp.commands.sp import ad_groups
+from idp.directory.groups import GroupLoader
 from idp.oidc.clients import SCOPES, ClientStore, OidcClient, OidcClientError
 from idp.oidc.presets import PRESETS
 from idp.oidc.registration import add_client, remove_client, rotate_secret, update_client
+from idp.settings import Settings
 from idp.sps.service import cli_actor
 from idp.store.db import Database
+
+_NO_CHECK_HELP = "Store --group as given, without looking it up in AD (when AD is unreachable on purpose)."
 
 
 @click.group()
@@ -51,8 +58,10 @@ def client() -> None:
     "groups",
     multiple=True,
     metavar="GROUP",
-    help="AD security group allowed to use the client, by name, DN or SID (repeat; default everyone).",
+    help="AD security group allowed to use the client, by name, DN or SID (repeat; default everyone); stored by "
+    "its SID.",
 )
+@click.option("--no-check-groups", is_flag=True, help=_NO_CHECK_HELP)
 @click.option(
     "--frontchannel-logout-uri",
     metavar="URI",
@@ -68,6 +77,7 @@ def add(
     public: bool,
     scopes: tuple[str, ...],
     groups: tuple[str, ...],
+    no_check_groups: bool,
     frontchannel_logout_uri: str | None,
 ) -> None:
     """Register CLIENT_ID. A confidential client's secret is printed once: it is stored only as a hash."""
@@ -86,12 +96,14 @@ def add(
             list(redirect_uris),
             public=public,
             actor=cli_actor(),
-            scopes=list(scopes or (chosen.scopes if chosen else ())),
+            # None (no --scope, no preset) is every scope.
+            scopes=list(scopes) if scopes else (list(chosen.scopes) if chosen else None),
             allowed_groups=list(groups),
             frontchannel_logout_uri=frontchannel_logout_uri,
+            ad_groups=_group_loader(settings, check=not no_check_groups, given=bool(groups)),
         )
     except OidcClientError as exc:
-        raise click.ClickException(str(exc)) from None
+        raise _refused(exc) from None
     c = made.client
     click.echo(f"Added OpenID Connect client {c.client_id}")
     click.echo(f"issuer:        {settings.oidc_issuer}")
@@ -141,9 +153,11 @@ def list_(ctx: click.Context) -> None:
     "groups",
     multiple=True,
     metavar="GROUP",
-    help="AD security group allowed to use the client, by name, DN or SID (repeat; replaces the registered ones).",
+    help="AD security group allowed to use the client, by name, DN or SID (repeat; replaces the registered ones); "
+    "stored by its SID.",
 )
 @click.option("--no-groups", is_flag=True, help="Let everyone use the client (clears the allowed groups).")
+@click.option("--no-check-groups", is_flag=True, help=_NO_CHECK_HELP)
 @click.option(
     "--frontchannel-logout-uri",
     metavar="URI",
@@ -158,6 +172,7 @@ def update(
     scopes: tuple[str, ...],
     groups: tuple[str, ...],
     no_groups: bool,
+    no_check_groups: bool,
     frontchannel_logout_uri: str | None,
 ) -> None:
     """Change CLIENT_ID after registration. Options not given keep their value; a repeatable option given
@@ -171,9 +186,8 @@ def update(
     settings = settings_from(ctx)
     db = Database(settings.database_url)
     store = ClientStore(db)
-    current = store.get(client_id)
-    if current is None:
-        raise click.ClickException(f"no OpenID Connect client {client_id!r} is registered")
+    # Unknown, the client is refused (and audited) by update_client: these are only its kept values.
+    current = store.get(client_id) or OidcClient(client_id, "", ())
     try:
         changed = update_client(
             store,
@@ -187,9 +201,10 @@ def update(
             frontchannel_logout_uri=(
                 frontchannel_logout_uri if frontchannel_logout_uri is not None else current.frontchannel_logout_uri
             ),
+            ad_groups=_group_loader(settings, check=not no_check_groups, given=bool(groups)),
         )
     except OidcClientError as exc:
-        raise click.ClickException(str(exc)) from None
+        raise _refused(exc) from None
     click.echo(f"Changed OpenID Connect client {client_id}")
     _show(changed)
 
@@ -230,5 +245,24 @@ def _show(c: OidcClient) -> None:
     for uri in c.redirect_uris:
         click.echo(f"  redirect: {uri}")
     click.echo(f"  scopes:   {' '.join(c.scopes)}")
-    click.echo(f"  groups:   {', '.join(c.allowed_groups) or 'everyone'}")
+    click.echo(f"  groups:   {'; '.join(c.group_labels) or 'everyone'}")
     click.echo(f"  front-channel logout: {c.frontchannel_logout_uri or 'none'}")
+
+
+def _refused(exc: OidcClientError) -> click.ClickException:
+    hint = "\n(--no-check-groups stores them without checking)" if exc.code == "groups_unchecked" else ""
+    return click.ClickException(str(exc) + hint)
+
+
+def _group_loader(settings: Settings, *, check: bool, given: bool) -> GroupLoader | None:
+    """What reads AD's groups to resolve --group (asked only when a group needs it); None with
+    --no-check-groups, which stores the groups as given, as `idp sp add --no-check-groups` does."""
+    if check:
+        return partial(ad_groups, settings)
+    if given:
+        click.secho(
+            "Warning: groups stored without checking them in AD; a name that matches no security group lets nobody in",
+            fg="yellow",
+            err=True,
+        )
+    return None

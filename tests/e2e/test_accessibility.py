@@ -47,6 +47,15 @@ def a11y_sp(idp_server, tmp_path_factory) -> IndependentSp:
     return sp
 
 
+@pytest.fixture(scope="module")
+def a11y_client(idp_server) -> str:
+    """A confidential OpenID Connect client of this module alone: its edit, new-secret and activity pages."""
+    idp_server.idp(
+        "oidc", "client", "add", "a11y-app", "--name", "A11y App", "--redirect-uri", "https://a11y-app.example.com/cb"
+    )
+    return "a11y-app"
+
+
 class Walk:
     """Visits pages in one language and gathers what each breaks, so one run reports every page at once."""
 
@@ -121,7 +130,7 @@ class Walk:
 
 
 @pytest.mark.parametrize("lang", LANGUAGES)
-def test_every_page_meets_wcag_22_aa(idp_server, a11y_sp, driver, lang, tmp_path):
+def test_every_page_meets_wcag_22_aa(idp_server, a11y_sp, a11y_client, driver, lang, tmp_path):
     from selenium.webdriver.common.by import By
 
     walk = Walk(driver, idp_server.base_url, lang)
@@ -218,6 +227,42 @@ def test_every_page_meets_wcag_22_aa(idp_server, a11y_sp, driver, lang, tmp_path
     assert driver.find_element(By.ID, "error-assertion_lifetime").text == expected
     assert expected in driver.find_element(By.ID, "policy-errors").text
     walk.check("admin-policy-refused")
+
+    # -- OpenID Connect clients ----------------------------------------------------------------------------
+    walk.open(f"/admin/oidc/clients/edit?client_id={a11y_client}")
+    assert walk.has("oidc-edit")
+    walk.check("admin-oidc-edit")
+    uris = driver.find_element(By.ID, "oidc-edit-redirect-uris")
+    uris.clear()
+    uris.send_keys("http://a11y-app.example.com/cb")
+    walk.submit(driver.find_element(By.CSS_SELECTOR, "#oidc-edit button[type=submit]"))
+    assert walk.has("oidc-edit-error")
+    # The reason in the page's language; the field it is about says so, and points at it.
+    reason = MESSAGES[lang]["oidc.error.redirect_uri_scheme"].format(uri="http://a11y-app.example.com/cb")
+    assert driver.find_element(By.ID, "oidc-edit-error").text == MESSAGES[lang]["admin.oidc.not_saved"].format(
+        reason=reason
+    )
+    uris = driver.find_element(By.ID, "oidc-edit-redirect-uris")
+    assert uris.get_attribute("aria-invalid") == "true"
+    assert uris.get_attribute("aria-describedby").split()[0] == "oidc-edit-error"
+    walk.check("admin-oidc-edit-refused")
+    walk.open(f"/admin/oidc/clients/secret?client_id={a11y_client}")
+    assert walk.has("oidc-rotate")
+    walk.check("admin-oidc-rotate")
+    walk.submit(driver.find_element(By.CSS_SELECTOR, "#oidc-rotate button[type=submit]"))
+    assert walk.has("oidc-secret")
+    walk.check("admin-oidc-rotated")
+    walk.open("/admin/oidc/clients?preset=alimail")
+    assert walk.has("oidc-add")
+    walk.check("admin-oidc-preset")
+    driver.find_element(By.ID, "oidc-add-client-id").send_keys(f"a11y-alimail-{lang.lower()}")
+    driver.find_element(By.ID, "oidc-add-redirect-uris").send_keys("https://a11y-mail.example.com/cb")
+    walk.submit(driver.find_element(By.CSS_SELECTOR, "#oidc-add button[type=submit]"))
+    assert walk.has("oidc-preset-notes")
+    walk.check("admin-oidc-preset-added")
+    walk.open(f"/admin/activity?sp={quote('urn:ad-sso-bridge:oidc:' + a11y_client, safe='')}")
+    assert walk.has("audit-rows")
+    walk.check("admin-activity-oidc")
 
     for path, name in (
         ("/admin/keys", "admin-keys"),

@@ -1,17 +1,25 @@
 """OpenID Connect clients managed in the console (/admin/sps), as `idp oidc client` does: registered (from a
 preset or not), changed after registration, given a new secret, removed; the secret shown once and working at
-the token endpoints, bad input refused with the form kept, every change audited under the admin's name, and
-each client's activity one link away. The IdP under gunicorn against the run's Samba AD DC."""
+the token endpoints, bad input refused with the form kept and the field at fault marked, every change (and
+every refused one) audited under the admin's name, allowed groups looked up in AD and stored as an SP policy
+stores them, and each client's activity one link away. The IdP under gunicorn against the run's Samba AD DC."""
 
 from __future__ import annotations
 
 import json
 import re
-from urllib.parse import urljoin
+from urllib.parse import quote, urljoin
 
 import httpx
 import pytest
 
+from idp.demo.samba_dc import DEMO_USERS
+from idp.oidc.clients import ClientStore, OidcClient
+from idp.settings import load_settings
+from idp.store.db import Database
+from idp.web.i18n import MESSAGES
+from tests.e2e import test_oidc
+from tests.e2e.ad_admin import BASE_DN, AdAdmin
 from tests.e2e.browser import Browser, Page, admin_browser
 
 pytestmark = pytest.mark.ad
@@ -19,6 +27,17 @@ pytestmark = pytest.mark.ad
 REDIRECT = "https://console-app.example.com/callback"
 LOGOUT = "https://console-app.example.com/logout"
 ENTITY = "urn:ad-sso-bridge:oidc:"
+USERS = {u.username: u for u in DEMO_USERS}
+
+
+def identity(cn: str, container: str = f"CN=Users,{BASE_DN}") -> str:
+    """The stored form of a group (an SP policy's): its DN and SID."""
+    return rf"CN={re.escape(cn)},{re.escape(container)} <S-1-5-21-\d+-\d+-\d+-\d+>"
+
+
+def label(cn: str) -> str:
+    """How the shell and the console show a stored group: its DN."""
+    return f"CN={cn},CN=Users,{BASE_DN}"
 
 
 @pytest.fixture(scope="module")
@@ -52,11 +71,12 @@ def test_a_confidential_client_added_in_the_console_gets_its_secret_once(idp_ser
 
     listed = _sps(idp_server, admin)
     row = listed.text_of("oidc-console-app")
-    assert row is not None and "Console App" in row and REDIRECT in row and "Sales" in row
+    assert row is not None and "Console App" in row and REDIRECT in row and label("Sales") in row
     assert secret not in listed.html and secret not in idp_server.idp("oidc", "client", "list").stdout
     [audit] = idp_server.audit_rows(event="oidc_client_added", sp_entity_id="urn:ad-sso-bridge:oidc:console-app")
     assert audit["username"] == "anna" and audit["result"] == "success" and secret not in audit["detail"]
-    assert json.loads(audit["detail"])["after"]["allowed_groups"] == ["Sales"]
+    [group] = json.loads(audit["detail"])["after"]["allowed_groups"]
+    assert re.fullmatch(identity("Sales"), group)  # looked up in AD: the group's identity, not the name typed
 
 
 def test_a_public_client_has_no_secret_and_bad_input_keeps_the_form(idp_server, admin):
@@ -145,7 +165,8 @@ def test_a_client_edited_in_the_console_changes_and_is_audited_before_and_after(
     assert edit.status == 200 and edit.text_of("oidc-client-id") == "console-edit"
     assert edit.text_of("oidc-entity-id") == ENTITY + "console-edit"
     _, shown = edit.form_values("oidc-edit")
-    assert ("name", "Edit App") in shown and ("redirect_uris", REDIRECT) in shown and ("groups", "Sales") in shown
+    assert ("name", "Edit App") in shown and ("redirect_uris", REDIRECT) in shown
+    assert re.fullmatch(identity("Sales"), dict(shown)["groups"])  # as stored
     assert _checked_scopes(edit, "oidc-edit") == ["openid", "profile", "email", "groups"]
 
     other = "https://console-app.example.com/other"
@@ -169,7 +190,7 @@ def test_a_client_edited_in_the_console_changes_and_is_audited_before_and_after(
         f"  redirect: {REDIRECT}",
         f"  redirect: {other}",
         "  scopes:   openid email",
-        "  groups:   Sales, Engineering",
+        f"  groups:   {label('Sales')}; {label('Engineering')}",
         f"  front-channel logout: {LOGOUT}",
     ]
     assert _token_error(idp_server, "console-edit", secret) == (400, "invalid_grant")  # the secret stays
@@ -317,4 +338,181 @@ def test_the_edit_and_secret_pages_speak_chinese(idp_server, admin):
         admin.http.headers["Accept-Language"] = "en"
     assert "编辑 ZH App" in edit.html and "作用域" in edit.html and "前端通道登出 URI" in edit.html
     assert "生成新密钥" in confirm.html
-    assert (refused.text_of("oidc-edit-error") or "").startswith("未保存任何内容")
+    # The reason in Chinese too (not the shell's English after a Chinese lead-in), and the field it is about
+    # marked and described by it.
+    reason = MESSAGES["zh-CN"]["oidc.error.redirect_uri_scheme"].format(uri="http://x.example.com/cb")
+    assert refused.status == 400
+    assert refused.text_of("oidc-edit-error") == MESSAGES["zh-CN"]["admin.oidc.not_saved"].format(reason=reason)
+    assert "must be" not in (refused.text_of("oidc-edit-error") or "")
+    assert _marked(refused, "oidc-edit") == {"oidc-edit-redirect-uris": "oidc-edit-error oidc-edit-redirect-uris-help"}
+
+
+def _marked(page: Page, form_id: str) -> dict[str, str]:
+    """The form's fields marked invalid, with what describes each."""
+    form = page.doc().get_element_by_id(form_id)
+    return {el.get("id"): el.get("aria-describedby") for el in form.xpath('.//*[@aria-invalid="true"]')}
+
+
+def _audit_note(audit: dict) -> str:
+    return json.loads(audit["detail"])["note"]
+
+
+def test_every_refused_action_in_the_console_leaves_an_audit_row(idp_server, admin):
+    _cli_add(idp_server, "console-nosecret", "--name", "No Secret", "--public")
+    _cli_add(idp_server, "console-gone-edit", "--name", "Gone Edit")
+    assert _cli_add(idp_server, "console-refusals", "--name", "Refusals")
+
+    # A new secret for a public client, asked for by hand (its pages offer none).
+    confirm = admin.get(f"{idp_server.base_url}/admin/oidc/clients/secret?client_id=console-refusals")
+    public = admin.submit(confirm, "oidc-rotate", {"client_id": "console-nosecret"})
+    assert public.url.startswith(idp_server.base_url + "/admin/sps") and "oidc-secret" not in public.html
+    assert "Nothing was changed: client 'console-nosecret' is public" in public.doc().text_content()
+    [rotated] = idp_server.audit_rows(event="oidc_client_secret_rotated", sp_entity_id=ENTITY + "console-nosecret")
+    assert rotated["result"] == "refused" and rotated["username"] == "anna"
+    assert _audit_note(rotated) == "client 'console-nosecret' is public: it has no secret, PKCE proves its codes"
+
+    # An edit of a client removed since its page was opened.
+    edit = admin.get(f"{idp_server.base_url}/admin/oidc/clients/edit?client_id=console-gone-edit")
+    idp_server.idp("oidc", "client", "remove", "console-gone-edit")
+    gone = admin.submit(edit, "oidc-edit", {"name": "Renamed"})
+    assert gone.url.startswith(idp_server.base_url + "/admin/sps")
+    assert "No OpenID Connect client console-gone-edit is registered" in gone.doc().text_content()
+    [changed] = idp_server.audit_rows(event="oidc_client_changed", sp_entity_id=ENTITY + "console-gone-edit")
+    assert changed["result"] == "refused" and changed["username"] == "anna"
+    assert _audit_note(changed) == "no OpenID Connect client 'console-gone-edit' is registered"
+
+    # A new secret and a removal of a client removed meanwhile.
+    idp_server.idp("oidc", "client", "remove", "console-refusals")
+    assert admin.submit(confirm, "oidc-rotate").url.startswith(idp_server.base_url + "/admin/sps")
+    delete = admin.get(f"{idp_server.base_url}/admin/oidc/clients/delete?client_id=console-nosecret")
+    idp_server.idp("oidc", "client", "remove", "console-nosecret")
+    admin.submit(delete, "oidc-delete")
+    for event, client_id in (
+        ("oidc_client_secret_rotated", "console-refusals"),
+        ("oidc_client_removed", "console-nosecret"),
+    ):
+        rows = idp_server.audit_rows(event=event, sp_entity_id=ENTITY + client_id, username="anna")
+        assert [r["result"] for r in rows] == ["refused"], event
+        assert _audit_note(rows[0]) == f"no OpenID Connect client '{client_id}' is registered"
+
+
+def test_an_empty_scope_list_is_refused_not_read_as_every_scope(idp_server, admin):
+    _cli_add(idp_server, "console-noscope", "--name", "No Scope", "--scope", "openid", "--scope", "email")
+    edit = admin.get(f"{idp_server.base_url}/admin/oidc/clients/edit?client_id=console-noscope")
+    refused = admin.submit(edit, "oidc-edit", {"scopes": []})  # a post without even the fixed openid
+    assert refused.status == 400
+    assert refused.text_of("oidc-edit-error") == "Nothing was saved: the scopes must include openid"
+    marked = _marked(refused, "oidc-edit")
+    assert sorted(marked) == [
+        "oidc-edit-scope-email",
+        "oidc-edit-scope-groups",
+        "oidc-edit-scope-openid",
+        "oidc-edit-scope-profile",
+    ]
+    [fieldset] = refused.doc().xpath('//form[@id="oidc-edit"]//fieldset')
+    assert fieldset.get("aria-describedby") == "oidc-edit-error oidc-edit-scopes-help"
+    assert "  scopes:   openid email" in _listed(idp_server, "console-noscope")
+    [audit] = idp_server.audit_rows(event="oidc_client_changed", sp_entity_id=ENTITY + "console-noscope")
+    assert audit["result"] == "refused" and _audit_note(audit) == "the scopes must include openid"
+
+
+def test_a_group_ad_does_not_know_is_refused_naming_it(idp_server, admin):
+    typed = {"client_id": "console-nogroup", "name": "No Group", "redirect_uris": REDIRECT}
+    refused = admin.submit(_sps(idp_server, admin), "oidc-add", {**typed, "groups": "Sales\nNo Such Group\n"})
+    assert refused.status == 400
+    error = refused.text_of("oidc-add-error") or ""
+    assert error.startswith("Nothing was saved: ") and "No Such Group" in error and "Sales" not in error
+    assert _marked(refused, "oidc-add") == {"oidc-add-groups": "oidc-add-error oidc-add-groups-help"}
+    assert ("groups", "Sales\nNo Such Group\n") in refused.form_values("oidc-add")[1]
+    [audit] = idp_server.audit_rows(event="oidc_client_added", result="refused", username="anna")[:1]
+    assert "AD has no group 'No Such Group'" in _audit_note(audit)
+    assert "console-nogroup" not in idp_server.idp("oidc", "client", "list").stdout
+
+    admin.http.headers["Accept-Language"] = "zh-CN"
+    try:
+        chinese = admin.submit(refused, "oidc-add")
+    finally:
+        admin.http.headers["Accept-Language"] = "en"
+    reason = MESSAGES["zh-CN"]["oidc.error.groups_not_resolved"].format(groups="No Such Group")
+    assert chinese.text_of("oidc-add-error") == MESSAGES["zh-CN"]["admin.oidc.not_saved"].format(reason=reason)
+
+    shell = _cli_refused(idp_server, "add", "console-nogroup", "--name", "No Group", *_URI, "--group", "No Such Group")
+    assert "AD has no group 'No Such Group'" in shell
+    _cli_add(idp_server, "console-regroup", "--name", "Regroup")
+    update = _cli_refused(idp_server, "update", "console-regroup", "--group", "Sales", "--group", "Nobody Here")
+    assert "AD has no group 'Nobody Here'" in update
+    assert "  groups:   everyone" in _listed(idp_server, "console-regroup")
+
+
+def test_a_name_two_security_groups_share_is_refused_naming_both(idp_server, samba_dc):
+    ad = AdAdmin(samba_dc)
+    try:
+        east, west = ad.add_ou("OIDC East"), ad.add_ou("OIDC West")
+        ad.add_group("OIDC Twins", container=east, account_name="oidc-twins-east")
+        ad.add_group("OIDC Twins", container=west, account_name="oidc-twins-west")
+        shell = _cli_refused(idp_server, "add", "console-twins", "--name", "Twins", *_URI, "--group", "OIDC Twins")
+        assert "'OIDC Twins' names 2 security groups" in shell
+        assert f"CN=OIDC Twins,{east}" in shell and f"CN=OIDC Twins,{west}" in shell
+
+        # Given by its DN, the one meant is stored, with its SID.
+        _cli_add(idp_server, "console-twins", "--name", "Twins", "--group", f"CN=OIDC Twins,{west}")
+        [stored] = _stored(idp_server, "console-twins").allowed_groups
+        assert re.fullmatch(identity("OIDC Twins", west), stored)
+    finally:
+        ad.undo()
+
+
+_URI = ("--redirect-uri", REDIRECT)
+
+
+def _cli_refused(idp_server, *args: str) -> str:
+    """`idp oidc client ...` refused: what it printed on stderr."""
+    done = idp_server.idp("oidc", "client", *args, check=False)
+    assert done.returncode == 1, done.stdout
+    return done.stderr
+
+
+def _stored(idp_server, client_id: str) -> OidcClient:
+    db = Database(load_settings(idp_server.config).database_url)
+    try:
+        client = ClientStore(db).get(client_id)
+    finally:
+        db.dispose()
+    assert client is not None
+    return client
+
+
+def test_a_group_given_by_name_is_stored_as_an_sp_stores_it_and_decides_who_signs_in(idp_server, admin):
+    options = ("--name", "Mail Users App", "--redirect-uri", test_oidc.REDIRECT, "--group", "Mail Users")
+    secret = _cli_add(idp_server, "mail-users-app", *options)
+    assert secret
+    [stored] = _stored(idp_server, "mail-users-app").allowed_groups
+    assert re.fullmatch(identity("Mail Users"), stored)
+    # Exactly what the SAML SP registered with `idp sp add --group "Mail Users"` holds.
+    restricted = idp_server.sps["restricted"]
+    policy = admin.get(f"{idp_server.base_url}/admin/sps/policy?entity_id={quote(restricted.entity_id, safe='')}")
+    assert policy.text_of("f-allowed_groups") == stored
+    # The console's add form stores the same.
+    typed = {"client_id": "console-mailusers", "name": "Console Mail Users", "redirect_uris": REDIRECT}
+    assert admin.submit(_sps(idp_server, admin), "oidc-add", {**typed, "groups": "Mail Users"}).status == 200
+    assert _stored(idp_server, "console-mailusers").allowed_groups == (stored,)
+
+    config = httpx.get(idp_server.base_url + "/.well-known/openid-configuration", timeout=10).json()
+    rp = test_oidc.Rp("mail-users-app", secret, config)
+    carol = USERS["carol"]  # in no group
+    refused = test_oidc.authorize(Browser(), test_oidc.start(rp)[1], carol.password, "carol")
+    assert isinstance(refused, Page) and refused.status == 403 and not refused.is_login
+    assert refused.text_of("error") == MESSAGES["en"]["not_in_allowed_group"].format(sp="Mail Users App")
+    row = idp_server.audit_rows(event="signin", username="carol", sp_entity_id=ENTITY + "mail-users-app")[0]
+    assert row["result"] == "failure" and row["reason"] == "not_in_allowed_group"
+    # The page SAML's restricted SP shows her: the same one, naming the SP.
+    browser = Browser()
+    saml = browser.login(browser.get(restricted.redirect_login_url()), "carol", carol.password)
+    assert saml.status == 403 and (saml.text_of("error") or "").startswith("Your account is not allowed to use")
+
+    for username in ("alice", "bob"):  # in Mail Users through Sales, and through Engineering
+        client, url, verifier, _ = test_oidc.start(rp)
+        callback = test_oidc.authorize(Browser(), url, USERS[username].password, username)
+        assert isinstance(callback, str) and "code=" in callback, callback
+        token = client.fetch_token(config["token_endpoint"], authorization_response=callback, code_verifier=verifier)
+        assert token["id_token"]

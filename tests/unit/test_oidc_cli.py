@@ -5,14 +5,17 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from typing import get_args
 
+import pytest
 from click.testing import CliRunner, Result
 
 from idp.audit import AuditTrail
 from idp.cli import cli
-from idp.oidc.clients import ClientStore, OidcClient
+from idp.oidc.clients import SCOPES, ClientStore, OidcClient, OidcClientError, OidcErrorCode
 from idp.settings import load_settings
 from idp.store.db import Database
+from idp.web.i18n import LANGUAGES, MESSAGES
 from tests.unit.sp_fixtures import write_config
 
 CALLBACK = "https://mail.example.test/oauth/callback"
@@ -36,7 +39,9 @@ def _audit(config: Path, event: str) -> list[dict]:
 
 def test_a_secret_is_shown_once_and_stored_only_as_a_hash(tmp_path: Path) -> None:
     config = write_config(tmp_path)
-    added = _run(config, "add", "crm", "--name", "CRM", "--redirect-uri", CALLBACK, "--group", "Sales")
+    added = _run(
+        config, "add", "crm", "--name", "CRM", "--redirect-uri", CALLBACK, "--group", "Sales", "--no-check-groups"
+    )
     assert added.exit_code == 0, added.output
     secret = re.search(r"client secret: (\S+)", added.output)
     assert secret
@@ -52,6 +57,9 @@ def test_a_secret_is_shown_once_and_stored_only_as_a_hash(tmp_path: Path) -> Non
     assert _run(config, "remove", "crm").exit_code == 0
     assert _run(config, "remove", "crm").exit_code == 1
     assert "No OpenID Connect client" in _run(config, "list").output
+    removed = _audit(config, "oidc_client_removed")  # newest first
+    assert [r["result"] for r in removed] == ["refused", "success"]
+    assert removed[0]["note"] == "no OpenID Connect client 'crm' is registered"
 
 
 def test_bad_registrations_are_refused_naming_the_value(tmp_path: Path) -> None:
@@ -77,7 +85,7 @@ def test_the_alibaba_mail_preset_fills_the_client_and_says_what_to_do_there(tmp_
 
 def _add_crm(config: Path) -> str:
     added = _run(
-        config, "add", "crm", "--name", "CRM", "--redirect-uri", CALLBACK, "--group", "Sales",
+        config, "add", "crm", "--name", "CRM", "--redirect-uri", CALLBACK, "--group", "Sales", "--no-check-groups",
         "--scope", "openid", "--scope", "email", "--frontchannel-logout-uri", LOGOUT,
     )  # fmt: skip
     assert added.exit_code == 0, added.output
@@ -116,8 +124,9 @@ def test_update_changes_what_is_given_and_keeps_the_rest(tmp_path: Path) -> None
     assert client.allowed_groups == ("Sales",) and client.secret_matches(secret)
 
     regrouped = _run(
-        config, "update", "crm", "--group", "Finance", "--group", "CN=IT,OU=Groups,DC=corp,DC=example,DC=test"
-    )
+        config, "update", "crm", "--no-check-groups",
+        "--group", "Finance", "--group", "CN=IT,OU=Groups,DC=corp,DC=example,DC=test",
+    )  # fmt: skip
     assert regrouped.exit_code == 0, regrouped.output
     assert _stored(config, "crm").allowed_groups == ("Finance", "CN=IT,OU=Groups,DC=corp,DC=example,DC=test")
 
@@ -166,7 +175,11 @@ def test_refused_updates_name_the_value_and_change_nothing(tmp_path: Path) -> No
 
     assert _stored(config, "crm") == before
     refused = _audit(config, "oidc_client_changed")
-    assert len(refused) == 4 and {r["result"] for r in refused} == {"refused"}
+    assert len(refused) == 5 and {r["result"] for r in refused} == {"refused"}
+    # The unknown client is refused like any other change: under its entity id, with the reason.
+    assert refused[0]["sp"] == "urn:ad-sso-bridge:oidc:nope" and refused[0]["before"] is None
+    assert refused[0]["note"] == "no OpenID Connect client 'nope' is registered"
+    assert refused[1]["sp"] == "urn:ad-sso-bridge:oidc:crm" and refused[1]["before"]["name"] == "CRM"
 
 
 def test_rotate_secret_prints_a_new_secret_once_and_the_old_one_stops_matching(tmp_path: Path) -> None:
@@ -189,3 +202,92 @@ def test_rotate_secret_prints_a_new_secret_once_and_the_old_one_stops_matching(t
     assert _stored(config, "spa").public
     missing = _run(config, "rotate-secret", "nope")
     assert missing.exit_code == 1 and "'nope'" in missing.output
+
+    # Both refusals leave a row, under the client they name, with the sentence the shell printed.
+    refused, nope, _ = _audit(config, "oidc_client_secret_rotated")[:3]
+    assert (refused["result"], refused["sp"]) == ("refused", "urn:ad-sso-bridge:oidc:nope")
+    assert refused["note"] == "no OpenID Connect client 'nope' is registered" and refused["note"] in missing.output
+    assert (nope["result"], nope["sp"]) == ("refused", "urn:ad-sso-bridge:oidc:spa")
+    assert nope["note"] == "client 'spa' is public: it has no secret, PKCE proves its codes"
+
+
+def test_no_scope_given_is_every_scope_and_an_empty_list_is_refused(tmp_path: Path) -> None:
+    config = write_config(tmp_path)
+    store = ClientStore(Database(load_settings(config).database_url))
+    assert _run(config, "add", "all", "--name", "All", "--redirect-uri", CALLBACK).exit_code == 0
+    assert _stored(config, "all").scopes == SCOPES  # the shell says nothing: None, every scope
+
+    with pytest.raises(OidcClientError) as empty:
+        store.add("none", "None", [CALLBACK], public=True, scopes=[])
+    assert str(empty.value) == "the scopes must include openid" and empty.value.field == "scopes"
+    assert store.get("none") is None
+    with pytest.raises(OidcClientError) as emptied:
+        store.update("all", "All", [CALLBACK], scopes=[])
+    assert emptied.value.code == "scope_openid" and _stored(config, "all").scopes == SCOPES
+    assert store.update("all", "All", [CALLBACK], scopes=None).scopes == SCOPES
+
+
+def test_groups_stored_unchecked_are_kept_in_the_form_an_sp_policy_keeps(tmp_path: Path) -> None:
+    config = write_config(tmp_path)
+    sid = "s-1-5-21-1-2-3-1105"
+    added = _run(
+        config, "add", "crm", "--name", "CRM", "--redirect-uri", CALLBACK, "--no-check-groups",
+        "--group", f"CN=Sales,CN=Users,DC=corp,DC=example,DC=test <{sid}>", "--group", " Sales ", "--group", "Sales",
+    )  # fmt: skip
+    assert added.exit_code == 0, added.output
+    assert "groups stored without checking them in AD" in added.output
+    client = _stored(config, "crm")
+    assert client.allowed_groups == (f"CN=Sales,CN=Users,DC=corp,DC=example,DC=test <{sid.upper()}>", "Sales")
+    assert client.policy().allowed_groups == list(client.allowed_groups)
+    assert "groups:   CN=Sales,CN=Users,DC=corp,DC=example,DC=test; Sales" in _run(config, "list").output
+
+
+def test_groups_are_looked_up_in_ad_and_refused_when_it_cannot_answer(tmp_path: Path) -> None:
+    """Nothing answers at the configured DC: the groups cannot be checked, so nothing is stored."""
+    config = write_config(tmp_path)
+    added = _run(config, "add", "crm", "--name", "CRM", "--redirect-uri", CALLBACK, "--group", "Sales")
+    assert added.exit_code == 1 and "cannot check the groups in Active Directory" in added.output
+    assert "--no-check-groups" in added.output
+    assert ClientStore(Database(load_settings(config).database_url)).get("crm") is None
+    [row] = _audit(config, "oidc_client_added")
+    assert row["result"] == "refused" and row["note"].startswith("cannot check the groups in Active Directory")
+
+    _add_crm(config)
+    regrouped = _run(config, "update", "crm", "--group", "Finance")
+    assert regrouped.exit_code == 1 and "cannot check the groups" in regrouped.output
+    assert _stored(config, "crm").allowed_groups == ("Sales",)
+    # Groups the client holds stay as stored: changing something else does not ask AD.
+    renamed = _run(config, "update", "crm", "--name", "CRM 2")
+    assert renamed.exit_code == 0, renamed.output
+    assert _stored(config, "crm").allowed_groups == ("Sales",) and _stored(config, "crm").name == "CRM 2"
+
+
+def _refusal(attempt) -> OidcClientError:
+    with pytest.raises(OidcClientError) as refused:
+        attempt()
+    return refused.value
+
+
+def test_each_refusal_names_its_field_and_has_words_in_every_language(tmp_path: Path) -> None:
+    store = ClientStore(Database(load_settings(write_config(tmp_path)).database_url))
+    store.add("spa", "SPA", [CALLBACK], public=True)
+    refusals = {
+        "client_id": _refusal(lambda: store.add("no spaces", "X", [CALLBACK], public=True)),
+        "name": _refusal(lambda: store.add("x", " ", [CALLBACK], public=True)),
+        "redirect_uris": _refusal(lambda: store.add("x", "X", ["http://app.example.test/cb"], public=True)),
+        "scopes": _refusal(lambda: store.add("x", "X", [CALLBACK], public=True, scopes=["openid", "phone"])),
+        "frontchannel_logout_uri": _refusal(
+            lambda: store.add("x", "X", [CALLBACK], public=True, frontchannel_logout_uri=LOGOUT + "#top")
+        ),
+        None: _refusal(lambda: store.new_secret("spa")),
+    }
+    exists = _refusal(lambda: store.add("spa", "SPA", [CALLBACK], public=True))
+    assert {field: exc.field for field, exc in refusals.items()} == {field: field for field in refusals}
+    assert exists.field == "client_id" and store.get("x") is None
+    for exc in [*refusals.values(), exists]:
+        # English words are the shell's sentence; Chinese ones fill in the same values, in Chinese.
+        assert MESSAGES["en"][exc.key].format(**exc.params) == str(exc)
+        chinese = MESSAGES["zh-CN"][exc.key].format(**exc.params)
+        assert re.search(r"[\u4e00-\u9fff]", chinese) and chinese != str(exc)
+    for lang in LANGUAGES:
+        assert [c for c in get_args(OidcErrorCode) if f"oidc.error.{c}" not in MESSAGES[lang]] == [], lang

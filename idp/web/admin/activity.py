@@ -133,7 +133,7 @@ def _render(
     error: str | None = None,
     error_field: str | None = None,
 ) -> str:
-    names = _application_names()
+    names = sp_names()
     args = flt.query_args() if flt else {}
     return render_template(
         "admin/activity.html",
@@ -155,12 +155,6 @@ def _render(
         failure_fill=FAILURE_FILL,
         plot=(_LEFT, _TOP, CHART_WIDTH - _RIGHT, CHART_HEIGHT - _BOTTOM),
     )
-
-
-def _application_names() -> dict[str, str]:
-    """entityID -> name of every application the trail may name: the SAML SPs and the OpenID Connect clients
-    (``urn:ad-sso-bridge:oidc:<client_id>``), so the filter offers both and the rows and charts name both."""
-    return sp_names() | {c.entity_id: c.name for c in services().oidc.clients.all()}
 
 
 def _event_choices(chosen: str) -> list[tuple[str, str]]:

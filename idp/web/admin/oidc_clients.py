@@ -16,7 +16,7 @@ from flask import abort, flash, redirect, render_template, request, url_for
 from werkzeug.datastructures import MultiDict
 from werkzeug.wrappers import Response
 
-from idp.oidc.clients import SCOPES, OidcClient, OidcClientError
+from idp.oidc.clients import SCOPES, OidcClient, OidcClientError, OidcField
 from idp.oidc.presets import PRESETS, OidcPreset
 from idp.oidc.registration import add_client, remove_client, rotate_secret, update_client
 from idp.web.admin.blueprint import bp
@@ -41,6 +41,9 @@ class ClientForm:
     frontchannel_logout_uri: str = ""
     preset: str = ""
     error: str | None = None
+    """Why the form was refused, in the page's language."""
+    error_field: OidcField | None = None
+    """The field at fault, marked invalid and described by the error."""
 
     @property
     def form_id(self) -> str:
@@ -84,12 +87,12 @@ def oidc_client_add() -> tuple[str, int] | str:
             scopes=list(typed.scopes),
             allowed_groups=_lines(typed.groups),
             frontchannel_logout_uri=typed.frontchannel_logout_uri,
+            ad_groups=svc.directory.groups,
             actor=current_admin().username,
             ip=request.remote_addr,
         )
     except OidcClientError as exc:  # the form again, with what was typed and why it was refused
-        refused = replace(typed, error=translate("admin.oidc.not_saved", reason=str(exc)))
-        return _add_page(refused, PRESETS.get(typed.preset)), 400
+        return _add_page(_refused(typed, exc), PRESETS.get(typed.preset)), 400
     preset = PRESETS.get(typed.preset)
     return render_template(
         "admin/oidc_client_added.html",
@@ -105,26 +108,34 @@ def oidc_client_add() -> tuple[str, int] | str:
 
 @bp.route("/oidc/clients/edit", methods=["GET", "POST"])
 def oidc_client_edit() -> str | Response | tuple[str, int]:
-    client = _client(request.args.get("client_id", ""))
+    client_id = request.args.get("client_id", "")
     if request.method == "GET":
-        return _edit_page(client, _stored(client))
-    typed = _typed(request.form, ClientForm(mode="edit", client_id=client.client_id, public=client.public))
+        shown = _client(client_id)
+        return _edit_page(shown, _stored(shown))
     svc = services()
+    # Removed since the page was opened (or never there): update_client refuses it, and audits the attempt.
+    client = svc.oidc.clients.get(client_id) if client_id else None
+    start = ClientForm(mode="edit", client_id=client_id, public=client.public if client else False)
+    typed = _typed(request.form, start)
     try:
         saved = update_client(
             svc.oidc.clients,
             svc.audit,
-            client.client_id,
+            client_id,
             typed.name,
             _lines(typed.redirect_uris),
             scopes=list(typed.scopes),
             allowed_groups=_lines(typed.groups),
             frontchannel_logout_uri=typed.frontchannel_logout_uri,
+            ad_groups=svc.directory.groups,
             actor=current_admin().username,
             ip=request.remote_addr,
         )
     except OidcClientError as exc:
-        return _edit_page(client, replace(typed, error=translate("admin.oidc.not_saved", reason=str(exc)))), 400
+        if client is None or exc.code == "unknown_client":
+            _flash_refusal(exc)
+            return redirect(url_for("admin.sps", _anchor="oidc-clients"))
+        return _edit_page(client, _refused(typed, exc)), 400
     flash(translate("admin.oidc.saved", name=_label(saved)), "message")
     return redirect(url_for("admin.sps", _anchor="oidc-clients"))
 
@@ -141,19 +152,18 @@ def oidc_client_secret_confirm() -> str | Response:
 @bp.post("/oidc/clients/secret")
 def oidc_client_secret() -> str | Response:
     svc = services()
-    client = svc.oidc.clients.get(request.form.get("client_id", ""))
-    if client is None or client.public:
-        # Removed since the confirmation page was opened, or a public client asked for by hand (the pages offer
-        # it no new secret): say so where the clients are listed.
-        missing = translate("admin.oidc.missing", client_id=request.form.get("client_id", ""))
-        flash(missing if client is None else translate("admin.oidc.rotate_public", name=_label(client)), "error")
-        return redirect(url_for("admin.sps", _anchor="oidc-clients"))
     try:
         made = rotate_secret(
-            svc.oidc.clients, svc.audit, client.client_id, actor=current_admin().username, ip=request.remote_addr
+            svc.oidc.clients,
+            svc.audit,
+            request.form.get("client_id", ""),
+            actor=current_admin().username,
+            ip=request.remote_addr,
         )
-    except OidcClientError as exc:  # removed in the instant between the two reads
-        flash(str(exc), "error")
+    except OidcClientError as exc:
+        # Removed since the confirmation page was opened, or a public client asked for by hand (the pages offer
+        # it no new secret): refused and audited, and said where the clients are listed.
+        _flash_refusal(exc)
         return redirect(url_for("admin.sps", _anchor="oidc-clients"))
     return render_template(
         "admin/oidc_client_added.html",
@@ -190,7 +200,7 @@ def oidc_client_delete() -> Response:
             svc.oidc.clients, svc.audit, client_id, actor=current_admin().username, ip=request.remote_addr
         )
     except OidcClientError as exc:
-        flash(str(exc), "error")
+        _flash_refusal(exc)
     else:
         flash(translate("admin.oidc.removed", name=_label(removed)), "message")
     return redirect(url_for("admin.sps", _anchor="oidc-clients"))
@@ -204,6 +214,24 @@ def _client(client_id: str) -> OidcClient:
     if client is None:
         abort(404)
     return client
+
+
+def _reason(exc: OidcClientError) -> str:
+    """The refusal in the page's language (``str(exc)`` is its English, for the shell and the audit trail)."""
+    return translate(exc.key, **exc.params)
+
+
+def _flash_refusal(exc: OidcClientError) -> None:
+    """A refusal said on the list of clients, where the refused page sends the admin."""
+    if exc.code == "unknown_client":  # most likely removed since the page was opened
+        flash(translate("admin.oidc.missing", client_id=exc.params["client_id"]), "error")
+    else:
+        flash(translate("oidc.error.not_done", reason=_reason(exc)), "error")
+
+
+def _refused(typed: ClientForm, exc: OidcClientError) -> ClientForm:
+    """The form as typed, with why it was refused and the field at fault."""
+    return replace(typed, error=translate("admin.oidc.not_saved", reason=_reason(exc)), error_field=exc.field)
 
 
 def _label(client: OidcClient) -> str:
@@ -225,7 +253,8 @@ def _stored(client: OidcClient) -> ClientForm:
 
 def _typed(form: MultiDict, start: ClientForm) -> ClientForm:
     """The posted form over ``start`` (which holds what the form does not post: the edited client's id and
-    kind). The form always posts openid (it cannot be left out), so an empty scope list is not "every scope"."""
+    kind). The form always posts openid (it cannot be left out): a post with no scope at all was not made by
+    the page, and its empty list is refused, never read as "every scope"."""
     return replace(
         start,
         name=form.get("name", "").strip(),

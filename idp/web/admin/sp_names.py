@@ -1,6 +1,7 @@
-"""What the console calls an SP: the admin's own name for it, else the name its metadata gives
-(mdui:DisplayName, OrganizationDisplayName), else its entityID. Pages show this name first and the entityID
-as small secondary text."""
+"""What the console calls an application: for an SP, the admin's own name for it, else the name its metadata
+gives (mdui:DisplayName, OrganizationDisplayName), else its entityID; for an OpenID Connect client, its name,
+under its entity id ``urn:ad-sso-bridge:oidc:<client_id>``. Pages show this name first and the entity id as
+small secondary text."""
 
 from __future__ import annotations
 
@@ -14,10 +15,12 @@ def display_name(entry: SpEntry) -> str:
 
 
 def sp_names() -> dict[str, str]:
-    """entityID -> display name of every registered SP; empty when the registry cannot be read (the pages
-    that use it are still worth reading then, with entityIDs)."""
+    """Entity id -> display name of every registered SP and OpenID Connect client: what the audit trail, the
+    sessions and the charts name. Without the SPs when the registry cannot be read (the pages that use it
+    are still worth reading then, with entityIDs)."""
     try:
         entries = services().registry.list()
     except SpRegistryError:
-        return {}
-    return {e.entity_id: display_name(e) for e in entries}
+        entries = []
+    clients = services().oidc.clients.all()
+    return {e.entity_id: display_name(e) for e in entries} | {c.entity_id: c.name for c in clients}
