@@ -47,6 +47,7 @@ OidcErrorCode = Literal[
     "redirect_uri_fragment",
     "frontchannel_uri_scheme",
     "frontchannel_uri_fragment",
+    "frontchannel_uri_origin",
     "scope_unknown",
     "scope_openid",
     "groups_not_resolved",
@@ -266,6 +267,17 @@ def _validated(
     logout_uri = (frontchannel_logout_uri or "").strip() or None
     if logout_uri is not None:
         _check_uri("frontchannel_logout_uri", logout_uri)
+        # Front-Channel Logout 1.0 §2: the client proves the address is its own by serving its redirect URIs there.
+        origins = sorted({_origin(uri) for uri in redirect_uris})
+        if _origin(logout_uri) not in origins:
+            raise OidcClientError(
+                f"front-channel logout URI {logout_uri!r}: must have the scheme, host and port of a redirect URI "
+                f"({', '.join(origins)})",
+                "frontchannel_uri_origin",
+                field="frontchannel_logout_uri",
+                uri=logout_uri,
+                origins=", ".join(origins),
+            )
     typed = list(dict.fromkeys(g.strip() for g in allowed_groups or [] if g.strip()))
     return {
         "name": name.strip(),
@@ -297,6 +309,14 @@ def _check_uri(field: _UriField, uri: str) -> None:
         )
     if parts.fragment:
         raise OidcClientError(f"{what} {uri!r}: may not have a #fragment", fragment, field=field, uri=uri)
+
+
+def _origin(uri: str) -> str:
+    """scheme://host[:port], the port left out when it is the scheme's own, so equal origins compare equal."""
+    parts = urlsplit(uri)
+    host = (parts.hostname or "").casefold()
+    port = parts.port if parts.port not in (None, {"https": 443, "http": 80}.get(parts.scheme)) else None
+    return f"{parts.scheme}://{f'[{host}]' if ':' in host else host}{'' if port is None else f':{port}'}"
 
 
 def _digest(secret: str) -> str:

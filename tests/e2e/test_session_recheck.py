@@ -153,7 +153,9 @@ def test_an_admin_revokes_a_session_on_the_console(server: IdpServer, ad: AdAdmi
     assert page.status == 200 and page.doc().xpath("//nav[@id='admin-nav']/a[text()='Sessions']")
     rows = page.doc().xpath("//table[@id='sessions']/tbody/tr")
     assert [r.get("data-user") for r in rows] == ["rc.console"]
-    assert sp.entity_id in rows[0].text_content()
+    # The application by the name the console gives it, its entityID on hover.
+    [named] = rows[0].xpath(".//span[@title]")
+    assert named.get("title") == sp.entity_id and named.text.strip()
 
     done = admin.submit(page, "revoke-user")
     assert done.status == 200 and "1 session(s) of rc.console revoked." in done.html

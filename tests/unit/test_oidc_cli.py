@@ -268,6 +268,29 @@ def _refusal(attempt) -> OidcClientError:
     return refused.value
 
 
+def test_a_front_channel_logout_uri_must_be_served_where_a_redirect_uri_is(tmp_path: Path) -> None:
+    config = write_config(tmp_path)
+    elsewhere = _run(
+        config, "add", "crm", "--name", "CRM", "--redirect-uri", CALLBACK,
+        "--frontchannel-logout-uri", "https://other.example.test/oauth/logout",
+    )  # fmt: skip
+    assert elsewhere.exit_code != 0
+    assert "https://other.example.test/oauth/logout" in elsewhere.output
+    assert "https://mail.example.test" in elsewhere.output  # the origins it may use
+    other_port = _run(
+        config, "add", "crm", "--name", "CRM", "--redirect-uri", CALLBACK,
+        "--frontchannel-logout-uri", "https://mail.example.test:8443/oauth/logout",
+    )  # fmt: skip
+    assert other_port.exit_code != 0
+    store = ClientStore(Database(load_settings(config).database_url))
+    assert store.get("crm") is None
+    # The scheme's own port written out is the same origin.
+    store.add("crm", "CRM", [CALLBACK], public=True, frontchannel_logout_uri="https://MAIL.example.test:443/out")
+    refused = _refusal(lambda: store.update("crm", "CRM", [CALLBACK], frontchannel_logout_uri="http://127.0.0.1:9/out"))
+    assert (refused.field, refused.code) == ("frontchannel_logout_uri", "frontchannel_uri_origin")
+    assert MESSAGES["zh-CN"][refused.key].format(**refused.params) != str(refused)
+
+
 def test_each_refusal_names_its_field_and_has_words_in_every_language(tmp_path: Path) -> None:
     store = ClientStore(Database(load_settings(write_config(tmp_path)).database_url))
     store.add("spa", "SPA", [CALLBACK], public=True)

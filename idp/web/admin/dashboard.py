@@ -11,7 +11,7 @@ from idp.keys.keyring import Keyring
 from idp.keys.material import KeysError, load_key_info
 from idp.sps.errors import SpRegistryError
 from idp.web.admin.blueprint import bp
-from idp.web.admin.sp_names import display_name
+from idp.web.admin.sp_names import sp_names
 from idp.web.services import services
 
 NAV = (
@@ -52,5 +52,5 @@ def dashboard() -> str:
         key_days_left=(key.not_after - now).days if key else None,
         key_warning=key is not None and key.not_after - now < KEY_EXPIRY_WARNING,
         failures=[r for r in svc.audit.recent(200) if r.result != "success"][:10],
-        sp_names={e.entity_id: display_name(e) for e in sps},
+        sp_names=sp_names(),
     )

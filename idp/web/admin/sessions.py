@@ -10,6 +10,7 @@ from werkzeug.wrappers import Response
 
 from idp.web.admin.blueprint import bp
 from idp.web.admin.guard import current_admin
+from idp.web.admin.sp_names import sp_names
 from idp.web.i18n import translate
 from idp.web.services import services
 
@@ -20,7 +21,7 @@ _MAX_USERNAME = 256
 def sessions() -> str:
     user = request.args.get("user", "").strip()[:_MAX_USERNAME]
     live = services().sessions.live(user or None)
-    return render_template("admin/sessions.html", sessions=live, user=user)
+    return render_template("admin/sessions.html", sessions=live, user=user, sp_names=sp_names())
 
 
 @bp.post("/sessions/revoke")
