@@ -62,10 +62,11 @@ from idp.web import (
     request_log,
     sso,
 )
+from idp.web.csp import PAGE_POLICY
 from idp.web.i18n import current_language, translate, translate_code
+from idp.web.oidc import answering_clients, session_alive
 from idp.web.oidc import bp as oidc_bp
 from idp.web.oidc import build_signin as build_oidc_signin
-from idp.web.oidc import session_alive
 from idp.web.password import bp as password_bp
 from idp.web.pending import PendingPosts
 from idp.web.services import Services
@@ -140,10 +141,7 @@ def create_app(settings: Settings) -> Flask:
         resp.headers.setdefault("X-Content-Type-Options", "nosniff")
         resp.headers.setdefault("X-Frame-Options", "DENY")
         resp.headers.setdefault("Referrer-Policy", "no-referrer")
-        resp.headers.setdefault(
-            "Content-Security-Policy",
-            "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'",
-        )
+        resp.headers.setdefault("Content-Security-Policy", PAGE_POLICY)
         if settings.server.is_https:
             resp.headers.setdefault("Strict-Transport-Security", "max-age=31536000")
         return resp
@@ -242,7 +240,8 @@ def build_services(settings: Settings, cache: FileSystemCache | RedisCache) -> S
         saml_responses=responses,
         access=access,
         directory=directory,
-        signin=SignIn(steps, access, audit),
+        # The web pages that sign a person in finish an OIDC client's waiting sign-in too (idp.web.oidc).
+        signin=SignIn(answering_clients(steps), access, audit),
         sessions=sessions,
         pending=PendingPosts(cache),
         password=PasswordChange(
@@ -290,10 +289,13 @@ def _secret_key(path: Path) -> bytes:
 
 
 def negotiate_acceptor(settings: Settings) -> NegotiateAcceptor | None:
-    """The keytab's acceptor for Windows sign-in; a keytab without the service principal's key stops start-up."""
+    """The keytab's acceptor for Windows sign-in; a keytab without the service principal's key stops start-up.
+    The principal carries its realm, the AD realm Windows sign-in accepts people of (NegotiateSignIn): the
+    Kerberos library then needs no ``default_realm`` of a krb5.conf to know whose key to look up."""
     if settings.kerberos is None:
         return None
+    principal = f"{settings.kerberos_principal}@{settings.ldap.realm.upper()}"
     try:
-        return NegotiateAcceptor(settings.kerberos.keytab, settings.kerberos_principal)
+        return NegotiateAcceptor(settings.kerberos.keytab, principal)
     except KeytabProblem as exc:
         raise SettingsError(f"Invalid configuration:\n  kerberos.keytab: {exc}") from None

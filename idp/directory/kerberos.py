@@ -36,8 +36,10 @@ class KeytabProblem(Exception):
 
 
 class NegotiateAcceptor:
-    """Accepts tickets for ``principal`` (``HTTP/sso.corp.example.com``) with the keys in ``keytab``, which
-    must hold an AES key for it."""
+    """Accepts tickets for ``principal`` (``HTTP/sso.corp.example.com@CORP.EXAMPLE.COM``) with the keys in
+    ``keytab``, which must hold an AES key for it. Given with its realm, the principal needs no
+    ``default_realm`` in krb5.conf (MIT krb5 wants one to complete a name given without a realm), nor any
+    krb5.conf at all: accepting a ticket asks no KDC."""
 
     def __init__(self, keytab: Path, principal: str) -> None:
         self.keytab = keytab

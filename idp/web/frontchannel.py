@@ -17,9 +17,7 @@ from dataclasses import dataclass
 from urllib.parse import urlencode, urlsplit
 
 from idp.signin.logout import LogoutChain
-
-PAGE_POLICY = "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'"
-"""The policy of every page of ours (idp.app), which a signed-out page widens by its frames only."""
+from idp.web.csp import PAGE_POLICY
 
 
 @dataclass(frozen=True)
@@ -47,7 +45,8 @@ def frame_src(shown: Sequence[Frame]) -> str:
 
 
 def page_policy(shown: Sequence[Frame], nonce: str | None = None) -> str:
-    """Our pages' policy with these frames, and the one script whose tag carries ``nonce`` when given."""
+    """Our pages' policy (idp.web.csp), widened by these frames only, and the one script whose tag carries
+    ``nonce`` when given."""
     script = f"; script-src 'nonce-{nonce}'" if nonce is not None else ""
     return PAGE_POLICY + script + frame_src(shown)
 

@@ -1,41 +1,62 @@
 """The OpenID Connect endpoints: discovery, JWKS, authorization, token, userinfo, revocation, introspection.
 
 The authorization endpoint is one more front end of the sign-in pipeline. A browser with an SSO session
-(SAML or OIDC, it is the same one) is signed in without the form; without one, the login form is shown and
-brings the browser back here once the password is accepted (the request waits in the ``next`` address, as a
-sign-in from the IdP's own pages does). The pipeline's access decision runs per client, with the client's
-``allowed_groups``; only a sign-in the pipeline accepts gets a code. Authlib checks the request (client,
-exact redirect URI, PKCE S256, scopes) before anyone is asked for a password.
+(SAML or OIDC, it is the same one) is signed in without the form. Without one, the request waits in the
+server-side session as a SAML request does (idp.web.signin_flow.park_request), so the login form, Windows
+sign-in and the second-factor and password pages run the pipeline for the client itself: its access
+decision, second factor and JIT, and its one audit row, which says how the person signed in (password,
+kerberos). That run ends in AnswerClient, which sends the browser back here with a one-time note that the
+pipeline has accepted this session for this very request; the endpoint takes the note instead of running
+the pipeline a second time, so a sign-in is audited once, for the client, exactly as a SAML sign-in is.
+The pipeline's access decision runs per client, with the client's ``allowed_groups``; only a sign-in the
+pipeline accepts gets a code. Authlib checks the request (client, exact redirect URI, PKCE S256, scopes)
+before anyone is asked for a password.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping, Sequence
 from urllib.parse import urlencode
 
 from authlib.oauth2 import OAuth2Error
-from flask import Blueprint, Response, jsonify, redirect, request, url_for
+from flask import Blueprint, Response, jsonify, redirect, request, session, url_for
 from werkzeug.wrappers import Response as HttpResponse
 
 from idp.access import AccessDecision
 from idp.audit import AuditTrail
 from idp.oidc.claims import person_claims
-from idp.oidc.clients import ENTITY_PREFIX
+from idp.oidc.clients import ENTITY_PREFIX, OidcClient
 from idp.oidc.provider import Endpoints, InvalidHint
 from idp.oidc.tokens import Subject
 from idp.saml.messages import AuthnRequestInfo
-from idp.signin.context import NeedsPassword, NeedsSecondFactor, Refused, SignedIn, SignInContext
+from idp.signin.context import (
+    NeedsPassword,
+    NeedsSecondFactor,
+    Outcome,
+    Redirect,
+    Refused,
+    SignedIn,
+    SignInContext,
+)
 from idp.signin.pipeline import SignIn
 from idp.signin.sessions import SsoSessionIndex
 from idp.signin.steps import IssueNameId, ReleaseAttributes, Respond, SignInToAlimail, Step
 from idp.web import single_logout
 from idp.web.services import services
-from idp.web.signin_flow import REMEMBER_COOKIE, client_ip, error_page
+from idp.web.signin_flow import REMEMBER_COOKIE, client_ip, error_page, park_request
 from idp.web.sso_session import current_sso, end_sso, record_mfa, refresh_sso, remember_client
 
 bp = Blueprint("oidc", __name__)
 
 _PREFIX = "/oidc"
+_AUTHORIZE = f"{_PREFIX}/authorize"
+_ACCEPTED = "oidc_accepted"
+"""The note AnswerClient leaves in the server-side session for the authorization request it sends the browser
+back to: the SSO session, the client and the request's exact address it accepted."""
+_ACCEPTED_FOR = 300
+"""Seconds the note is good for: the browser follows it at once, and a note left behind (a tab closed on the
+way) must not spare a much later request the pipeline's checks."""
 
 
 @bp.get("/.well-known/openid-configuration")
@@ -58,7 +79,7 @@ def jwks() -> Response:
     return _public_json(services().oidc.keys.jwks())
 
 
-@bp.get(f"{_PREFIX}/authorize")
+@bp.get(_AUTHORIZE)
 def authorize() -> HttpResponse:
     svc = services()
     server = svc.oidc
@@ -78,51 +99,108 @@ def authorize() -> HttpResponse:
         if error.redirect_uri:  # the client and its redirect URI are known: it reads the error itself
             return server.handle_error_response(None, error)
         return error_page("error.oidc_request", 400, sp=client_id or None, detail=error.error)
-    if sso is None:
-        return redirect(url_for("login.login", next=request.full_path), code=303)
     client = grant.client.client
-    req = AuthnRequestInfo(
+    req = _client_request(client, grant.redirect_uri)
+    if sso is None:
+        return redirect(url_for("login.login", k=park_request(req)), code=303)
+    if _take_acceptance(sso.session_index, req):
+        signed_in, person = sso.for_signin(), sso.person
+    else:
+        ctx = SignInContext(
+            ip=client_ip(),
+            request=req,
+            session=sso.for_signin(),
+            remembered_browser=request.cookies.get(REMEMBER_COOKIE),
+        )
+        outcome = svc.oidc_signin.run(ctx)
+        if ctx.session_ended:
+            end_sso()
+        elif ctx.session_rechecked and ctx.session is not None:
+            refresh_sso(ctx.session)
+        if ctx.second_factor_now and ctx.session is not None:  # a remembered browser counts for the session
+            record_mfa(ctx.session)
+        if not (isinstance(outcome, SignedIn) and ctx.person is not None and ctx.session is not None):
+            return _not_yet(outcome, req)
+        signed_in, person = ctx.session, ctx.person
+    subject = Subject(
+        claims=person_claims(person, svc.settings.provisioning),
+        username=person.username,
+        session_index=signed_in.session_index,
+        auth_time=int(signed_in.authn_instant),
+    )
+    resp: HttpResponse = server.create_authorization_response(grant=grant, grant_user=subject)
+    remember_client(signed_in.session_index, client.client_id)  # its logout tells this client too
+    resp.headers["Cache-Control"] = "no-store"
+    return resp
+
+
+def _client_request(client: OidcClient, redirect_uri: str) -> AuthnRequestInfo:
+    """What the pipeline knows of an authorization request: the client (by its entity id) and, as
+    ``relay_state``, the request's own address, where the browser comes back to once signed in."""
+    return AuthnRequestInfo(
         request_id="oidc",  # solicited: the client asked (the audit row must not read "IdP-initiated")
         sp_entity_id=client.entity_id,
         sp_name=client.name,
-        acs_url=grant.redirect_uri,
+        acs_url=redirect_uri,
         acs_binding="",
         force_authn=False,
         is_passive=False,
         nameid_format=None,
-        relay_state=None,
+        relay_state=request.full_path,
     )
-    ctx = SignInContext(
-        ip=client_ip(),
-        request=req,
-        session=sso.for_signin(),
-        remembered_browser=request.cookies.get(REMEMBER_COOKIE),
-    )
-    outcome = svc.oidc_signin.run(ctx)
-    if ctx.session_ended:
-        end_sso()
-    elif ctx.session_rechecked and ctx.session is not None:
-        refresh_sso(ctx.session)
-    if ctx.second_factor_now and ctx.session is not None:  # a remembered browser counts for the session
-        record_mfa(ctx.session)
-    if isinstance(outcome, SignedIn) and ctx.person is not None and ctx.session is not None:
-        subject = Subject(
-            claims=person_claims(ctx.person, svc.settings.provisioning),
-            username=ctx.person.username,
-            session_index=ctx.session.session_index,
-            auth_time=int(ctx.session.authn_instant),
-        )
-        resp: HttpResponse = server.create_authorization_response(grant=grant, grant_user=subject)
-        remember_client(ctx.session.session_index, client.client_id)  # its logout tells this client too
-        resp.headers["Cache-Control"] = "no-store"
-        return resp
+
+
+def _not_yet(outcome: Outcome, req: AuthnRequestInfo) -> HttpResponse:
+    """The answer to a run of the pipeline that gave no code: a refusal, or the page that asks for what is
+    missing, with the request waiting in the session for the sign-in that page runs."""
     if isinstance(outcome, Refused):
         return error_page(outcome.reason, outcome.status, sp=outcome.sp_name)
-    if isinstance(outcome, NeedsSecondFactor):  # the code (or enrolment) page brings the browser back here
-        return redirect(url_for("mfa.enrol" if outcome.enrol else "mfa.verify", next=request.full_path), code=303)
+    if isinstance(outcome, NeedsSecondFactor):  # the code (or enrolment) page runs the sign-in for the client
+        return redirect(url_for("mfa.enrol" if outcome.enrol else "mfa.verify", k=park_request(req)), code=303)
     if isinstance(outcome, NeedsPassword):
-        return redirect(url_for("login.login", next=request.full_path), code=303)
-    return error_page("error.oidc_request", 400, sp=client.name, detail=type(outcome).__name__)
+        return redirect(url_for("login.login", k=park_request(req)), code=303)
+    return error_page("error.oidc_request", 400, sp=req.sp_name, detail=type(outcome).__name__)
+
+
+class AnswerClient:
+    """[response] The answer to an OpenID Connect client is the authorization endpoint's, not a SAML response.
+    A sign-in that a waiting authorization request started (the login form, a Windows ticket, the second-factor
+    and password pages: idp.web.signin_flow.sign_in) has passed every step up to here: the browser goes back to
+    that request, and a one-time note in the server-side session says that this SSO session was just accepted
+    for this client and this exact request, so that the endpoint issues the code without running the
+    pipeline again. The note is only ever written here, after the pipeline's yes, in the session the browser
+    cannot write: a request that does not carry it is run through the pipeline as any other."""
+
+    previews = False
+
+    def process(self, ctx: SignInContext) -> Outcome | None:
+        req, signed_in = ctx.request, ctx.session
+        if req is None or signed_in is None or not req.sp_entity_id.startswith(ENTITY_PREFIX):
+            return None
+        back = req.relay_state
+        if back is None or not back.startswith(_AUTHORIZE + "?"):
+            return None  # not a request of the authorization endpoint's (see _client_request)
+        session[_ACCEPTED] = {
+            "session_index": signed_in.session_index,
+            "sp": req.sp_entity_id,
+            "request": back,
+            "at": time.time(),
+        }
+        return Redirect(back, req.sp_name)
+
+
+def _take_acceptance(session_index: str, req: AuthnRequestInfo) -> bool:
+    """Whether AnswerClient has just accepted this SSO session for this client and this exact request; the
+    note is used up by the request it names."""
+    note = session.get(_ACCEPTED)
+    if not isinstance(note, dict) or (note.get("session_index"), note.get("sp"), note.get("request")) != (
+        session_index,
+        req.sp_entity_id,
+        req.relay_state,
+    ):
+        return False
+    session.pop(_ACCEPTED)
+    return time.time() - float(note.get("at", 0)) < _ACCEPTED_FOR
 
 
 @bp.post(f"{_PREFIX}/token")
@@ -215,3 +293,10 @@ def build_signin(steps: Sequence[Step], access: AccessDecision, audit: AuditTrai
     """The pipeline an authorization request runs: every step of a SAML sign-in (session, recheck, password,
     second factor, access, JIT) up to the answer, which the authorization server makes."""
     return SignIn([s for s in steps if not isinstance(s, _SAML_ANSWER_STEPS)], access, audit)
+
+
+def answering_clients(steps: Sequence[Step]) -> list[Step]:
+    """``steps`` with AnswerClient before the SAML answer: the pipeline of the web pages that sign a person in
+    (idp.web.signin_flow.sign_in), which then finishes a sign-in an authorization request waits on too."""
+    first = next(i for i, s in enumerate(steps) if isinstance(s, _SAML_ANSWER_STEPS))
+    return [*steps[:first], AnswerClient(), *steps[first:]]

@@ -21,6 +21,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+from authlib.common.security import generate_token
+from authlib.integrations.httpx_client import OAuth2Client
 
 from idp.directory.keytab import read_keytab
 from idp.sps.policy import SpPolicy
@@ -28,6 +30,7 @@ from tests.e2e.ad_admin import AdAdmin
 from tests.e2e.browser import Browser, Page
 from tests.e2e.harness import IdpServer, base_config, free_port, prepare_idp, serve_idp
 from tests.e2e.saml_sp import IndependentSp, register_sp
+from tests.e2e.test_oidc import REDIRECT, authorize
 from tests.support import require
 
 pytestmark = pytest.mark.ad
@@ -65,15 +68,16 @@ AES = {"aes128-cts-hmac-sha1-96": 17, "aes256-cts-hmac-sha1-96": 18}
 """The enctypes AD encrypts tickets with when the account allows AES, by MIT's name and RFC 3961 number."""
 
 
-def _krb5_conf(samba_dc, path: Path, libdefaults: str = "") -> Path:
-    """A krb5.conf naming the run's DC as the realm's KDC; ``libdefaults``: more lines for that section."""
+def _krb5_conf(samba_dc, path: Path, libdefaults: str = "", *, default_realm: bool = True) -> Path:
+    """A krb5.conf naming the run's DC as the realm's KDC; ``libdefaults``: more lines for that section;
+    ``default_realm``: whether that section names the realm too."""
     path.write_text(
         "[libdefaults]\n"
-        f"  default_realm = {REALM}\n"
-        "  dns_lookup_kdc = false\n  dns_lookup_realm = false\n"
+        + (f"  default_realm = {REALM}\n" if default_realm else "")
+        + "  dns_lookup_kdc = false\n  dns_lookup_realm = false\n"
         "  rdns = false\n  dns_canonicalize_hostname = false\n"
-        f"{libdefaults}"
-        f"[realms]\n  {REALM} = {{\n    kdc = {samba_dc.ip}\n  }}\n"
+        + libdefaults
+        + f"[realms]\n  {REALM} = {{\n    kdc = {samba_dc.ip}\n  }}\n"
         f"[domain_realm]\n  .corp.example.com = {REALM}\n  corp.example.com = {REALM}\n"
     )
     return path
@@ -234,6 +238,41 @@ def test_a_windows_ticket_signs_in_without_the_password_form(server: IdpServer, 
     assert negotiate.offers == 1 and _class_ref(sp.consume(*browser.saml_post(again)).response_xml) == KERBEROS_CLASS
 
 
+def test_a_windows_ticket_signs_in_to_an_oidc_client_with_the_one_kerberos_row_an_sp_gets(
+    server: IdpServer, ad: AdAdmin, tmp_path: Path
+):
+    ad.add_user("kb.oidc", PASSWORD, mail="kb.oidc@corp.example.com")
+    negotiate = Negotiate(_ticket("kb.oidc", tmp_path))
+    saml, sp = _browser(INSIDE, negotiate), server.sps["open"]
+    assert sp.consume(*saml.saml_post(_login_page(saml, sp)[1])).nameid == "kb.oidc@corp.example.com"
+
+    added = server.idp("oidc", "client", "add", "kb-app", "--name", "KB App", "--redirect-uri", REDIRECT)
+    secret = re.search(r"client secret: (\S+)", added.stdout)
+    assert secret, added.stdout
+    browser = _browser(INSIDE, negotiate)
+    # As behind the TLS proxy of a real deployment: OAuth 2 is refused over plain http to a name.
+    browser.http.headers["X-Forwarded-Proto"] = "https"
+    config = browser.http.get(f"http://{HOST}:{server.base_url.rsplit(':', 1)[1]}/.well-known/openid-configuration")
+    endpoints = config.json()
+    client = OAuth2Client("kb-app", secret[1], scope="openid", redirect_uri=REDIRECT, code_challenge_method="S256")
+    verifier = generate_token(48)
+    url, _ = client.create_authorization_url(
+        endpoints["authorization_endpoint"], code_verifier=verifier, nonce=generate_token(16)
+    )
+    callback = authorize(browser, url)  # the login page takes the ticket: no form, no password
+    assert isinstance(callback, str), callback
+    assert negotiate.offers == 2
+    # The client's own requests go to the IdP's address (no made-up name, no proxy on the way).
+    token = client.fetch_token(server.base_url + "/oidc/token", authorization_response=callback, code_verifier=verifier)
+    assert token["id_token"]
+
+    saml_row, oidc_row = reversed(server.audit_rows(event="signin", username="kb.oidc"))
+    assert (saml_row["result"], saml_row["reason"], saml_row["sp_entity_id"]) == ("success", "kerberos", sp.entity_id)
+    assert oidc_row["sp_entity_id"] == "urn:ad-sso-bridge:oidc:kb-app"
+    same = ("result", "reason", "detail", "client_ip")
+    assert [oidc_row[k] for k in same] == [saml_row[k] for k in same]
+
+
 def test_without_a_ticket_the_form_comes_with_the_offer_and_the_password_works(server: IdpServer, ad: AdAdmin):
     ad.add_user("kb.bob", PASSWORD, mail="kb.bob@corp.example.com")
     browser, sp = _browser(INSIDE), server.sps["open"]
@@ -298,6 +337,39 @@ def test_the_console_shows_the_keytab_against_ad(server: IdpServer):
     assert page.doc().get_element_by_id("kerberos-kvno").get("data-matches") == "yes"
     skew = page.text_of("kerberos-skew").split()[0]
     assert abs(int(skew)) <= 5, page.text_of("kerberos-skew")
+
+
+@pytest.mark.parametrize("krb5_conf", ["without default_realm", "none at all"])
+def test_an_idp_whose_krb5_conf_names_no_realm_accepts_tickets(
+    samba_dc,
+    kerberos: Path,
+    ad: AdAdmin,
+    tmp_path: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+    krb5_conf: str,
+):
+    """The principal the IdP accepts for carries the realm of [ldap], so the IdP's krb5.conf need not name a
+    default realm, nor exist (this process's krb5.conf, for kinit and the client, still names the KDC)."""
+    root = tmp_path_factory.mktemp("kerberos-realmless-idp")
+    if krb5_conf == "none at all":
+        conf = root / "absent" / "krb5.conf"
+    else:
+        conf = _krb5_conf(samba_dc, root / "krb5.conf", default_realm=False)
+        assert "default_realm" not in conf.read_text() and REALM in conf.read_text()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("KRB5_CONFIG", str(conf))
+        server = _serve(samba_dc, kerberos, root)
+    try:
+        username = "kb.realm" + ("0" if krb5_conf == "none at all" else "1")
+        ad.add_user(username, PASSWORD, mail=f"{username}@corp.example.com")
+        browser, sp = _browser(INSIDE, Negotiate(_ticket(username, tmp_path))), server.sps["open"]
+        r, page = _login_page(browser, sp)
+        assert r.status_code == 200 and page.is_auto_post, f"{r.status_code}\n{r.text[:800]}"
+        assert sp.consume(*browser.saml_post(page)).nameid == f"{username}@corp.example.com"
+        [row] = server.audit_rows(event="signin", username=username)
+        assert (row["result"], row["reason"]) == ("success", "kerberos")
+    finally:
+        server.stop()
 
 
 def _service_ticket_enctypes(ccache: Path) -> tuple[str, str]:
