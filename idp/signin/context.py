@@ -124,8 +124,9 @@ class Refused:
 
 @dataclass(frozen=True)
 class Redirect:
-    """Send the browser to an application's own one-time login URL (Alibaba Mail direct). The URL signs the
-    person in by itself, so it is kept out of reprs and logs like a password."""
+    """Send the browser to the URL that answers the application: Alibaba Mail's one-time login URL (direct
+    sign-in), or the authorization request an OIDC client waits on (idp.web.oidc.AnswerClient). A login URL
+    signs the person in by itself, so it is kept out of reprs and logs like a password."""
 
     url: str = field(repr=False)
     sp_name: str

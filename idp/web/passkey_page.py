@@ -10,12 +10,10 @@ from flask import session
 from werkzeug.wrappers import Response as HttpResponse
 
 from idp.mfa.passkeys import MAX_RESPONSE, PasskeyAssertion
+from idp.web.csp import PAGE_POLICY
 from idp.web.services import services
 
-SCRIPT_CSP = (
-    "default-src 'none'; style-src 'self'; img-src 'self'; script-src 'self'; form-action 'self'; "
-    "frame-ancestors 'none'"
-)
+SCRIPT_CSP = PAGE_POLICY + "; script-src 'self'"
 _ASSERTION = "passkey_assertion"
 
 

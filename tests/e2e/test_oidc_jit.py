@@ -268,8 +268,8 @@ def test_a_mail_api_down_under_deny_refuses_the_oidc_sign_in_with_a_page(
             "Your mailbox for Alibaba Mail could not be prepared just now, so you cannot sign in yet. Please try "
             "again in a few minutes; if this keeps happening, contact the help desk."
         )
-        # The password was accepted by the login form (a row of its own, for no client); the client's row says why
-        # the sign-in to it was refused.
+        # One row for the sign-in: the client's, saying why it was refused (no success before it).
+        assert not deny.server.audit_rows(event="signin", username=username, result="success")
         [signin] = deny.server.audit_rows(event="signin", username=username, sp_entity_id=MAIL_ENTITY)
         assert (signin["result"], signin["reason"], signin["sp_entity_id"]) == (
             "failure",
