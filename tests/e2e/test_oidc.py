@@ -48,10 +48,11 @@ class Rp:
     client_id: str
     secret: str
     config: dict
+    scope: str = SCOPE
 
     def client(self) -> OAuth2Client:
         return OAuth2Client(
-            self.client_id, self.secret, scope=SCOPE, redirect_uri=REDIRECT, code_challenge_method="S256"
+            self.client_id, self.secret, scope=self.scope, redirect_uri=REDIRECT, code_challenge_method="S256"
         )
 
     def keys(self) -> KeySet:

@@ -15,11 +15,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urljoin
 
 import httpx
 import pytest
-from authlib.common.security import generate_token
 from authlib.integrations.httpx_client import OAuth2Client
 from joserfc import jwt
 from joserfc.jwk import KeySet
@@ -30,11 +28,12 @@ from idp.demo.samba_dc import REALM
 from tests.e2e.ad_admin import AdAdmin
 from tests.e2e.browser import Browser, Page
 from tests.e2e.harness import IdpServer, alimail_config, base_config, free_port, prepare_idp, serve_idp
+from tests.e2e.test_oidc import REDIRECT, Rp, start
+from tests.e2e.test_oidc import authorize as follow_code_flow
 
 pytestmark = pytest.mark.ad
 
 PASSWORD = "OidcJit-Passw0rd!" + secrets.token_hex(3)
-REDIRECT = "http://127.0.0.1:9/oidc/callback"
 """Never connected to: the test reads the code from the Location header the IdP answers with."""
 MAIL_CLIENT, OTHER_CLIENT = "alimail", "intranet"
 MAIL_ENTITY = f"urn:ad-sso-bridge:oidc:{MAIL_CLIENT}"
@@ -42,18 +41,6 @@ OTHER_ENTITY = f"urn:ad-sso-bridge:oidc:{OTHER_CLIENT}"
 SCOPE = "openid profile email"
 """What the alimail preset lets its client ask for."""
 JIT_TIMEOUT = 2.0
-
-
-@dataclass(frozen=True)
-class Rp:
-    client_id: str
-    secret: str
-    config: dict
-
-    def client(self) -> OAuth2Client:
-        return OAuth2Client(
-            self.client_id, self.secret, scope=SCOPE, redirect_uri=REDIRECT, code_challenge_method="S256"
-        )
 
 
 @dataclass
@@ -68,7 +55,7 @@ def _add_client(server: IdpServer, *args: str) -> tuple[Rp, str]:
     secret = re.search(r"client secret: (\S+)", added.stdout)
     assert secret, added.stdout
     config = httpx.get(server.base_url + "/.well-known/openid-configuration", timeout=10).json()
-    return Rp(args[0], secret[1], config), added.stdout
+    return Rp(args[0], secret[1], config, scope=SCOPE), added.stdout
 
 
 def _start(samba_dc: Any, emulator: RunningEmulator, root: Path, **provisioning: Any) -> Idp:
@@ -133,32 +120,8 @@ def new_user(samba_dc) -> Iterator[Callable[[], str]]:
 def authorize(rp: Rp, username: str, browser: Browser | None = None) -> tuple[OAuth2Client, str, str | Page]:
     """The code flow up to the client's callback, typing the password when the form is shown: (client, code
     verifier, the callback URL the IdP sent the browser to, or the page it stopped at)."""
-    browser = browser or Browser()
-    client = rp.client()
-    verifier = generate_token(48)
-    url, _ = client.create_authorization_url(
-        rp.config["authorization_endpoint"], code_verifier=verifier, nonce=generate_token(16)
-    )
-    resp = browser.http.get(url, follow_redirects=False, timeout=30)
-    password: str | None = PASSWORD
-    while True:
-        if resp.status_code in (302, 303):
-            target = urljoin(str(resp.url), resp.headers["location"])
-            if target.startswith(REDIRECT):
-                return client, verifier, target
-            resp = browser.http.get(target, follow_redirects=False, timeout=30)
-            continue
-        page = Page(str(resp.url), resp.status_code, resp.text)
-        refresh = page.doc().xpath("//meta[@http-equiv='refresh']/@content")
-        if refresh:  # the page that opens the next URL after a posted form
-            resp = browser.http.get(urljoin(page.url, str(refresh[0]).split("url=", 1)[1]), follow_redirects=False)
-            continue
-        if not (page.is_login and password):
-            return client, verifier, page
-        action, fields = page.form()
-        fields.update(username=username, password=password)
-        password = None
-        resp = browser.http.post(action, data=fields, follow_redirects=False, timeout=30)
+    client, url, verifier, _ = start(rp)
+    return client, verifier, follow_code_flow(browser or Browser(), url, PASSWORD, username)
 
 
 def sign_in(rp: Rp, username: str, browser: Browser | None = None) -> dict:
