@@ -36,11 +36,9 @@ def _settings(tmp_path: Path) -> Settings:
 
 
 @pytest.fixture(autouse=True)
-def _realm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The principal's realm is the default one (the settings name no realm), as on a domain member."""
-    conf = tmp_path / "krb5.conf"
-    conf.write_text("[libdefaults]\n  default_realm = CORP.EXAMPLE.COM\n")
-    monkeypatch.setenv("KRB5_CONFIG", str(conf))
+def _no_krb5_conf(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No krb5.conf: the acceptor's principal carries AD's realm (CORP.EXAMPLE.COM, from the base DN)."""
+    monkeypatch.setenv("KRB5_CONFIG", str(tmp_path / "no-krb5.conf"))
 
 
 def test_an_rc4_only_keytab_stops_start_up_saying_how_to_mend_it(tmp_path):
@@ -48,7 +46,8 @@ def test_an_rc4_only_keytab_stops_start_up_saying_how_to_mend_it(tmp_path):
     assert [e.enctype_name for e in read_keytab(tmp_path / "idp.keytab")] == ["arcfour-hmac"]
     with pytest.raises(
         SettingsError,
-        match=r"kerberos.keytab: .*holds no AES key for HTTP/sso.corp.example.com \(only arcfour-hmac\): "
+        match=r"kerberos.keytab: .*holds no AES key for HTTP/sso.corp.example.com@CORP.EXAMPLE.COM "
+        r"\(only arcfour-hmac\): "
         r"allow AES on its AD account \(msDS-SupportedEncryptionTypes\)",
     ):
         negotiate_acceptor(_settings(tmp_path))
@@ -58,7 +57,7 @@ def test_an_rc4_only_keytab_stops_start_up_saying_how_to_mend_it(tmp_path):
 def test_a_keytab_with_an_aes_key_is_taken_with_or_without_rc4_beside_it(tmp_path, aes):
     _keytab(tmp_path / "idp.keytab", "arcfour-hmac", aes)
     acceptor = negotiate_acceptor(_settings(tmp_path))
-    assert acceptor is not None and acceptor.principal == "HTTP/sso.corp.example.com"
+    assert acceptor is not None and acceptor.principal == PRINCIPAL
     _keytab(tmp_path / "aes-only.keytab", aes)
     (tmp_path / "aes-only.keytab").replace(tmp_path / "idp.keytab")
     assert [e.is_aes for e in read_keytab(tmp_path / "idp.keytab")] == [True]
