@@ -116,12 +116,26 @@ class Walk:
 
     def submit(self, button) -> None:
         """Press a submit button and wait for the next page (the old one's elements would be found meanwhile)."""
-        from selenium.webdriver.support import expected_conditions as ec
+        from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
         from selenium.webdriver.support.ui import WebDriverWait
 
         html = self.driver.find_element("tag name", "html")
         button.click()
-        WebDriverWait(self.driver, 30).until(ec.staleness_of(html))
+
+        def gone(_driver: object) -> bool:
+            # Chromium says of a node of a replaced page either that it is stale or, while the new page is still
+            # being put in place, that it "does not belong to the document": both mean the old page is gone.
+            try:
+                html.is_enabled()
+            except StaleElementReferenceException:
+                return True
+            except WebDriverException as exc:
+                if "does not belong to the document" in str(exc):
+                    return True
+                raise
+            return False
+
+        WebDriverWait(self.driver, 30).until(gone)
 
     def has(self, element_id: str) -> bool:
         from selenium.webdriver.common.by import By
