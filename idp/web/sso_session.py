@@ -172,12 +172,14 @@ def refresh_sso(rechecked: SignInSession) -> None:
 
 
 def record_mfa(given: SignInSession) -> None:
-    """Keep that the session's person gave a second factor: SPs that need one get it without a new code."""
+    """Keep that the session's person gave a second factor: SPs that need one get it without a new code. The
+    session counts for more from now on, so it goes on under a new id, as at the password: an id that leaked
+    before (a copied cookie, a log) does not carry the second factor."""
     data = session.get(_KEY)
     if data is None or data["session_index"] != given.session_index:
         return
     data["mfa_at"] = given.mfa_at
-    session.modified = True
+    current_app.session_interface.regenerate(session)  # type: ignore[attr-defined]
 
 
 def remember_sp(entity_id: str, sp_name: str, name_id: NameId | None) -> None:

@@ -136,8 +136,14 @@ def test_password_only_sp_then_step_up_when_the_request_asks_for_mfa(server: Idp
     assert open_sp.status_of(browser.saml_post(passive)[1]) == "Responder/NoPassive"
     page = browser.get(_requesting_mfa(open_sp))
     assert page.url.startswith(f"{server.base_url}/mfa?"), page.url
+    before = browser.http.cookies["idp_session"]
     page = browser.submit(page, "mfa-verify", {"code": enrolled["codes"][1]})
     assert _class_ref(open_sp.consume(*browser.saml_post(page)).response_xml) == REFEDS_MFA
+    # The session goes on under a new id once it holds a second factor; the id it had before is worth nothing.
+    assert browser.http.cookies["idp_session"] != before
+    copied = Browser()
+    copied.http.cookies.set("idp_session", before, domain="127.0.0.1")
+    assert copied.get(open_sp.redirect_login_url()).is_login
 
 
 def test_wrong_codes_are_throttled_even_before_a_right_one(server: IdpServer, enrolled: dict):
