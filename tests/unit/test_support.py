@@ -43,3 +43,11 @@ def test_under_ci_any_skip_fails_the_run(tmp_path: Path) -> None:
     assert "skipped under CI=true" in in_ci.stdout and "no frobnicator" in in_ci.stdout
     elsewhere = run("false")
     assert elsewhere.returncode == 0 and "1 skipped" in elsewhere.stdout, elsewhere.stdout
+
+
+def test_this_suite_runs_the_ci_hook(pytestconfig: pytest.Config) -> None:
+    """The hook is active in the suite itself (tests/conftest.py), not only where a test asks for it with -p."""
+    from tests import ci_skips
+
+    impls = pytestconfig.pluginmanager.hook.pytest_runtest_makereport.get_hookimpls()
+    assert ci_skips.pytest_runtest_makereport in [impl.function for impl in impls]
