@@ -18,9 +18,10 @@ from idp.audit import AuditTrail
 from idp.cli import settings_from
 from idp.commands.columns import column_widths, shorten_middle
 from idp.connectors.direct_app import ENTITY_ID as DIRECT_APP
+from idp.directory import groups as directory_groups
 from idp.directory.client import Directory
 from idp.directory.errors import DirectoryError
-from idp.directory.groups import Group, GroupNotResolved, resolve_group
+from idp.directory.groups import Group, GroupsNotResolved
 from idp.person import GroupRef
 from idp.settings import AlimailDirectSettings, NameIdFormatName, Settings
 from idp.sps.errors import SpRegistryError, UnknownSpError
@@ -518,16 +519,10 @@ def resolve_groups(settings: Settings, names: Sequence[str], *, check: bool, opt
             f"cannot check the groups in Active Directory: {exc.detail or exc.reason}\n"
             "(--no-check-groups stores them without checking)"
         ) from None
-    refs: list[str] = []
-    problems: list[str] = []
-    for name in names:
-        try:
-            refs.append(str(resolve_group(name, known)))
-        except GroupNotResolved as exc:
-            problems.append(str(exc))
-    if problems:
-        raise click.ClickException(f"{option} refused, nothing stored: " + "; ".join(problems))
-    return refs
+    try:
+        return [str(ref) for ref in directory_groups.resolve_groups(names, known)]
+    except GroupsNotResolved as exc:
+        raise click.ClickException(f"{option} refused, nothing stored: {exc}") from None
 
 
 def ad_groups(settings: Settings) -> list[Group]:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from idp.directory.errors import DirectoryError
@@ -71,6 +71,31 @@ def resolve_group(text: str, groups: Iterable[Group]) -> GroupRef:
     if found:
         raise GroupNotResolved(f"{what} is a distribution group: only security groups can grant access")
     raise GroupNotResolved(f"AD has no group {what}")
+
+
+class GroupsNotResolved(ValueError):
+    """Some of the groups an admin typed are not one security group each: ``refused`` are those texts, and the
+    message says why for every one, so that all are mended at once."""
+
+    def __init__(self, refused: list[str], problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.refused = refused
+
+
+def resolve_groups(texts: Iterable[str], groups: Sequence[Group]) -> list[GroupRef]:
+    """Each of ``texts`` as ``resolve_group`` gives it, in order; GroupsNotResolved names every one that is not."""
+    refs: list[GroupRef] = []
+    refused: list[str] = []
+    problems: list[str] = []
+    for text in texts:
+        try:
+            refs.append(resolve_group(text, groups))
+        except GroupNotResolved as exc:
+            refused.append(text)
+            problems.append(str(exc))
+    if refused:
+        raise GroupsNotResolved(refused, problems)
+    return refs
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@ console and of `idp oidc client`, so both leave the same trail (who, from where,
 after), refusals included. A secret is in the answer only, never in an audit row.
 
 Allowed groups are what an SP policy's are: each typed group is looked up in AD with the resolver `idp sp` and
-the console's policy page use (``idp.directory.groups.resolve_group``) and stored as the identity of the one
+the console's policy page use (``idp.directory.groups.resolve_groups``) and stored as the identity of the one
 security group it names, its DN and SID; a group AD does not know, a name two security groups share and a
 distribution group are refused, named."""
 
@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from idp.audit import AuditTrail
 from idp.directory.errors import DirectoryError
-from idp.directory.groups import GroupLoader, GroupNotResolved, resolve_group
+from idp.directory.groups import GroupLoader, GroupsNotResolved, resolve_groups
 from idp.oidc.clients import (
     ClientStore,
     GroupResolver,
@@ -180,26 +180,16 @@ def group_resolver(ad_groups: GroupLoader | None, *, kept: Sequence[str] = ()) -
             raise OidcClientError(
                 f"cannot check the groups in Active Directory: {error}", "groups_unchecked", field="groups", error=error
             ) from None
-        stored: list[str] = []
-        problems: list[str] = []
-        refused: list[str] = []
-        for text in typed:
-            if text in stored_already:
-                stored.append(text)
-                continue
-            try:
-                stored.append(str(resolve_group(text, known)))
-            except GroupNotResolved as exc:
-                problems.append(str(exc))
-                refused.append(text)
-        if problems:
+        try:
+            resolved = iter(resolve_groups([t for t in typed if t not in stored_already], known))
+        except GroupsNotResolved as exc:
             raise OidcClientError(
-                "allowed groups refused, nothing stored: " + "; ".join(problems),
+                f"allowed groups refused, nothing stored: {exc}",
                 "groups_not_resolved",
                 field="groups",
-                groups=", ".join(refused),
-            )
-        return stored
+                groups=", ".join(exc.refused),
+            ) from None
+        return [text if text in stored_already else str(next(resolved)) for text in typed]
 
     return resolve
 
