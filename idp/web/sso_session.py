@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 
 from flask import current_app, request, session
 
-from idp.oidc.clients import ENTITY_PREFIX
+from idp.oidc.clients import entity_id_of
 from idp.person import Person
 from idp.saml.messages import NameId
 from idp.signin.context import SsoSession as SignInSession
@@ -232,7 +232,7 @@ def _live(data: dict) -> LiveSession:
         checked_at=_utc(data.get("checked_at", data["authn_instant"])),
         expires_at=_utc(data["expires_at"]),
         client_ip=request.remote_addr,
-        sps=(*data["sps"], *(ENTITY_PREFIX + c for c in data.get("oidc", []))),
+        sps=(*data["sps"], *map(entity_id_of, data.get("oidc", []))),
     )
 
 

@@ -52,5 +52,5 @@ def dashboard() -> str:
         key_days_left=(key.not_after - now).days if key else None,
         key_warning=key is not None and key.not_after - now < KEY_EXPIRY_WARNING,
         failures=[r for r in svc.audit.recent(200) if r.result != "success"][:10],
-        sp_names=sp_names(),
+        sp_names=sp_names(sps),
     )

@@ -16,7 +16,7 @@ from flask import abort, flash, redirect, render_template, request, url_for
 from werkzeug.datastructures import MultiDict
 from werkzeug.wrappers import Response
 
-from idp.oidc.clients import SCOPES, OidcClient, OidcClientError, OidcField
+from idp.oidc.clients import SCOPES, NewClient, OidcClient, OidcClientError, OidcField
 from idp.oidc.presets import PRESETS, OidcPreset
 from idp.oidc.registration import add_client, remove_client, rotate_secret, update_client
 from idp.web.admin.blueprint import bp
@@ -93,17 +93,7 @@ def oidc_client_add() -> tuple[str, int] | str:
         )
     except OidcClientError as exc:  # the form again, with what was typed and why it was refused
         return _add_page(_refused(typed, exc), PRESETS.get(typed.preset)), 400
-    preset = PRESETS.get(typed.preset)
-    return render_template(
-        "admin/oidc_client_added.html",
-        client=made.client,
-        secret=made.secret,
-        issuer=svc.settings.oidc_issuer,
-        rotated=False,
-        preset=preset,
-        preset_key=typed.preset,
-        preset_notes=_preset_notes(typed.preset, preset, made.client) if preset else [],
-    )
+    return _secret_page(made, rotated=False, preset_key=typed.preset)
 
 
 @bp.route("/oidc/clients/edit", methods=["GET", "POST"])
@@ -165,16 +155,7 @@ def oidc_client_secret() -> str | Response:
         # it no new secret): refused and audited, and said where the clients are listed.
         _flash_refusal(exc)
         return redirect(url_for("admin.sps", _anchor="oidc-clients"))
-    return render_template(
-        "admin/oidc_client_added.html",
-        client=made.client,
-        secret=made.secret,
-        issuer=svc.settings.oidc_issuer,
-        rotated=True,
-        preset=None,
-        preset_key=None,
-        preset_notes=[],
-    )
+    return _secret_page(made, rotated=True)
 
 
 @bp.get("/oidc/clients/delete")
@@ -274,6 +255,21 @@ def _add_page(values: ClientForm, preset: OidcPreset | None = None) -> str:
         oidc_presets=PRESETS,
         scope_choices=SCOPES,
         preset=preset,
+    )
+
+
+def _secret_page(made: NewClient, *, rotated: bool, preset_key: str = "") -> str:
+    """The answer to a registration or a new secret: the secret, shown this once, and a preset's notes."""
+    preset = PRESETS.get(preset_key)
+    return render_template(
+        "admin/oidc_client_added.html",
+        client=made.client,
+        secret=made.secret,
+        issuer=services().settings.oidc_issuer,
+        rotated=rotated,
+        preset=preset,
+        preset_key=preset_key or None,
+        preset_notes=_preset_notes(preset_key, preset, made.client) if preset else [],
     )
 
 
