@@ -132,6 +132,12 @@ class AdAdmin:
         self.conn.search(BASE_DN, f"(sAMAccountName={username})", attributes=["badPwdCount"])
         return int(self.conn.entries[0].badPwdCount.value or 0)
 
+    def __enter__(self) -> AdAdmin:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.undo()
+
     def undo(self) -> None:
         for dn in reversed(self._made):
             self.conn.delete(dn)

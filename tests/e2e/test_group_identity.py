@@ -40,9 +40,8 @@ def server(samba_dc, tmp_path_factory) -> Iterator[IdpServer]:
 
 @pytest.fixture
 def ad(samba_dc) -> Iterator[AdAdmin]:
-    admin = AdAdmin(samba_dc)
-    yield admin
-    admin.undo()
+    with AdAdmin(samba_dc) as admin:
+        yield admin
 
 
 def sign_in(sp: IndependentSp, username: str) -> Page:

@@ -48,11 +48,8 @@ SPNEGO = "1.3.6.1.5.5.2"
 
 @pytest.fixture(scope="module")
 def ad(samba_dc) -> Iterator[AdAdmin]:
-    admin = AdAdmin(samba_dc)
-    try:
+    with AdAdmin(samba_dc) as admin:
         yield admin
-    finally:
-        admin.undo()
 
 
 def _samba_tool(samba_dc, *args: str) -> str:

@@ -33,12 +33,9 @@ PASSWORD_ONLY = "urn:oasis:names:tc:SAML:2.0:ac:classes:PasswordProtectedTranspo
 
 @pytest.fixture(scope="module")
 def ad(samba_dc) -> Iterator[AdAdmin]:
-    admin = AdAdmin(samba_dc)
-    try:
+    with AdAdmin(samba_dc) as admin:
         admin.add_user(USER, PASSWORD, mail=f"{USER}@corp.example.com")
         yield admin
-    finally:
-        admin.undo()
 
 
 @pytest.fixture(scope="module")

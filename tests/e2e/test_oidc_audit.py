@@ -78,11 +78,8 @@ def refusal(page: Page) -> str | None:
 
 @pytest.fixture
 def ad(samba_dc) -> Iterator[AdAdmin]:
-    admin = AdAdmin(samba_dc)
-    try:
+    with AdAdmin(samba_dc) as admin:
         yield admin
-    finally:
-        admin.undo()
 
 
 def _person(ad: AdAdmin) -> tuple[str, str]:

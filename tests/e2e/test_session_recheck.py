@@ -26,11 +26,8 @@ TEAM = "Recheck Team"
 
 @pytest.fixture(scope="module")
 def ad(samba_dc) -> Iterator[AdAdmin]:
-    admin = AdAdmin(samba_dc)
-    try:
+    with AdAdmin(samba_dc) as admin:
         yield admin
-    finally:
-        admin.undo()
 
 
 @pytest.fixture(scope="module")

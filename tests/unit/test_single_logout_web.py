@@ -20,6 +20,7 @@ from onelogin.saml2.logout_request import OneLogin_Saml2_Logout_Request
 from onelogin.saml2.logout_response import OneLogin_Saml2_Logout_Response
 from onelogin.saml2.utils import OneLogin_Saml2_Utils
 from sqlalchemy import select
+from werkzeug.test import TestResponse
 
 from idp.app import create_app, services_of
 from idp.saml.messages import NameId
@@ -46,6 +47,16 @@ def app(settings: Settings, world: World, tmp_path: Path) -> Flask:
     (metadata_dir / "calendar.xml").write_text(second)
     quiet = settings.metadata.model_copy(update={"refresh_poll": 0, "dir": metadata_dir})
     return create_app(settings.model_copy(update={"metadata": quiet}))
+
+
+def _calendar_answers(client: FlaskClient, world: World, request_xml: bytes) -> TestResponse:
+    """The calendar SP's signed LogoutResponse to ``request_xml``, posted back as the SP's page would post it."""
+    answer = OneLogin_Saml2_Logout_Response(world.sp(sign_requests=True, **SECOND))
+    answer.build(OneLogin_Saml2_Logout_Request.get_id(request_xml))
+    signed = OneLogin_Saml2_Utils.add_sign(
+        answer.get_xml(), *world.sp_pem, sign_algorithm=C.RSA_SHA256, digest_algorithm=C.SHA256
+    )
+    return client.post("/saml/slo", data={"SAMLResponse": base64.b64encode(signed).decode()})
 
 
 def _signed_in(client: FlaskClient, sps: tuple[str, ...] = (SP_ENTITY, SP2_ENTITY), oidc: tuple[str, ...] = ()) -> None:
@@ -122,13 +133,7 @@ def test_a_chain_over_the_post_binding_ends_with_success_at_the_sp_that_asked(ap
     assert OneLogin_Saml2_Utils.validate_sign(xml, idp_cert, xpath="/samlp:LogoutRequest/ds:Signature")
     assert OneLogin_Saml2_Logout_Request.get_session_indexes(xml) == [SESSION]
 
-    calendar = world.sp(sign_requests=True, **SECOND)
-    answer = OneLogin_Saml2_Logout_Response(calendar)
-    answer.build(OneLogin_Saml2_Logout_Request.get_id(xml))
-    signed = OneLogin_Saml2_Utils.add_sign(
-        answer.get_xml(), *world.sp_pem, sign_algorithm=C.RSA_SHA256, digest_algorithm=C.SHA256
-    )
-    parked = client.post("/saml/slo", data={"SAMLResponse": base64.b64encode(signed).decode()})
+    parked = _calendar_answers(client, world, xml)
     assert parked.status_code == 303 and "/saml/slo/next?resume=" in parked.headers["Location"]
     to_mail = client.get(parked.headers["Location"])
 
@@ -279,13 +284,7 @@ def test_an_sps_logout_answered_by_redirect_waits_on_a_page_that_tells_the_clien
     assert "frame-src" not in to_calendar.headers["Content-Security-Policy"]
     _, fields = _form(to_calendar.get_data(as_text=True))
     xml = base64.b64decode(fields["SAMLRequest"])
-    calendar = world.sp(sign_requests=True, **SECOND)
-    answer = OneLogin_Saml2_Logout_Response(calendar)
-    answer.build(OneLogin_Saml2_Logout_Request.get_id(xml))
-    signed = OneLogin_Saml2_Utils.add_sign(
-        answer.get_xml(), *world.sp_pem, sign_algorithm=C.RSA_SHA256, digest_algorithm=C.SHA256
-    )
-    parked = client.post("/saml/slo", data={"SAMLResponse": base64.b64encode(signed).decode()})
+    parked = _calendar_answers(client, world, xml)
 
     last = client.get(parked.headers["Location"])
 
