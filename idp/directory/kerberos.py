@@ -19,7 +19,7 @@ import gssapi.exceptions
 from idp.codes import SignInReason
 from idp.directory.client import Directory
 from idp.directory.errors import DirectoryError
-from idp.directory.keytab import KeytabUnreadable, read_keytab
+from idp.directory.keytab import KeytabUnreadable, keys_of
 
 
 class KerberosRefused(Exception):
@@ -72,17 +72,10 @@ class NegotiateAcceptor:
 def _require_aes(keytab: Path, principal: str) -> None:
     """An RC4-only keytab works only while the DC still encrypts the account's tickets with RC4, which AD is
     phasing out: it is refused at start-up, with the way to mend it, rather than failing later at sign-in."""
-    name, realm = split_principal(principal)
     try:
-        entries = read_keytab(keytab)
+        held = keys_of(keytab, principal)
     except (OSError, KeytabUnreadable) as exc:
         raise KeytabProblem(str(exc)) from None
-    held = [
-        e
-        for e in entries
-        if split_principal(e.principal)[0].casefold() == name.casefold()
-        and (not realm or split_principal(e.principal)[1].casefold() == realm.casefold())
-    ]
     if not any(e.is_aes for e in held):
         kinds = ", ".join(sorted({e.enctype_name for e in held})) or "no key this reader knows"
         raise KeytabProblem(
@@ -131,7 +124,7 @@ def kerberos_status(directory: Directory, keytab: Path, spn: str, realm: str, no
     problem: str | None = None
     kvnos: tuple[int, ...] = ()
     try:
-        kvnos = tuple(sorted({e.kvno for e in read_keytab(keytab) if e.principal.casefold() == principal.casefold()}))
+        kvnos = tuple(sorted({e.kvno for e in keys_of(keytab, principal)}))
     except OSError as exc:
         problem = f"{keytab}: {exc.strerror or exc}"
     except KeytabUnreadable as exc:

@@ -42,6 +42,11 @@ class KeytabEntry:
         return self.enctype in AES_ENCTYPES
 
 
+def keys_of(path: Path, principal: str) -> list[KeytabEntry]:
+    """The keytab's entries for ``principal`` (``HTTP/host@REALM``), compared as Kerberos does, ignoring case."""
+    return [e for e in read_keytab(path) if e.principal.casefold() == principal.casefold()]
+
+
 def read_keytab(path: Path) -> list[KeytabEntry]:
     data = path.read_bytes()
     if data[:2] != b"\x05\x02":
