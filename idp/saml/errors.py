@@ -14,8 +14,12 @@ class SamlRequestError(Exception):
     sentence for the person in front of the browser; ``sp_entity_id`` is set once the sender is known.
     """
 
-    def __init__(self, reason: Reason, message: str, sp_entity_id: str | None = None) -> None:
+    def __init__(
+        self, reason: Reason, message: str, sp_entity_id: str | None = None, *, request_id: str | None = None
+    ) -> None:
         super().__init__(f"{reason}: {message}")
         self.reason: RequestReason = reason
         self.message = message
         self.sp_entity_id = sp_entity_id
+        self.request_id = request_id
+        """Set on a replay: the browser that parked this very request may be reloading its page."""

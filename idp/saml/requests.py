@@ -215,7 +215,10 @@ class SamlRequests:
         keep = timedelta(seconds=limits.request_lifetime + 2 * limits.clock_skew)
         if not self._seen.first_use(sp, message.id, now=now, keep_until=now + keep):
             raise SamlRequestError(
-                "replayed_request", f"The request {message.id} was already answered; a request is answered once.", sp
+                "replayed_request",
+                f"The request {message.id} was already answered; a request is answered once.",
+                sp,
+                request_id=str(message.id),
             )
         return server, message, sp
 

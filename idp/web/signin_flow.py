@@ -58,13 +58,15 @@ def sign_in(
     remember_browser: bool = False,
     step_up: bool = False,
     negotiate_token: bytes | None = None,
+    password_form_here: bool = False,
 ) -> HttpResponse:
     """Run the pipeline for ``req`` (None: no SP is waiting) and answer the browser.
 
     ``parked_as`` is the key the request waited under while the login form was shown; ``after`` is where a
     sign-in with no SP goes next. ``second_factor_code``: what the second-factor page sent, and whether the
     person asked to be remembered on this browser; ``step_up``: ask for a second factor whatever the policy;
-    ``negotiate_token``: the browser's Windows (SPNEGO) token."""
+    ``negotiate_token``: the browser's Windows (SPNEGO) token; ``password_form_here``: answer a request that
+    needs a password with the login form itself instead of a redirect to it."""
     sso = current_sso()
     ctx = SignInContext(
         ip=client_ip(),
@@ -121,7 +123,8 @@ def sign_in(
     if isinstance(outcome, NeedsPassword):
         if req is None:
             return redirect(url_for("login.login", next=after) if after else url_for("login.login"), code=303)
-        return redirect(url_for("login.login", k=parked_as or park_request(req)), code=303)
+        key = parked_as or park_request(req)
+        return login_form(req, key) if password_form_here else redirect(url_for("login.login", k=key), code=303)
     if isinstance(outcome, NeedsSecondFactor):
         # After a password the parked request was dropped with the login form: park it again for the code.
         waiting = (parked_as if not ctx.signed_in_now else None) or (park_request(req) if req is not None else None)
@@ -169,8 +172,10 @@ def login_form(
     status: int = 200,
 ) -> HttpResponse:
     sp = req.sp_name if req else None
+    # Where the language switch comes back to: this form's own address, wherever it was shown.
+    here = url_for("login.login", k=key or None, next=after)
     return login_csrf.form_page(
-        "login.html", status=status, sp=sp, key=key, after=after, username=username, error=error
+        "login.html", status=status, sp=sp, key=key, after=after, username=username, error=error, here=here
     )
 
 
@@ -258,6 +263,14 @@ def parked_request(key: str) -> AuthnRequestInfo | None:
         return AuthnRequestInfo(**data)
     except TypeError:  # parked by an older version with other fields: start again
         return None
+
+
+def parked_key(sp_entity_id: str | None, request_id: str) -> str | None:
+    """The key this browser parked the SP's request ``request_id`` under, if it is still waiting."""
+    for key, data in session.get(_REQUESTS_KEY, {}).items():
+        if isinstance(data, dict) and (data.get("sp_entity_id"), data.get("request_id")) == (sp_entity_id, request_id):
+            return key
+    return None
 
 
 def drop_request(key: str) -> None:

@@ -11,10 +11,10 @@ from idp import metrics
 from idp.codes import AuditEvent
 from idp.saml.errors import SamlRequestError
 from idp.saml.messages import AuthnRequestInfo, LogoutRequestInfo
-from idp.web import single_logout
+from idp.web import negotiate, single_logout
 from idp.web.pending import Parked
 from idp.web.services import services
-from idp.web.signin_flow import client_ip, error_page, sign_in
+from idp.web.signin_flow import client_ip, error_page, parked_key, sign_in
 
 bp = Blueprint("saml", __name__, url_prefix="/saml")
 
@@ -42,10 +42,19 @@ def _received(endpoint: str, parse: Callable[..., Parked], kind: type[Parked]) -
     try:
         accepted = parse(binding, saml_request, relay_state, query_string=query)
     except SamlRequestError as exc:
-        return refused_request(exc)
+        return _reloaded(exc) or refused_request(exc)
     if request.method == "POST":  # come back as a same-site GET so the session cookie is sent
         return redirect(url_for(endpoint, resume=services().pending.put(accepted)), code=303)
     return accepted
+
+
+def _reloaded(exc: SamlRequestError) -> HttpResponse | None:
+    """A replay from the browser that parked this very request: it reloaded the login form shown at this URL
+    (or went back to it). It gets its form again, at /login; anyone else's replay is refused."""
+    if exc.reason != "replayed_request" or exc.request_id is None or request.method != "GET":
+        return None
+    key = parked_key(exc.sp_entity_id, exc.request_id)
+    return redirect(url_for("login.login", k=key), code=303) if key is not None else None
 
 
 @bp.route("/sso", methods=["GET", "POST"])
@@ -53,7 +62,11 @@ def sso() -> HttpResponse:
     req = _received("saml.sso", services().saml_requests.parse_authn_request, AuthnRequestInfo)
     if isinstance(req, HttpResponse):
         return req
-    return sign_in(req)
+    # The login form is shown at this URL rather than after a redirect to /login: one request fewer per
+    # sign-in. Not for a POST resumed by key (a reload would find the key used), nor where Windows sign-in is
+    # offered (its 401 handshake is /login's).
+    form_here = "SAMLRequest" in request.args and not negotiate.offered()
+    return sign_in(req, password_form_here=form_here)
 
 
 def refused_request(

@@ -9,6 +9,7 @@ import re
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import redis
@@ -27,7 +28,7 @@ from idp.web.pending import PendingPosts
 from idp.web.ratelimit import RateLimiter
 from idp.web.session_store import PRUNE_INTERVAL, SessionFileCache
 from tests.support import REDIS_URL, require_redis
-from tests.unit.saml_world import World, post_request, sp_metadata
+from tests.unit.saml_world import World, post_request, redirect_request, sp_metadata
 
 
 def _app(settings: Settings, world: World, tmp_path: Path, **server: Any) -> Flask:
@@ -97,6 +98,36 @@ def test_the_anonymous_login_page_stores_nothing_yet_its_form_keeps_csrf_protect
     assert post(client, token) is None  # past the CSRF check: the pipeline asks for the missing username
     assert client.post("/login", data={"username": "", "password": "x", "csrf_token": token}).status_code == 401
     assert _stored(app) == before
+
+
+# ---- the login form at /saml/sso -----------------------------------------------------------------------------
+
+
+def test_a_redirect_request_gets_the_form_at_once_and_a_reload_is_the_same_request(app: Flask, world: World) -> None:
+    """One request fewer per sign-in: the form comes with the answer to the SP's request. Reloading that page
+    sends the answered request again; the browser that parked it gets its form back, anyone else a refusal."""
+    client = app.test_client()
+    _, _, query = redirect_request(world.sp())
+    shown = client.get("/saml/sso?" + query)
+    assert shown.status_code == 200 and shown.headers["Cache-Control"] == "no-store"
+    page = shown.get_data(as_text=True)
+    assert 'name="password"' in page and 'id="service"' in page
+    found = re.search(r'name="k" value="([^"]+)"', page)
+    assert found, page
+    key = found.group(1)
+    # The language switch comes back to the form's own address, not to the SP's request.
+    switch = re.search(r'href="([^"]+)" lang="zh-CN"', page)
+    assert switch, page
+    assert parse_qs(urlsplit(switch.group(1).replace("&amp;", "&")).query)["next"] == [f"/login?k={key}"]
+
+    reloaded = client.get("/saml/sso?" + query)
+    assert reloaded.status_code == 303 and reloaded.headers["Location"].endswith(f"/login?k={key}")
+    assert 'id="service"' in client.get(reloaded.headers["Location"]).get_data(as_text=True)
+    assert _reasons(app) == []
+
+    stranger = app.test_client().get("/saml/sso?" + query)
+    assert stranger.status_code == 400 and _reason_of(stranger.get_data(as_text=True)) == "replayed_request"
+    assert _reasons(app) == ["replayed_request"]
 
 
 # ---- parked POSTs --------------------------------------------------------------------------------------------
