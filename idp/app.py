@@ -64,9 +64,8 @@ from idp.web import (
 )
 from idp.web.csp import PAGE_POLICY
 from idp.web.i18n import current_language, translate, translate_code
-from idp.web.oidc import answering_clients, session_alive
+from idp.web.oidc import answering_clients, oidc_steps, session_alive
 from idp.web.oidc import bp as oidc_bp
-from idp.web.oidc import build_signin as build_oidc_signin
 from idp.web.password import bp as password_bp
 from idp.web.pending import PendingPosts
 from idp.web.services import Services
@@ -241,7 +240,7 @@ def build_services(settings: Settings, cache: FileSystemCache | RedisCache) -> S
         access=access,
         directory=directory,
         # The web pages that sign a person in finish an OIDC client's waiting sign-in too (idp.web.oidc).
-        signin=SignIn(answering_clients(steps), access, audit),
+        signin=SignIn(answering_clients(steps), access, audit, sessions, settings.server.session_lifetime),
         sessions=sessions,
         pending=PendingPosts(cache),
         password=PasswordChange(
@@ -257,7 +256,7 @@ def build_services(settings: Settings, cache: FileSystemCache | RedisCache) -> S
             audit,
             session_alive(sessions),
         ),
-        oidc_signin=build_oidc_signin(steps, access, audit),
+        oidc_signin=SignIn(oidc_steps(steps), access, audit, sessions, settings.server.session_lifetime),
     )
 
 

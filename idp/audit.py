@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
@@ -17,7 +18,7 @@ from sqlalchemy import Select, Table, bindparam, delete, func, insert, select
 
 from idp import codes
 from idp.logs import REQUEST_ID
-from idp.store.db import Database, rowcount
+from idp.store.db import Database, Write, rowcount
 from idp.store.group_commit import GroupCommit
 from idp.store.models import AuditEvent
 
@@ -74,7 +75,9 @@ class AuditTrail:
         sp: str | None = None,
         ip: str | None = None,
         detail: str | None = None,
+        together_with: Sequence[Write] = (),
     ) -> None:
+        """``together_with``: rows committed in the same transaction as this one (idp.signin.pipeline)."""
         row = {
             "event": event,
             "result": result,
@@ -89,7 +92,14 @@ class AuditTrail:
         }
         # The audit row is also a log line so that a log shipper sees the same story.
         log.info("%s %s reason=%s user=%s sp=%s ip=%s", event, result, reason, username, sp, ip)
-        self._writer.write(row)
+        if together_with:
+            self._db.write([*together_with, (_INSERT, row)])
+        else:
+            self._writer.write(row)
+
+    def commit(self, writes: Sequence[Write]) -> None:
+        """Rows of a sign-in that goes on (a second factor or a warning comes first) and has no audit row yet."""
+        self._db.write(writes)
 
     def record_change(
         self,

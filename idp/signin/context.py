@@ -15,6 +15,7 @@ from idp.mfa.passkeys import PasskeyAssertion
 from idp.person import Person
 from idp.saml.messages import AuthnRequestInfo, NameId, PostForm
 from idp.sps.release import ReleasedAttribute
+from idp.store.db import Write
 
 
 @dataclass(frozen=True)
@@ -84,6 +85,9 @@ class SignInContext:
     """The person asks to give a second factor whatever the policy (before managing their own factors)."""
     negotiate_token: bytes | None = field(default=None, repr=False)
     """The browser's SPNEGO token (``Authorization: Negotiate``), if it sent one in this round."""
+    writes: list[Write] = field(default_factory=list)
+    """Rows a step wrote for the sign-in, committed with its audit row at the end (SignIn.run): one
+    transaction, not one per step."""
 
     @property
     def sp(self) -> str | None:

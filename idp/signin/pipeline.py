@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from idp import metrics
 from idp.access import AccessDecision, Refusal
 from idp.audit import AuditTrail
-from idp.codes import SignInMethod
+from idp.codes import AuditReason, AuditResult
 from idp.connectors.alimail import AlimailLogin
 from idp.connectors.direct_app import ENTITY_ID as ALIMAIL_DIRECT
 from idp.directory.client import Directory
@@ -34,8 +35,9 @@ from idp.signin.context import (
     Refused,
     SignedIn,
     SignInContext,
+    SsoSession,
 )
-from idp.signin.sessions import SsoSessionIndex
+from idp.signin.sessions import LiveSession, SsoSessionIndex
 from idp.signin.steps import (
     Authenticate,
     CheckSp,
@@ -106,10 +108,21 @@ class Preview:
 
 
 class SignIn:
-    def __init__(self, steps: Sequence[Step], access: AccessDecision, audit: AuditTrail) -> None:
+    def __init__(
+        self,
+        steps: Sequence[Step],
+        access: AccessDecision,
+        audit: AuditTrail,
+        sessions: SsoSessionIndex,
+        session_lifetime: int,
+    ) -> None:
+        """``sessions`` and ``session_lifetime``: the shared index gets its row for a session a password or a
+        ticket starts, in the transaction of the audit row."""
         self._steps = tuple(steps)
         self._access = access
         self._audit = audit
+        self._sessions = sessions
+        self._session_lifetime = session_lifetime
 
     def run(self, ctx: SignInContext) -> Outcome:
         """Run the steps in order until one ends the sign-in, and record how it ended."""
@@ -134,32 +147,52 @@ class SignIn:
         return Preview(refusals, ctx.name_id, ctx.name_id_problem, ctx.released)
 
     def _record(self, ctx: SignInContext, outcome: Outcome) -> None:
-        """One audit row (and one metric) for every way a sign-in ends; asking for the password is not an end."""
+        """One audit row (and one metric) for every way a sign-in ends; asking for the password is not an end.
+        The rows the steps wrote, and the index row of a session started now, are committed with it."""
+        if ctx.signed_in_now and ctx.session is not None:
+            ctx.writes.extend(self._sessions.starting(self._live(ctx, outcome, ctx.session)))
         if isinstance(outcome, NeedsPassword | PasswordExpiresSoon | NeedsSecondFactor):
-            return  # not an end: the sign-in goes on after the warning
+            # Not an end: the sign-in goes on after the warning or the second factor.
+            if ctx.writes:
+                self._audit.commit(ctx.writes)
+            return
+        result: AuditResult
+        reason: AuditReason | None
         if isinstance(outcome, Refused | ChangePassword) or (
             isinstance(outcome, Answer) and outcome.refused is not None
         ):
+            result = "failure"
             reason = outcome.refused if isinstance(outcome, Answer) else outcome.reason
             detail = None if isinstance(outcome, ChangePassword) else outcome.detail
-            self._audit.record(
-                "signin", "failure", reason=reason, username=ctx.username, sp=ctx.sp, ip=ctx.ip, detail=detail
-            )
-            metrics.SIGNINS.labels(sp=ctx.sp or "", result="failure", reason=reason).inc()
-            return
-        how: SignInMethod = "password" if ctx.signed_in_now else "sso_session"
-        if ctx.signed_in_now and ctx.session is not None and ctx.session.kerberos:
-            how = "kerberos"
-        unsolicited = ctx.request is not None and ctx.request.request_id is None
-        # The direct app's requests are unsolicited too; its own tag keeps them apart from SAML's.
-        detail = "alimail_direct" if ctx.sp == ALIMAIL_DIRECT else "idp_initiated" if unsolicited else None
+        else:
+            result, reason = "success", "password" if ctx.signed_in_now else "sso_session"
+            if ctx.signed_in_now and ctx.session is not None and ctx.session.kerberos:
+                reason = "kerberos"
+            unsolicited = ctx.request is not None and ctx.request.request_id is None
+            # The direct app's requests are unsolicited too; its own tag keeps them apart from SAML's.
+            detail = "alimail_direct" if ctx.sp == ALIMAIL_DIRECT else "idp_initiated" if unsolicited else None
         self._audit.record(
             "signin",
-            "success",
-            reason=how,
+            result,
+            reason=reason,
             username=ctx.username,
             sp=ctx.sp,
             ip=ctx.ip,
             detail=detail,
+            together_with=ctx.writes,
         )
-        metrics.SIGNINS.labels(sp=ctx.sp or "", result="success", reason=how).inc()
+        metrics.SIGNINS.labels(sp=ctx.sp or "", result=result, reason=reason).inc()
+
+    def _live(self, ctx: SignInContext, outcome: Outcome, session: SsoSession) -> LiveSession:
+        """The index row of the session this run started, with the SP it answers (as the browser's session
+        will list it: idp.web.sso_session.start_sso)."""
+        answered = isinstance(outcome, Answer) and outcome.refused is None and ctx.request is not None
+        return LiveSession(
+            session_index=session.session_index,
+            username=session.person.username,
+            started_at=datetime.fromtimestamp(session.authn_instant, UTC),
+            checked_at=datetime.fromtimestamp(session.checked_at, UTC),
+            expires_at=datetime.fromtimestamp(session.authn_instant + self._session_lifetime, UTC),
+            client_ip=ctx.ip,
+            sps=(ctx.request.sp_entity_id,) if answered and ctx.request is not None else (),
+        )

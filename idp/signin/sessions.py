@@ -11,11 +11,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import bindparam, delete, insert, select, update
+from sqlalchemy import DateTime, bindparam, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from idp.audit import AuditTrail
-from idp.store.db import Database, rowcount
+from idp.store.db import Database, Write, rowcount
 from idp.store.models import SsoSessionRow, utcnow
 
 
@@ -37,6 +37,7 @@ _PRUNE_EVERY = timedelta(seconds=60)
 # building a statement costs more than SQLite takes to run it.
 _INSERT = insert(SsoSessionRow)
 _REVOKED_AT = select(SsoSessionRow.revoked_at).where(SsoSessionRow.session_index == bindparam("index"))
+_PRUNE = delete(SsoSessionRow).where(SsoSessionRow.expires_at < bindparam("now", type_=DateTime(timezone=True)))
 
 
 class SsoSessionIndex:
@@ -67,16 +68,18 @@ class SsoSessionIndex:
         except IntegrityError:
             pass  # the same browser's other request (another worker) wrote it a moment ago: same values
 
-    def started(self, live: LiveSession) -> None:
-        """A new session; also forgets the rows of sessions that ran out without a logout, so the table
-        stays as small as the number of people signed in."""
+    def starting(self, live: LiveSession) -> list[Write]:
+        """The writes of a new session, for the sign-in to commit with its audit row; now and then they also
+        forget the rows of sessions that ran out without a logout, so the table stays as small as the number
+        of people signed in."""
         now = self._now()
+        writes: list[Write] = []
         if self._next_prune is None or now >= self._next_prune:
             self._next_prune = now + _PRUNE_EVERY
-            with self._db.engine.begin() as conn:
-                conn.execute(delete(SsoSessionRow).where(SsoSessionRow.expires_at < now))
+            writes.append((_PRUNE, {"now": now}))
         # A session index is new by construction (random): insert, no update to try first.
-        self._insert(live.session_index, _values(live))
+        writes.append((_INSERT, {"session_index": live.session_index, **_values(live)}))
+        return writes
 
     def ended(self, session_index: str) -> None:
         with self._db.engine.begin() as conn:

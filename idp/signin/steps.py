@@ -209,7 +209,7 @@ class Authenticate:
             except DirectoryError as exc:
                 self._throttle.settle(account, exc.reason)
                 raise
-            self._throttle.settle(account, None)
+            ctx.writes.append(self._throttle.forgetting(account))
         except (PasswordExpired, PasswordMustChange) as exc:
             # AD says so only to the right password: the person may set a new one here and go on.
             return ChangePassword(exc.reason, ctx.attempted_username or username, sp_name)

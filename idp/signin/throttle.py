@@ -22,7 +22,8 @@ from idp.codes import SignInReason
 from idp.directory.client import Account
 from idp.directory.lockout import LockoutPolicy
 from idp.settings import LoginSettings
-from idp.store.attempts import AttemptCounters
+from idp.store.attempts import AttemptCounters, clearing
+from idp.store.db import Write
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +82,10 @@ class LoginThrottle:
             self._counters.clear(_key(account))
         elif reason != "invalid_credentials" and self._counted(account):
             self._counters.give_back(_key(account))
+
+    def forgetting(self, account: Account) -> Write:
+        """What ``settle`` does after a right password, as a write the caller commits with its own rows."""
+        return clearing(_key(account))
 
     def _counted(self, account: Account) -> bool:
         """Whether ``take`` counted this attempt (it lets some through uncounted)."""

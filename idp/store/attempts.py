@@ -16,7 +16,7 @@ from typing import Any, cast
 from sqlalchemy import Table, bindparam, case, delete, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from idp.store.db import Database
+from idp.store.db import Database, Write
 from idp.store.models import AttemptCounterRow, utcnow
 
 _T = cast(Table, AttemptCounterRow.__table__)
@@ -50,8 +50,7 @@ class AttemptCounters:
 
     def clear(self, key: str) -> None:
         """A right password: the account starts from nothing, as AD resets its badPwdCount."""
-        with self._db.engine.begin() as conn:
-            conn.execute(_CLEAR, {"key": key})
+        self._db.write([clearing(key)])
 
     def count(self, key: str, window: float) -> int:
         """Attempts counted now (0 once ``window`` seconds have passed since the last one)."""
@@ -59,6 +58,11 @@ class AttemptCounters:
         with self._db.engine.connect() as conn:
             found = conn.execute(_T.select().where(_T.c.key == key, _T.c.last_at >= cutoff)).first()
         return 0 if found is None else int(found._mapping["count"])
+
+
+def clearing(key: str) -> Write:
+    """``clear`` as a write, for a caller that commits it with its other rows."""
+    return _CLEAR, {"key": key}
 
 
 def _take_statement(insert: Any) -> Any:

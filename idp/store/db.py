@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, Result, create_engine, event
+from sqlalchemy import CursorResult, Executable, Result, create_engine, event
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from idp.store import schema
+
+Write = tuple[Executable, Mapping[str, Any]]
+"""A statement and its parameters, to be committed together with others (``Database.write``)."""
 
 
 class Database:
@@ -35,6 +38,13 @@ class Database:
     def session(self) -> Iterator[Session]:
         with self._sessions() as s, s.begin():
             yield s
+
+    def write(self, writes: Sequence[Write]) -> None:
+        """Run ``writes`` in one transaction: all of them or none. A sign-in's last rows (its audit row, the
+        index of the session it starts, the throttle's count it clears) are one commit, not three."""
+        with self.engine.begin() as conn:
+            for statement, params in writes:
+                conn.execute(statement, params)
 
     def dispose(self) -> None:
         self.engine.dispose()

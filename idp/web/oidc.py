@@ -23,8 +23,6 @@ from authlib.oauth2 import OAuth2Error
 from flask import Blueprint, Response, jsonify, redirect, request, session, url_for
 from werkzeug.wrappers import Response as HttpResponse
 
-from idp.access import AccessDecision
-from idp.audit import AuditTrail
 from idp.oidc.claims import person_claims
 from idp.oidc.clients import ENTITY_PREFIX, OidcClient
 from idp.oidc.provider import Endpoints, InvalidHint
@@ -39,7 +37,6 @@ from idp.signin.context import (
     SignedIn,
     SignInContext,
 )
-from idp.signin.pipeline import SignIn
 from idp.signin.sessions import SsoSessionIndex
 from idp.signin.steps import IssueNameId, ReleaseAttributes, Respond, SignInToAlimail, Step
 from idp.web import single_logout
@@ -289,10 +286,10 @@ _SAML_ANSWER_STEPS = (SignInToAlimail, IssueNameId, ReleaseAttributes, Respond)
 """The steps that make the SAML answer (or Alibaba Mail's login URL): a client gets a code instead."""
 
 
-def build_signin(steps: Sequence[Step], access: AccessDecision, audit: AuditTrail) -> SignIn:
-    """The pipeline an authorization request runs: every step of a SAML sign-in (session, recheck, password,
+def oidc_steps(steps: Sequence[Step]) -> list[Step]:
+    """The steps an authorization request runs: every step of a SAML sign-in (session, recheck, password,
     second factor, access, JIT) up to the answer, which the authorization server makes."""
-    return SignIn([s for s in steps if not isinstance(s, _SAML_ANSWER_STEPS)], access, audit)
+    return [s for s in steps if not isinstance(s, _SAML_ANSWER_STEPS)]
 
 
 def answering_clients(steps: Sequence[Step]) -> list[Step]:

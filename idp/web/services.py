@@ -43,7 +43,7 @@ class Services:
     passkeys: Passkeys
     oidc: OidcServer
     oidc_signin: SignIn
-    """The pipeline an OpenID Connect authorization request runs (idp.web.oidc.build_signin)."""
+    """The pipeline an OpenID Connect authorization request runs (its steps: idp.web.oidc.oidc_steps)."""
 
 
 def services() -> Services:

@@ -127,7 +127,7 @@ def current_sso() -> SsoSession | None:
 def start_sso(started: SignInSession, lifetime: int, first_sp: SignedInSp | None = None) -> SsoSession:
     """Keep the SSO session the password check started, under a new session id: an id seen before the
     password was typed (fixation) is never the one that carries the signed-in state. ``first_sp`` is the SP
-    the same request answers, so the shared index gets one row written, not a row and then an update."""
+    the same request answers, which the shared index's row lists already (SignIn wrote it)."""
     sso = SsoSession(
         started.person,
         started.session_index,
@@ -151,9 +151,9 @@ def start_sso(started: SignInSession, lifetime: int, first_sp: SignedInSp | None
     }
     if first_sp is not None:
         _remember(data, first_sp)
-    # The shared index first: when the database refuses the row, the request ends on a "try again" page with
-    # the browser's session as it was (its parked request still there to retry), not regenerated and gone.
-    services().sessions.started(_live(data))
+    # The shared index has its row already: the sign-in committed it with its audit row (idp.signin.pipeline),
+    # so when the database refused it the request ended on a "try again" page before this, with the browser's
+    # session as it was (its parked request still there to retry), not regenerated and gone.
     current_app.session_interface.regenerate(session)  # type: ignore[attr-defined]
     session[_KEY] = data
     session.permanent = True

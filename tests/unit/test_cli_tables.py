@@ -52,7 +52,7 @@ def test_sessions_list_fits_80_columns(tmp_path: Path) -> None:
     sps = (LONG_SP, "https://webmail.example.test/saml/metadata")
     try:
         live = LiveSession("s1", "maximilian.vdb", now, now, now + timedelta(hours=8), "2001:db8::1234:5678", sps)
-        SsoSessionIndex(db, AuditTrail(db)).started(live)
+        db.write(SsoSessionIndex(db, AuditTrail(db)).starting(live))
     finally:
         db.dispose()
     result = CliRunner().invoke(cli, ["--config", str(config), "sessions", "list"], env={"COLUMNS": "80"})

@@ -162,11 +162,11 @@ def test_with_recheck_seconds_zero_every_reuse_asks_ad_and_an_outage_refuses_at_
     assert isinstance(outcome, Refused) and outcome.reason == "directory_unavailable"
 
 
-def test_a_revoked_session_ends_at_its_next_use_without_asking_ad(step, directory, index, clock):
+def test_a_revoked_session_ends_at_its_next_use_without_asking_ad(step, directory, index, clock, db):
     session = signed_in_at(clock)
     other = signed_in_at(clock)
-    index.started(live(session, clock))
-    index.started(live(other, clock))
+    db.write(index.starting(live(session, clock)))
+    db.write(index.starting(live(other, clock)))
     assert index.revoke("Alice", actor="bob", ip="198.51.100.1", session_index=session.session_index) == 1
     ctx = reuse(session)
     outcome = step.process(ctx)
@@ -177,9 +177,9 @@ def test_a_revoked_session_ends_at_its_next_use_without_asking_ad(step, director
 
 def test_the_index_lists_live_sessions_and_a_revoke_is_audited(index, clock, db):
     first, second = signed_in_at(clock), signed_in_at(clock)
-    index.started(live(first, clock))
+    db.write(index.starting(live(first, clock)))
     clock.advance(1)
-    index.started(replace(live(second, clock), sps=("https://mail.example.test",)))
+    db.write(index.starting(replace(live(second, clock), sps=("https://mail.example.test",))))
     assert [s.session_index for s in index.live()] == [second.session_index, first.session_index]
     assert index.live("ALICE")[0].sps == ("https://mail.example.test",)
 
@@ -201,17 +201,17 @@ def test_the_index_lists_live_sessions_and_a_revoke_is_audited(index, clock, db)
     assert json.loads(rows[0].detail)["after"] == {"user": "alice", "session": None, "revoked": 2}
 
 
-def test_logout_removes_the_row_and_expired_rows_go_at_the_next_start(index, clock):
+def test_logout_removes_the_row_and_expired_rows_go_at_the_next_start(index, clock, db):
     session = signed_in_at(clock)
-    index.started(live(session, clock))
+    db.write(index.starting(live(session, clock)))
     index.ended(session.session_index)
     assert index.live() == [] and not index.revoked(session.session_index)
 
-    index.started(live(session, clock))
+    db.write(index.starting(live(session, clock)))
     clock.advance(8 * 3600 + 1)
     assert index.live() == []
     fresh = signed_in_at(clock)
-    index.started(live(fresh, clock))
+    db.write(index.starting(live(fresh, clock)))
     assert [s.session_index for s in index.live()] == [fresh.session_index]
 
 
