@@ -4,7 +4,10 @@
 
 Each closed-loop step (clients call back to back) measures a capacity; unless --no-paced, the same
 operation then runs paced at 50% and 100% of it, for latency at a load the server is given rather than
-one it sets.
+one it sets. Unless --no-php-idp, SimpleSAMLphp 1.19 (apache2 + mod_php) does the same two operations against
+the same DC for the same SP, closed loop, as a yardstick (bench.php_idp, installed if missing): it is up, idle,
+from before the first measurement to after the last, and each of its steps runs right after our closed step of
+the same operation and concurrency, so that a drift in the shared machine's load hits both sides.
 
 Prints a table and writes bench/results/latest.json. Exits 1 when the IdP failed requests or produced a
 response the independent SP rejects; missing an aim is reported, not fatal (the machine is shared).
@@ -13,6 +16,7 @@ response the independent SP rejects; missing an aim is reported, not fatal (the 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import shlex
@@ -21,6 +25,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -37,10 +42,13 @@ from bench.baselines import (
 )
 from bench.environment import DEFAULT_SERVE_COMMAND, BenchEnvironment
 from bench.flows import SIGN_IN_USERS, AuthnRequests, FlowError, PasswordLoginClient, SsoSessionClient
-from bench.load import ClientFactory, StepResult, run_step
+from bench.load import Client, ClientFactory, LoadError, StepResult, run_step
 from bench.machine import CpuWitness, cpu_seconds_of, cpu_seconds_of_session
-from idp.demo.samba_dc import SambaDC
+from bench.php_flows import SIMPLESAMLPHP
+from bench.php_idp import APACHE_CHILDREN, PhpIdp, PhpIdpError, ensure_packages, simplesamlphp_version
+from idp.demo.samba_dc import DemoUser, SambaDC
 from idp.settings import load_settings
+from tests.e2e.saml_sp import IndependentSp
 
 RESULTS = Path(__file__).parent / "results" / "latest.json"
 AIM_VS_XMLSEC1 = 20.0
@@ -51,6 +59,8 @@ response (two RSA-2048 signatures) and a full password login, at every concurren
 AIM_LOGIN_DC_VS_REBIND = 1.6
 """The DC's CPU per login (one search, one bind) against its CPU per bare re-bind in the same run: a login
 must not make AD work harder than the search and bind it needs."""
+AIM_VS_PHP = {"sso_session": 2.5, "password_login": 3.0}
+"""SimpleSAMLphp's IdP CPU per operation over ours, at every concurrency: the machine-independent yardstick."""
 _MAX_OPS_PER_CLIENT = 3000
 PACED_SHARES = (0.5, 1.0)
 """Paced steps' rates, as shares of the closed-loop capacity just measured at the same concurrency."""
@@ -70,6 +80,11 @@ def main(argv: list[str] | None = None) -> int:
         help="skip the paced (open-loop) steps at 50%% and 100%% of each measured capacity: a quicker look",
     )
     parser.add_argument(
+        "--no-php-idp",
+        action="store_true",
+        help="skip the SimpleSAMLphp yardstick (apache2 + mod_php against the same DC; installed if missing)",
+    )
+    parser.add_argument(
         "--serve-args",
         default="",
         help='extra `idp serve` options, e.g. "--workers 2 --threads 8", to compare gunicorn shapes',
@@ -81,10 +96,11 @@ def main(argv: list[str] | None = None) -> int:
     witness = CpuWitness()
     witness.start()
     serve = (*DEFAULT_SERVE_COMMAND, *shlex.split(args.serve_args))
-    with BenchEnvironment(log=lambda line: console.print(f"[dim]{line}[/dim]"), serve_command=serve) as env:
+    with BenchEnvironment(log=_log, serve_command=serve) as env:
         samba = samba_session(env)
         witness.exclude_session(samba)
-        results = _measure(env, _Plan(levels, args.seconds, args.baseline_seconds, shares), samba)
+        plan = _Plan(levels, args.seconds, args.baseline_seconds, shares, php_idp=not args.no_php_idp)
+        results = _measure(env, plan, samba)
         results["machine"] = witness.report()
     results["step_seconds"] = args.seconds
     results["serve_args"] = args.serve_args
@@ -102,6 +118,7 @@ class _Plan:
     seconds: float
     baseline_seconds: float
     paced_shares: tuple[float, ...]
+    php_idp: bool = True
 
 
 @dataclass
@@ -123,41 +140,186 @@ class Operation:
 def _measure(env: BenchEnvironment, plan: _Plan, samba: int | None) -> dict[str, Any]:
     assert env.sp is not None and env.dc is not None
     server_pids = env.server_pids()
-    watch: dict[str, Callable[[], float]] = {"idp": lambda: cpu_seconds_of(server_pids)}
-    if samba is not None:
-        watch["samba"] = lambda: cpu_seconds_of_session(samba)
+    watch = _cpu_watch(lambda: cpu_seconds_of(server_pids), samba)
     requests_ = AuthnRequests(env.sp)
     problems: list[str] = []
-
-    rsa = _rsa2048("at the start")
-    signing = _signing_baselines(env, requests_, plan.baseline_seconds, problems)
-
-    def sso_client(i: int) -> SsoSessionClient:
-        return SsoSessionClient(requests_, SIGN_IN_USERS[i % len(SIGN_IN_USERS)])
-
-    def login_client(i: int) -> PasswordLoginClient:
-        return PasswordLoginClient(requests_, SIGN_IN_USERS[i % len(SIGN_IN_USERS)])
-
-    sso: list[Operation] = []
-    for n in plan.levels:
-        sso.append(_operation("sso_session", "SSO-session responses", sso_client, n, plan, watch, requests_, problems))
-
+    sso_client = _per_user(SsoSessionClient, requests_)
+    login_client = _per_user(PasswordLoginClient, requests_)
     dc = env.dc
-    logins: list[Operation] = []
-    rebinds: list[StepResult] = []
-    for n in plan.levels:
-        # Each login level is followed at once by its baseline, so drift in the machine's load hits both;
-        # the paced logins come after the baseline.
-        login = closed_step("password_login", "password logins", login_client, n, plan.seconds, watch)
-        check_step(requests_, login, problems)
-        rebinds.append(_rebind(dc, n, plan.seconds, watch, problems))
-        logins.append(
-            Operation(login, _paced("password logins", login_client, login, plan, watch, requests_, problems))
-        )
 
-    # Once more at the end: if the machine got slower or faster during the run, the two disagree.
-    rsa_end = _rsa2048("at the end")
-    return _figures((rsa, rsa_end), signing, sso, logins, rebinds, problems, env)
+    # SimpleSAMLphp is up from before the first measurement to after the last, so that each of its steps can run
+    # right after ours: an idle apache (its master's wake-ups) costs no measurable CPU meanwhile.
+    with _PhpYardstick(plan.seconds, samba, problems) as php:
+        if plan.php_idp:
+            php.start(env)
+        rsa = _rsa2048("at the start")
+        signing = _signing_baselines(env, requests_, plan.baseline_seconds, problems)
+
+        php_sso = partial(php.step, "sso_session")
+        sso = [
+            _operation("sso_session", "SSO-session responses", sso_client, n, plan, watch, requests_, problems, php_sso)
+            for n in plan.levels
+        ]
+
+        rebinds: list[StepResult] = []
+
+        def php_then_rebind(clients: int) -> None:
+            php.step("password_login", clients)
+            rebinds.append(_rebind(dc, clients, plan.seconds, watch, problems))
+
+        # Each closed login step is followed at once by SimpleSAMLphp's and by the bare re-bind baseline, so
+        # drift in the machine's load hits all three; the paced logins come after the baseline.
+        logins = [
+            _operation(
+                "password_login", "password logins", login_client, n, plan, watch, requests_, problems, php_then_rebind
+            )
+            for n in plan.levels
+        ]
+
+        # Once more at the end: if the machine got slower or faster during the run, the two disagree.
+        rsa_end = _rsa2048("at the end")
+    figures = _figures((rsa, rsa_end), signing, sso, logins, rebinds, problems, env)
+    figures["simplesamlphp"] = php.figures({"sso_session": sso, "password_login": logins})
+    return figures
+
+
+_ClientClass = Callable[[AuthnRequests, DemoUser], Client]
+_PHP_OPERATIONS: dict[str, tuple[str, str, _ClientClass]] = {
+    "sso_session": (
+        "php_sso_session",
+        "SimpleSAMLphp SSO-session responses",
+        functools.partial(SsoSessionClient, pages=SIMPLESAMLPHP),
+    ),
+    "password_login": (
+        "php_password_login",
+        "SimpleSAMLphp password logins",
+        functools.partial(PasswordLoginClient, pages=SIMPLESAMLPHP),
+    ),
+}
+"""Per key of our figures: the PHP step's name, its phase line and its client."""
+
+
+class _PhpYardstick:
+    """SimpleSAMLphp doing the same two operations for the same SP against the same DC, closed loop, one step
+    when asked: right after ours of the same operation and concurrency. Until started, and once it failed to
+    start or a step could not run (a reported problem), it runs nothing; apache is stopped on exit."""
+
+    def __init__(self, seconds: float, samba: int | None, problems: list[str]) -> None:
+        self._seconds = seconds
+        self._samba = samba
+        self._problems = problems
+        self._idp: PhpIdp | None = None
+        self._requests: AuthnRequests | None = None
+        """The SP's requests addressed to SimpleSAMLphp: set once it answers."""
+        self._watch: dict[str, Callable[[], float]] = {}
+        self._version = ""
+        self._stopped = False
+        self._steps: dict[str, list[StepResult]] = {key: [] for key in _PHP_OPERATIONS}
+
+    def __enter__(self) -> _PhpYardstick:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._idp is not None:
+            self._idp.close()
+
+    def start(self, env: BenchEnvironment) -> None:
+        assert env.sp is not None and env.dc is not None
+        try:
+            ensure_packages(_log)
+        except PhpIdpError as exc:
+            self._problems.append(f"SimpleSAMLphp yardstick: {exc}")
+            return
+        # Kept before it starts, so that __exit__ stops an apache left by an interrupted start.
+        self._idp = idp = PhpIdp(env.root, env.dc, env.sp, log=_log)
+        try:
+            idp.start()
+            # The same SP (entity ID, keys, ACS) with SimpleSAMLphp's metadata: its requests go to SSOService.php
+            # and its strict checks expect SimpleSAMLphp's issuer and certificate.
+            sp = IndependentSp(
+                entity_id=env.sp.entity_id,
+                acs_url=env.sp.acs_url,
+                sign_requests=True,
+                idp_metadata_xml=idp.metadata_xml,
+                key_pem=env.sp.key_pem,
+                cert_pem=env.sp.cert_pem,
+            )
+        except Exception as exc:
+            tail = "" if isinstance(exc, PhpIdpError) else f"\n{idp.log_tail()}"
+            self._problems.append(f"SimpleSAMLphp yardstick could not start: {exc}{tail}")
+            idp.close()
+            return
+        self._requests = AuthnRequests(sp)
+        self._watch = _cpu_watch(idp.cpu_seconds, self._samba)
+        self._version = simplesamlphp_version()
+
+    def step(self, key: str, clients: int) -> None:
+        if self._idp is None or self._requests is None or self._stopped:
+            return
+        name, what, client = _PHP_OPERATIONS[key]
+        factory = _per_user(client, self._requests)
+        try:
+            step = closed_step(name, what, factory, clients, self._seconds, self._watch)
+        except LoadError as exc:
+            self._problems.append(f"{name} x{clients}: {exc}\n{self._idp.log_tail()}")
+            self._stopped = True
+            return
+        check_step(self._requests, step, self._problems)
+        if step.errors:
+            self._problems.append(f"{name} x{clients}: SimpleSAMLphp's logs end with:\n{self._idp.log_tail()}")
+        self._steps[key].append(step)
+
+    def figures(self, ours: dict[str, list[Operation]]) -> dict[str, Any] | None:
+        """Each PHP step beside ours at the same concurrency; the ratio is SimpleSAMLphp's IdP CPU over ours.
+        None when SimpleSAMLphp was skipped or did not start."""
+        if self._idp is None or self._requests is None:
+            return None
+        ratios: dict[str, dict[str, dict[str, float]]] = {}
+        worst: dict[str, float | None] = {}
+        for key, theirs in self._steps.items():
+            by_level = {op.closed.concurrency: op.closed for op in ours[key]}
+            ratios[key] = {}
+            for step in theirs:
+                mine = by_level.get(step.concurrency)
+                if mine is None or not step.ops:
+                    continue
+                ratios[key][str(step.concurrency)] = {
+                    "ours_idp_ms": round(mine.cpu_ms("idp"), 2),
+                    "php_idp_ms": round(step.cpu_ms("idp"), 2),
+                    "php_vs_ours": _ratio(step.cpu_ms("idp"), mine.cpu_ms("idp")),
+                    "ours_dc_ms": round(mine.cpu_ms("samba"), 2),
+                    "php_dc_ms": round(step.cpu_ms("samba"), 2),
+                    "ours_per_second": round(mine.per_second, 2),
+                    "php_per_second": round(step.per_second, 2),
+                }
+            values = [r["php_vs_ours"] for r in ratios[key].values()]
+            worst[key] = min(values) if values else None
+        return {
+            "version": self._version,
+            "server": f"apache2 prefork + mod_php, {APACHE_CHILDREN} children",
+            "ldap_tls": self._idp.ldap_tls,
+            # Each PHP step ran right after our closed step of the same operation and concurrency.
+            "order": "interleaved",
+            **{key: [s.as_dict() for s in steps] for key, steps in self._steps.items()},
+            "ratios": ratios,
+            "aims": {key: {"worst": worst[key], "aim": AIM_VS_PHP[key]} for key in AIM_VS_PHP},
+        }
+
+
+def _per_user(client: _ClientClass, requests_: AuthnRequests) -> ClientFactory:
+    """Client i signs in as the i-th demo user, round robin."""
+    return lambda i: client(requests_, SIGN_IN_USERS[i % len(SIGN_IN_USERS)])
+
+
+def _cpu_watch(idp: Callable[[], float], samba: int | None) -> dict[str, Callable[[], float]]:
+    watch = {"idp": idp}
+    if samba is not None:
+        watch["samba"] = lambda: cpu_seconds_of_session(samba)
+    return watch
+
+
+def _log(line: str) -> None:
+    console.print(f"[dim]{line}[/dim]")
 
 
 def _rebind(
@@ -217,9 +379,12 @@ def _operation(
     watch: dict[str, Callable[[], float]],
     requests_: AuthnRequests,
     problems: list[str],
+    then: Callable[[int], None],
 ) -> Operation:
+    """The closed step, then `then(clients)` (what must run at once after it), then the paced steps."""
     closed = closed_step(name, what, factory, clients, plan.seconds, watch)
     check_step(requests_, closed, problems)
+    then(clients)
     return Operation(closed, _paced(what, factory, closed, plan, watch, requests_, problems))
 
 
@@ -375,11 +540,46 @@ def _print(r: dict[str, Any]) -> None:
         )
         _paced_rows(table, lg)
         table.add_row("[dim]bare ldap3 re-bind, kept-open LDAPS[/dim]", *table_cells(rb), "[dim]baseline[/dim]")
+    php = r.get("simplesamlphp")
+    if php:
+        _php_rows(table, php)
     console.print(table)
     _print_ratios(r)
+    if php:
+        _print_php_ratios(php)
     print_machine(r["machine"])
     for p in r["problems"]:
         console.print(f"[red]problem:[/red] {p}")
+
+
+def _php_rows(table: Table, php: dict[str, Any]) -> None:
+    for key, what in (("sso_session", "SSO-session response"), ("password_login", "full password login")):
+        table.add_section()
+        for s in php[key]:
+            ratio = php["ratios"][key].get(str(s["concurrency"]))
+            note = f"IdP CPU {ratio['php_vs_ours']}x ours" if ratio else ""
+            table.add_row(f"SimpleSAMLphp 1.19: {what}", *table_cells(s), note)
+
+
+def _print_php_ratios(php: dict[str, Any]) -> None:
+    for key, what in (("sso_session", "SSO-session response"), ("password_login", "password login")):
+        levels = php["ratios"][key]
+        aim = php["aims"][key]
+        if not levels:
+            continue
+        per_level = ", ".join(
+            f"{v['php_idp_ms']:.1f} / {v['ours_idp_ms']:.1f} ms = {v['php_vs_ours']}x at {n} "
+            f"({v['php_per_second']:.0f} / {v['ours_per_second']:.0f} per s)"
+            for n, v in levels.items()
+        )
+        console.print(
+            f"IdP CPU per {what}, SimpleSAMLphp / ours: {per_level}; worst [bold]{aim['worst']}x[/bold] "
+            f"(aim >= {aim['aim']}x) {_mark(aim['worst'] >= aim['aim'])}"
+        )
+    logins = php["ratios"]["password_login"]
+    if logins and any(v["php_dc_ms"] for v in logins.values()):
+        dc = ", ".join(f"{v['php_dc_ms']:.1f} / {v['ours_dc_ms']:.1f} ms at {n}" for n, v in logins.items())
+        console.print(f"DC CPU per password login, SimpleSAMLphp / ours: {dc}")
 
 
 def _baseline_rows(table: Table, r: dict[str, Any]) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import html
 import itertools
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urljoin, urlsplit
@@ -101,14 +101,25 @@ class AuthnRequests:
         return auth.get_nameid()
 
 
+@dataclass(frozen=True)
+class Pages:
+    """How a browser walks one IdP's pages: the whole password login, and the auto-POST page it ends on (the
+    request's ID goes along for the check of InResponseTo)."""
+
+    full_login: Callable[[httpx.Client, SignedRequest, DemoUser], ResponseSample]
+    auto_post: Callable[[httpx.Response, str], ResponseSample]
+
+
 class SsoSessionClient:
     """A browser that signed in once and then visits the SP again and again: the IdP answers from the SSO
     session with a freshly signed response, no password and no LDAP."""
 
-    def __init__(self, requests_: AuthnRequests, user: DemoUser) -> None:
+    def __init__(self, requests_: AuthnRequests, user: DemoUser, pages: Pages | None = None) -> None:
+        """``pages``: another IdP's (bench.php_flows); ours by default."""
+        self._pages = pages or OURS
         self._requests = requests_.fresh()
         self._http = httpx.Client()
-        sample = full_login(self._http, requests_.signed_redirect(), user)
+        sample = self._pages.full_login(self._http, requests_.signed_redirect(), user)
         requests_.validate(sample)
 
     def prepare(self) -> SignedRequest:
@@ -116,7 +127,7 @@ class SsoSessionClient:
 
     def call(self, prepared: SignedRequest) -> ResponseSample:
         r = self._http.get(prepared.url, timeout=_TIMEOUT)
-        return _auto_post(r, prepared.request_id)
+        return self._pages.auto_post(r, prepared.request_id)
 
 
 class PasswordLoginClient:
@@ -124,7 +135,9 @@ class PasswordLoginClient:
     AuthnRequest, login page, password, signed response. The TCP connection is kept across sign-ins, as a
     browser keeps it across tabs."""
 
-    def __init__(self, requests_: AuthnRequests, user: DemoUser) -> None:
+    def __init__(self, requests_: AuthnRequests, user: DemoUser, pages: Pages | None = None) -> None:
+        """``pages``: another IdP's (bench.php_flows); ours by default."""
+        self._pages = pages or OURS
         self._requests = requests_.fresh()
         self._user = user
         self._http = httpx.Client()
@@ -135,11 +148,12 @@ class PasswordLoginClient:
 
     def call(self, prepared: tuple[SignedRequest, DemoUser]) -> ResponseSample:
         request, user = prepared
-        return full_login(self._http, request, user)
+        return self._pages.full_login(self._http, request, user)
 
 
 def full_login(http: httpx.Client, request: SignedRequest, user: DemoUser) -> ResponseSample:
-    """GET /saml/sso (-> 302 to /login), read the form and its CSRF token, post the password."""
+    """GET /saml/sso (the login form comes with the answer), read the form and its CSRF token, post the
+    password."""
     page = http.get(request.url, follow_redirects=True, timeout=_TIMEOUT)
     if page.status_code != 200:
         raise FlowError(f"login page: HTTP {page.status_code} at {page.url}: {_snippet(page.text)}")
@@ -148,10 +162,10 @@ def full_login(http: httpx.Client, request: SignedRequest, user: DemoUser) -> Re
         raise FlowError(f"no login form with a CSRF token at {page.url}: {_snippet(page.text)}")
     fields.update(username=user.username, password=user.password)
     answer = http.post(action, data=fields, timeout=_TIMEOUT)
-    return _auto_post(answer, request.request_id)
+    return auto_post(answer, request.request_id)
 
 
-def _auto_post(r: httpx.Response, request_id: str) -> ResponseSample:
+def auto_post(r: httpx.Response, request_id: str) -> ResponseSample:
     if r.status_code != 200 or 'id="saml-post"' not in r.text:
         raise FlowError(f"expected the auto-POST page, got HTTP {r.status_code}: {_snippet(r.text)}")
     action, fields = login_form_fields(str(r.url), r.text, "saml-post")
@@ -163,6 +177,9 @@ def _auto_post(r: httpx.Response, request_id: str) -> ResponseSample:
 _FORM = re.compile(r"<form\b[^>]*>", re.IGNORECASE)
 _INPUT = re.compile(r"<input\b[^>]*>", re.IGNORECASE)
 _ATTRIBUTE = re.compile(r'([a-zA-Z_:-]+)\s*=\s*"([^"]*)"')
+
+
+OURS = Pages(full_login, auto_post)
 
 
 def login_form_fields(url: str, page: str, form_id: str | None) -> tuple[str, dict[str, str]]:

@@ -132,8 +132,9 @@ def cpu_seconds_of(pids: list[int]) -> float:
 
 
 def cpu_seconds_of_session(session: int) -> float:
-    """CPU seconds used so far by every process in a session (a daemon and the children it forked)."""
-    return sum(p.cpu_seconds for p in _processes().values() if p.session == session)
+    """CPU seconds used so far by every process in a session (a daemon and the children it forked), those that
+    exited since included: a child's counters go to its parent's reaped-children counters when it is reaped."""
+    return sum(p.cpu_seconds + p.reaped_children_cpu_seconds for p in _processes().values() if p.session == session)
 
 
 def _descendants(root: int, procs: dict[int, _Proc]) -> set[int]:
