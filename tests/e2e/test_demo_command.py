@@ -103,7 +103,7 @@ def test_idp_demo_signs_alice_in_to_the_webmail(tmp_path):
         alice = next(u for u in DEMO_USERS if u.username == "alice")
         browser = Browser()
         login = browser.get(webmail)
-        assert login.is_login and login.url.startswith(f"http://127.0.0.1:{idp_port}/login")
+        assert login.is_login and login.url.startswith(f"http://127.0.0.1:{idp_port}/saml/sso?SAMLRequest=")
         assert login.text_of("service") == "to continue to Demo Webmail"
         action, fields = browser.saml_post(browser.login(login, "alice", alice.password))
         mailbox = browser.post(action, fields)
