@@ -11,6 +11,7 @@ import click
 from idp.cli import settings_from
 from idp.keys.keyring import Keyring, KeyringState, Step
 from idp.keys.material import KeyInfo, KeysError, init_keys
+from idp.mfa.sealing import SealError, ensure_key
 
 
 @click.group()
@@ -31,7 +32,7 @@ def keys() -> None:
 )
 @click.pass_context
 def init(ctx: click.Context, force: bool, days: int) -> None:
-    """Create an RSA-2048 key, a self-signed certificate and the persistent-NameID secret."""
+    """Create an RSA-2048 key, a self-signed certificate, the persistent-NameID secret and the MFA key."""
     settings = settings_from(ctx)
     keyring = Keyring.for_settings(settings)
     if keyring.manifest.exists():
@@ -53,9 +54,16 @@ def init(ctx: click.Context, force: bool, days: int) -> None:
         )
     except KeysError as exc:
         raise click.ClickException(str(exc)) from None
+    try:
+        # Made now rather than at the first enrolment, so that a copy of certs/ for a second node carries it:
+        # a node with a key of its own could not open the factors people enrolled on the first. Never replaced.
+        ensure_key(settings.mfa.key_file)
+    except SealError as exc:
+        raise click.ClickException(str(exc)) from None
     click.echo(f"wrote {settings.idp.key_file} (mode 0600) and {settings.idp.cert_file}")
     _print(info, settings.idp.key_file)
     click.echo(f"nameid secret: {settings.idp.persistent_id_secret_file}")
+    click.echo(f"MFA key: {settings.mfa.key_file} (mode 0600; kept if it existed)")
 
 
 @keys.command("show")

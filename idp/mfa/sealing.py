@@ -1,9 +1,9 @@
 """TOTP secrets are sealed (Fernet: AES-128-CBC with HMAC-SHA256) under a key file of their own, so a copy of
 the database alone signs nobody in.
 
-The key is made at the first enrolment when the file does not exist, with mode 0600, atomically, and read
-once; it is never printed or logged. Losing it makes every enrolled factor useless (people then enrol again
-after an admin reset), so it belongs in the same backup as the signing key.
+The key is made by `idp keys init`, or at the first enrolment when the file does not exist, with mode 0600,
+atomically, and read once; it is never printed or logged. Losing it makes every enrolled factor useless
+(people then enrol again after an admin reset), so it belongs in the same backup as the signing key.
 """
 
 from __future__ import annotations

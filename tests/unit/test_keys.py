@@ -50,8 +50,17 @@ def test_cli_init_and_show_never_print_the_key(tmp_path: Path) -> None:
     runner = CliRunner()
     created = runner.invoke(cli, ["--config", str(config), "keys", "init", "--days", "10"])
     assert created.exit_code == 0, created.output
+    # The MFA key is made with the others, so that a copy of certs/ for another node carries it, and a new
+    # signing key never replaces it (that would make every enrolled authenticator useless).
+    mfa_key = tmp_path / "certs" / "mfa.key"
+    assert mfa_key.stat().st_mode & 0o777 == 0o600
+    sealed = mfa_key.read_bytes()
     again = runner.invoke(cli, ["--config", str(config), "keys", "init"])
     assert again.exit_code != 0 and "--force" in again.output
+    forced = runner.invoke(cli, ["--config", str(config), "keys", "init", "--force"])
+    assert forced.exit_code == 0, forced.output
+    assert mfa_key.read_bytes() == sealed
+    assert sealed.strip().decode() not in created.output + forced.output
     shown = runner.invoke(cli, ["--config", str(config), "keys", "show"])
     assert shown.exit_code == 0, shown.output
     assert "CN=sso.example.test" in shown.output and "sha256:" in shown.output
