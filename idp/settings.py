@@ -728,10 +728,14 @@ def load_settings(path: str | os.PathLike[str] | None = None, environ: dict[str,
         raise SettingsError(_describe(exc, str(config_path))) from None
     settings = _resolve_paths(settings, base)
     direct_secret = settings.alimail_direct.app_secret_file if settings.alimail_direct else None
+    alimail = settings.provisioning.alimail if settings.provisioning else None
+    scim = settings.provisioning.scim if settings.provisioning else None
     for key, secret, secret_file in (
         ("ldap.bind_password_file", settings.ldap.bind_password, settings.ldap.bind_password_file),
         ("server.metrics_token_file", settings.server.metrics_token, settings.server.metrics_token_file),
         ("alimail_direct.app_secret_file", "", direct_secret),
+        ("provisioning.alimail.client_secret_file", "", alimail.client_secret_file if alimail else None),
+        ("provisioning.scim.bearer_token_file", "", scim.bearer_token_file if scim else None),
     ):
         if not secret and secret_file is not None and not secret_file.is_file():
             raise SettingsError(f"Invalid configuration ({config_path}):\n  {key}: {secret_file} does not exist")
@@ -774,6 +778,16 @@ def _resolve_paths(settings: Settings, base: Path) -> Settings:
 
     direct = settings.alimail_direct
     kerberos = settings.kerberos
+    provisioning = settings.provisioning
+    if provisioning is not None:
+        alimail, scim = provisioning.alimail, provisioning.scim
+        provisioning = provisioning.model_copy(
+            update={
+                "alimail": alimail
+                and alimail.model_copy(update={"client_secret_file": fix(alimail.client_secret_file)}),
+                "scim": scim and scim.model_copy(update={"bearer_token_file": fix(scim.bearer_token_file)}),
+            }
+        )
     return settings.model_copy(
         update={
             "server": settings.server.model_copy(
@@ -801,5 +815,6 @@ def _resolve_paths(settings: Settings, base: Path) -> Settings:
             "alimail_direct": direct and direct.model_copy(update={"app_secret_file": fix(direct.app_secret_file)}),
             "branding": settings.branding.model_copy(update={"logo_file": fix(settings.branding.logo_file)}),
             "kerberos": kerberos and kerberos.model_copy(update={"keytab": fix(kerberos.keytab)}),
+            "provisioning": provisioning,
         }
     )

@@ -50,6 +50,28 @@ def test_defaults_and_relative_paths(tmp_path):
     assert s.database_url.startswith("sqlite:///") and s.database_url.endswith("var/idp.db")
 
 
+def test_provisioning_secret_files_are_relative_to_the_config_and_checked_at_start(tmp_path):
+    """As every other file the configuration names; a missing one is named at start-up, not at the first sync."""
+    config = write(tmp_path, MINIMAL)
+    config.write_text(
+        config.read_text() + '\n[provisioning]\nprovider = "alimail"\n'
+        '[provisioning.alimail]\nclient_id = "app"\nclient_secret_file = "secrets/alimail.secret"\n'
+        'mail_domain = "corp.example.com"\n'
+        '[provisioning.scim]\nbase_url = "https://saas.example.com/scim/v2"\nbearer_token_file = "secrets/scim.token"\n'
+    )
+    with pytest.raises(SettingsError, match=r"alimail.client_secret_file: .*alimail.secret does not exist"):
+        load_settings(config, environ={})
+    (tmp_path / "secrets").mkdir()
+    (tmp_path / "secrets" / "alimail.secret").write_text("s3cret\n")
+    with pytest.raises(SettingsError, match=r"provisioning.scim.bearer_token_file: .*scim.token does not exist"):
+        load_settings(config, environ={})
+    (tmp_path / "secrets" / "scim.token").write_text("t0ken\n")
+    s = load_settings(config, environ={})
+    assert s.provisioning is not None and s.provisioning.alimail is not None and s.provisioning.scim is not None
+    assert s.provisioning.alimail.client_secret_file == tmp_path / "secrets/alimail.secret"
+    assert s.provisioning.alimail.secret() == "s3cret" and s.provisioning.scim.token() == "t0ken"
+
+
 def test_environment_overrides_single_keys(tmp_path):
     env = {
         "IDP_LDAP__URLS": '["ldaps://a.example", "ldaps://b.example"]',
