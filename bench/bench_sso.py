@@ -44,8 +44,8 @@ from bench.environment import DEFAULT_SERVE_COMMAND, BenchEnvironment
 from bench.flows import SIGN_IN_USERS, AuthnRequests, FlowError, PasswordLoginClient, SsoSessionClient
 from bench.load import Client, ClientFactory, LoadError, StepResult, run_step
 from bench.machine import CpuWitness, cpu_seconds_of, cpu_seconds_of_session
-from bench.php_flows import SIMPLESAMLPHP
 from bench.php_idp import APACHE_CHILDREN, PhpIdp, PhpIdpError, ensure_packages, simplesamlphp_version
+from bench.php_idp import PAGES as PHP_PAGES
 from idp.demo.samba_dc import DemoUser, SambaDC
 from idp.settings import load_settings
 from tests.e2e.saml_sp import IndependentSp
@@ -188,12 +188,12 @@ _PHP_OPERATIONS: dict[str, tuple[str, str, _ClientClass]] = {
     "sso_session": (
         "php_sso_session",
         "SimpleSAMLphp SSO-session responses",
-        functools.partial(SsoSessionClient, pages=SIMPLESAMLPHP),
+        functools.partial(SsoSessionClient, pages=PHP_PAGES),
     ),
     "password_login": (
         "php_password_login",
         "SimpleSAMLphp password logins",
-        functools.partial(PasswordLoginClient, pages=SIMPLESAMLPHP),
+        functools.partial(PasswordLoginClient, pages=PHP_PAGES),
     ),
 }
 """Per key of our figures: the PHP step's name, its phase line and its client."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 import html
 import itertools
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urljoin, urlsplit
@@ -103,11 +103,38 @@ class AuthnRequests:
 
 @dataclass(frozen=True)
 class Pages:
-    """How a browser walks one IdP's pages: the whole password login, and the auto-POST page it ends on (the
-    request's ID goes along for the check of InResponseTo)."""
+    """What a browser looks for on one IdP's pages: the field that tells its login form from other forms, and
+    the marker and form of its auto-POST page."""
 
-    full_login: Callable[[httpx.Client, SignedRequest, DemoUser], ResponseSample]
-    auto_post: Callable[[httpx.Response, str], ResponseSample]
+    login_field: str
+    answer_marker: str
+    answer_form: str | None
+    """The id of the auto-POST page's form; None: the page's first form."""
+
+    def full_login(self, http: httpx.Client, request: SignedRequest, user: DemoUser) -> ResponseSample:
+        """The SP's request (the login page comes with the answer, or after redirects), the form read, the
+        password posted."""
+        page = http.get(request.url, follow_redirects=True, timeout=_TIMEOUT)
+        if page.status_code != 200:
+            raise FlowError(f"login page: HTTP {page.status_code} at {page.url}: {_snippet(page.text)}")
+        action, fields = login_form_fields(str(page.url), page.text, None)
+        if self.login_field not in fields:
+            raise FlowError(f"no login form with a {self.login_field} at {page.url}: {_snippet(page.text)}")
+        fields.update(username=user.username, password=user.password)
+        answer = http.post(action, data=fields, timeout=_TIMEOUT)
+        return self.auto_post(answer, request.request_id)
+
+    def auto_post(self, r: httpx.Response, request_id: str) -> ResponseSample:
+        if r.status_code != 200 or self.answer_marker not in r.text:
+            raise FlowError(f"expected the auto-POST page, got HTTP {r.status_code} at {r.url}: {_snippet(r.text)}")
+        action, fields = login_form_fields(str(r.url), r.text, self.answer_form)
+        if not fields.get("SAMLResponse"):
+            raise FlowError("the auto-POST form carries no SAMLResponse")
+        return ResponseSample(request_id, action, fields)
+
+
+OURS = Pages("csrf_token", 'id="saml-post"', "saml-post")
+"""GET /saml/sso answers with the login form (CSRF token) or, in an SSO session, the auto-POST page."""
 
 
 class SsoSessionClient:
@@ -115,7 +142,7 @@ class SsoSessionClient:
     session with a freshly signed response, no password and no LDAP."""
 
     def __init__(self, requests_: AuthnRequests, user: DemoUser, pages: Pages | None = None) -> None:
-        """``pages``: another IdP's (bench.php_flows); ours by default."""
+        """``pages``: another IdP's (bench.php_idp.PAGES); ours by default."""
         self._pages = pages or OURS
         self._requests = requests_.fresh()
         self._http = httpx.Client()
@@ -136,7 +163,7 @@ class PasswordLoginClient:
     browser keeps it across tabs."""
 
     def __init__(self, requests_: AuthnRequests, user: DemoUser, pages: Pages | None = None) -> None:
-        """``pages``: another IdP's (bench.php_flows); ours by default."""
+        """``pages``: another IdP's (bench.php_idp.PAGES); ours by default."""
         self._pages = pages or OURS
         self._requests = requests_.fresh()
         self._user = user
@@ -151,35 +178,9 @@ class PasswordLoginClient:
         return self._pages.full_login(self._http, request, user)
 
 
-def full_login(http: httpx.Client, request: SignedRequest, user: DemoUser) -> ResponseSample:
-    """GET /saml/sso (the login form comes with the answer), read the form and its CSRF token, post the
-    password."""
-    page = http.get(request.url, follow_redirects=True, timeout=_TIMEOUT)
-    if page.status_code != 200:
-        raise FlowError(f"login page: HTTP {page.status_code} at {page.url}: {_snippet(page.text)}")
-    action, fields = login_form_fields(str(page.url), page.text, None)
-    if "csrf_token" not in fields:
-        raise FlowError(f"no login form with a CSRF token at {page.url}: {_snippet(page.text)}")
-    fields.update(username=user.username, password=user.password)
-    answer = http.post(action, data=fields, timeout=_TIMEOUT)
-    return auto_post(answer, request.request_id)
-
-
-def auto_post(r: httpx.Response, request_id: str) -> ResponseSample:
-    if r.status_code != 200 or 'id="saml-post"' not in r.text:
-        raise FlowError(f"expected the auto-POST page, got HTTP {r.status_code}: {_snippet(r.text)}")
-    action, fields = login_form_fields(str(r.url), r.text, "saml-post")
-    if not fields.get("SAMLResponse"):
-        raise FlowError("the auto-POST form carries no SAMLResponse")
-    return ResponseSample(request_id, action, fields)
-
-
 _FORM = re.compile(r"<form\b[^>]*>", re.IGNORECASE)
 _INPUT = re.compile(r"<input\b[^>]*>", re.IGNORECASE)
 _ATTRIBUTE = re.compile(r'([a-zA-Z_:-]+)\s*=\s*"([^"]*)"')
-
-
-OURS = Pages(full_login, auto_post)
 
 
 def login_form_fields(url: str, page: str, form_id: str | None) -> tuple[str, dict[str, str]]:

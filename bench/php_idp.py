@@ -20,12 +20,12 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from types import TracebackType
 
 import httpx
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
+from bench.flows import Pages
 from bench.machine import cpu_seconds_of_session
 from idp.demo.samba_dc import BASE_DN, SERVICE_ACCOUNT, SambaDC
 from idp.keys.material import new_key_and_certificate
@@ -44,6 +44,11 @@ APACHE_CHILDREN = 40
 warm-up's, so that apache neither forks nor kills children during a step."""
 _RUN_AS = "www-data"
 _START_TIMEOUT = 30
+
+
+PAGES = Pages("AuthState", 'name="SAMLResponse"', None)
+"""SimpleSAMLphp's pages for bench.flows' browsers: SSOService.php redirects to core/loginuserpass.php, whose
+form carries AuthState; the auto-POST page is the answer to the password and, in a session, to SSOService.php."""
 
 
 class PhpIdpError(RuntimeError):
@@ -105,8 +110,8 @@ def simplesamlphp_version() -> str:
 
 
 class PhpIdp:
-    """Use as a context manager: apache is started on enter (in a session of its own, so that its master and
-    every child can be counted) and stopped on exit; the directory is removed with the benchmark's root."""
+    """``start`` runs apache (in a session of its own, so that its master and every child can be counted),
+    ``close`` stops it; the directory is removed with the benchmark's root."""
 
     def __init__(self, root: Path, dc: SambaDC, sp: IndependentSp, *, log: Callable[[str], None] = print) -> None:
         self.dir = root / "simplesamlphp"
@@ -131,19 +136,6 @@ class PhpIdp:
     @property
     def _ssp_log(self) -> Path:
         return self.dir / "log" / "simplesamlphp.log"
-
-    def __enter__(self) -> PhpIdp:
-        try:
-            self.start()
-        except BaseException:
-            self.close()
-            raise
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
 
     def start(self) -> None:
         started = time.monotonic()
