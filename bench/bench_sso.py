@@ -16,7 +16,6 @@ response the independent SP rejects; missing an aim is reported, not fatal (the 
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import os
 import shlex
@@ -188,12 +187,12 @@ _PHP_OPERATIONS: dict[str, tuple[str, str, _ClientClass]] = {
     "sso_session": (
         "php_sso_session",
         "SimpleSAMLphp SSO-session responses",
-        functools.partial(SsoSessionClient, pages=PHP_PAGES),
+        partial(SsoSessionClient, pages=PHP_PAGES),
     ),
     "password_login": (
         "php_password_login",
         "SimpleSAMLphp password logins",
-        functools.partial(PasswordLoginClient, pages=PHP_PAGES),
+        partial(PasswordLoginClient, pages=PHP_PAGES),
     ),
 }
 """Per key of our figures: the PHP step's name, its phase line and its client."""

@@ -240,7 +240,7 @@ def build_services(settings: Settings, cache: FileSystemCache | RedisCache) -> S
         access=access,
         directory=directory,
         # The web pages that sign a person in finish an OIDC client's waiting sign-in too (idp.web.oidc).
-        signin=SignIn(answering_clients(steps), access, audit, sessions, settings.server.session_lifetime),
+        signin=SignIn(answering_clients(steps), access, audit, sessions, settings.server.session_lifetime, db),
         sessions=sessions,
         pending=PendingPosts(cache),
         password=PasswordChange(
@@ -256,7 +256,7 @@ def build_services(settings: Settings, cache: FileSystemCache | RedisCache) -> S
             audit,
             session_alive(sessions),
         ),
-        oidc_signin=SignIn(oidc_steps(steps), access, audit, sessions, settings.server.session_lifetime),
+        oidc_signin=SignIn(oidc_steps(steps), access, audit, sessions, settings.server.session_lifetime, db),
     )
 
 

@@ -97,10 +97,6 @@ class AuditTrail:
         else:
             self._writer.write(row)
 
-    def commit(self, writes: Sequence[Write]) -> None:
-        """Rows of a sign-in that goes on (a second factor or a warning comes first) and has no audit row yet."""
-        self._db.write(writes)
-
     def record_change(
         self,
         event: codes.AuditEvent,

@@ -58,6 +58,7 @@ from idp.signin.steps import (
 from idp.signin.throttle import LoginThrottle
 from idp.sps.release import ReleasedAttribute
 from idp.sps.source import SpSource
+from idp.store.db import Database
 
 
 def build_steps(
@@ -115,14 +116,17 @@ class SignIn:
         audit: AuditTrail,
         sessions: SsoSessionIndex,
         session_lifetime: int,
+        db: Database,
     ) -> None:
         """``sessions`` and ``session_lifetime``: the shared index gets its row for a session a password or a
-        ticket starts, in the transaction of the audit row."""
+        ticket starts, in the transaction of the audit row; ``db`` commits the rows of a sign-in that goes on
+        without one yet."""
         self._steps = tuple(steps)
         self._access = access
         self._audit = audit
         self._sessions = sessions
         self._session_lifetime = session_lifetime
+        self._db = db
 
     def run(self, ctx: SignInContext) -> Outcome:
         """Run the steps in order until one ends the sign-in, and record how it ended."""
@@ -154,7 +158,7 @@ class SignIn:
         if isinstance(outcome, NeedsPassword | PasswordExpiresSoon | NeedsSecondFactor):
             # Not an end: the sign-in goes on after the warning or the second factor.
             if ctx.writes:
-                self._audit.commit(ctx.writes)
+                self._db.write(ctx.writes)
             return
         result: AuditResult
         reason: AuditReason | None
@@ -186,7 +190,9 @@ class SignIn:
     def _live(self, ctx: SignInContext, outcome: Outcome, session: SsoSession) -> LiveSession:
         """The index row of the session this run started, with the SP it answers (as the browser's session
         will list it: idp.web.sso_session.start_sso)."""
-        answered = isinstance(outcome, Answer) and outcome.refused is None and ctx.request is not None
+        sps: tuple[str, ...] = ()
+        if ctx.request is not None and isinstance(outcome, Answer) and outcome.refused is None:
+            sps = (ctx.request.sp_entity_id,)
         return LiveSession(
             session_index=session.session_index,
             username=session.person.username,
@@ -194,5 +200,5 @@ class SignIn:
             checked_at=datetime.fromtimestamp(session.checked_at, UTC),
             expires_at=datetime.fromtimestamp(session.authn_instant + self._session_lifetime, UTC),
             client_ip=ctx.ip,
-            sps=(ctx.request.sp_entity_id,) if answered and ctx.request is not None else (),
+            sps=sps,
         )

@@ -56,7 +56,7 @@ def run(db: Database, step: PasswordChecked) -> Outcome:
     audit = AuditTrail(db)
     index = SsoSessionIndex(db, audit)
     request = AuthnRequestInfo("_r1", SP, "Mail", "https://mail/acs", "post", False, False, None, None)
-    pipeline = SignIn([step], None, audit, index, LIFETIME)  # type: ignore[arg-type,list-item]  # no preview here
+    pipeline = SignIn([step], None, audit, index, LIFETIME, db)  # type: ignore[arg-type,list-item]  # no preview here
     return pipeline.run(SignInContext(ip="192.0.2.7", request=request))
 
 
