@@ -222,7 +222,14 @@ def post_form(
     """The auto-POST page. The nonce lets exactly our one script run; form-action pins the ACS origin.
     ``frames``: clients a logout tells on the way (idp.web.frontchannel), loaded before the form is sent."""
     nonce = secrets.token_urlsafe(16)
-    body = render_template("post_form.html", form=form, sp=sp_name, nonce=nonce, heading=heading, frames=frames)
+    body = render_template(
+        "post_form.html",
+        form=form,
+        sp=sp_name,
+        nonce=nonce,
+        title=heading or translate("post.heading", sp=sp_name),
+        frames=frames,
+    )
     resp = Response(body)
     resp.headers["Content-Security-Policy"] = (
         f"default-src 'none'; style-src 'self'; script-src 'nonce-{nonce}'; form-action {_origin(form.action)}"
