@@ -19,7 +19,7 @@ from lxml import etree
 from saml2.saml import SamlBase
 from saml2.sigver import CryptoBackendXmlSec1, SecurityContext, SignatureError
 
-# Our own output and already-screened input (see bindings.check_xml_is_safe) go through here; the parser is
+# Our own output and already-screened input (see bindings.read_safe_xml) go through here; the parser is
 # still told never to resolve entities or touch the network.
 _PARSER = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=False, remove_blank_text=False)
 

@@ -17,6 +17,7 @@ import base64
 import binascii
 import zlib
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from urllib.parse import quote_plus, unquote_plus
 
 import defusedxml.ElementTree
@@ -35,6 +36,9 @@ from idp.saml.algorithms import (
 )
 from idp.saml.errors import SamlRequestError
 
+if TYPE_CHECKING:
+    from xml.etree.ElementTree import Element
+
 _SIGNED_QUERY_PARAMS = ("SAMLRequest", "SAMLResponse", "RelayState", "SigAlg", "Signature")
 _DSIG = "{http://www.w3.org/2000/09/xmldsig#}"
 _SIGNATURE_CHILDREN = {f"{_DSIG}SignedInfo", f"{_DSIG}SignatureValue", f"{_DSIG}KeyInfo"}
@@ -48,7 +52,7 @@ _TRANSFORMS = {
     "http://www.w3.org/2006/12/xml-c14n11#WithComments",
 }
 """Transforms an enveloped signature over a SAML message needs; XPath or XSLT ones could hide content."""
-# Only for input check_xml_is_safe already screened; entities and the network stay off all the same.
+# Only for input read_safe_xml already screened; entities and the network stay off all the same.
 _PARSER = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=False)
 
 
@@ -88,14 +92,15 @@ def check_relay_state(relay_state: str | None, max_length: int) -> None:
         raise SamlRequestError("too_large", f"The RelayState is longer than {max_length} characters.")
 
 
-def check_xml_is_safe(xml: bytes) -> None:
-    """Refuse any DOCTYPE (SAML never needs one) before a parser that would honour it sees the message.
+def read_safe_xml(xml: bytes) -> Element:
+    """The parsed message, refusing any DOCTYPE (SAML never needs one) before a parser that would honour it
+    sees the message. The tree is the one pysaml2 builds its objects from, so the message is parsed once.
 
     defusedxml stops at the DOCTYPE itself, so entity definitions (billion laughs, external entities)
     are never read, let alone expanded.
     """
     try:
-        defusedxml.ElementTree.fromstring(xml, forbid_dtd=True, forbid_entities=True, forbid_external=True)
+        return defusedxml.ElementTree.fromstring(xml, forbid_dtd=True, forbid_entities=True, forbid_external=True)
     except DefusedXmlException:
         raise SamlRequestError(
             "hostile_xml", "The SAML message contains a DTD or entities, which SAML never uses."
@@ -200,8 +205,10 @@ def signed_query(query_string: str | bytes, message_param: str = "SAMLRequest") 
     )
 
 
-def verify_query_signature(query: SignedQuery, certs_b64: list[str], *, required: bool, sp_entity_id: str) -> None:
-    """Check a Redirect-binding signature against the SP's metadata certificates (base64 DER)."""
+def verify_query_signature(
+    query: SignedQuery, keys: list[rsa.RSAPublicKey], *, required: bool, sp_entity_id: str
+) -> None:
+    """Check a Redirect-binding signature against the keys of the SP's metadata certificates (rsa_keys)."""
     allowed = STRONG_SIGNATURE_HASHES if required else LEGACY_SIGNATURE_HASHES
     hash_cls = allowed.get(query.sig_alg)
     if hash_cls is None:
@@ -210,7 +217,7 @@ def verify_query_signature(query: SignedQuery, certs_b64: list[str], *, required
             f"The request is signed with {query.sig_alg}; we accept RSA-SHA256 or stronger.",
             sp_entity_id,
         )
-    for public_key in _rsa_keys(certs_b64):
+    for public_key in keys:
         try:
             public_key.verify(query.signature, query.signed_octets, padding.PKCS1v15(), hash_cls())
         except InvalidSignature:
@@ -261,7 +268,8 @@ def _b64decode(message: str, max_bytes: int) -> bytes:
         raise SamlRequestError("malformed", "The SAML message is not base64.") from None
 
 
-def _rsa_keys(certs_b64: list[str]) -> list[rsa.RSAPublicKey]:
+def rsa_keys(certs_b64: list[str]) -> list[rsa.RSAPublicKey]:
+    """The RSA public keys of base64 DER certificates; others are skipped."""
     keys = []
     for text in certs_b64:
         try:

@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from saml2 import BINDING_HTTP_POST, BINDING_HTTP_REDIRECT, VERSION, samlp
+from cryptography.hazmat.primitives.asymmetric import rsa
+from saml2 import BINDING_HTTP_POST, BINDING_HTTP_REDIRECT, VERSION, SamlBase, create_class_from_element_tree, samlp
 from saml2.cert import CertificateError
 from saml2.s_utils import UnsupportedBinding
 from saml2.server import Server
@@ -33,6 +34,9 @@ from idp.settings import Settings
 from idp.sps.source import SpSource
 from idp.store.seen import MAX_ID_LENGTH, SeenRequests
 
+if TYPE_CHECKING:
+    from xml.etree.ElementTree import Element
+
 log = logging.getLogger(__name__)
 
 _BINDING_URIS = {"redirect": BINDING_HTTP_REDIRECT, "post": BINDING_HTTP_POST}
@@ -44,6 +48,8 @@ class SamlRequests:
         self._server = server
         self._sps = sps
         self._seen = seen
+        # The SPs' signing keys, parsed from their certificates once per loaded metadata rather than per request.
+        self._keys: tuple[Server | None, dict[str, tuple[list[str], list[rsa.RSAPublicKey]]]] = (None, {})
 
     def parse_authn_request(
         self,
@@ -63,7 +69,7 @@ class SamlRequests:
             saml_request,
             relay_state,
             query_string,
-            samlp.authn_request_from_string,
+            samlp.AuthnRequest,
             "AuthnRequest",
             sso_url(self._settings),
         )
@@ -138,7 +144,7 @@ class SamlRequests:
             saml_request,
             relay_state,
             query_string,
-            samlp.logout_request_from_string,
+            samlp.LogoutRequest,
             "LogoutRequest",
             slo_url(self._settings),
         )
@@ -177,7 +183,7 @@ class SamlRequests:
             saml_response,
             relay_state,
             query_string,
-            samlp.logout_response_from_string,
+            samlp.LogoutResponse,
             "LogoutResponse",
             slo_url(self._settings),
         )
@@ -194,7 +200,7 @@ class SamlRequests:
         saml_request: str,
         relay_state: str | None,
         query_string: str | None,
-        factory: Any,
+        kind: type[SamlBase],
         what: str,
         our_endpoint: str,
     ) -> tuple[Server, Any, str]:
@@ -204,7 +210,7 @@ class SamlRequests:
         server = self._server.current().server
         param = "SAMLRequest" if what.endswith("Request") else "SAMLResponse"
         xml, signed_query = self._decode(binding, saml_request, relay_state, query_string, param)
-        message = _parse(factory, xml, what)
+        message = _parse(kind, bindings.read_safe_xml(xml), what)
         sp = _issuer_of(message)
         self._check_registered(server, sp)
         signed = self._check_signature(server, binding, message, xml, signed_query, sp)
@@ -240,7 +246,6 @@ class SamlRequests:
             xml = bindings.decode_post(saml_request, limits.max_request_bytes)
         else:
             raise SamlRequestError("unsupported_binding", f"The {binding} binding is not supported here.")
-        bindings.check_xml_is_safe(xml)
         return xml, signed
 
     def _check_registered(self, server: Server, sp: str) -> None:
@@ -276,7 +281,7 @@ class SamlRequests:
         sp: str,
     ) -> bool:
         """Verify the signature when present (True); refuse when one is required and absent."""
-        certs = [cert for _, cert in server.metadata.certs(sp, "spsso", "signing")]
+        certs, keys = self._signing_keys(server, sp)
         logout = not isinstance(message, samlp.AuthnRequest)
         required = self._signature_required(server, sp) or (logout and bool(certs))
         if binding == "redirect":
@@ -287,7 +292,7 @@ class SamlRequests:
                         "unsigned_request", "This service must sign its requests, and this one is not signed.", sp
                     )
                 return False
-            bindings.verify_query_signature(signed, certs, required=required, sp_entity_id=sp)
+            bindings.verify_query_signature(signed, keys, required=required, sp_entity_id=sp)
             return True
         if not bindings.has_enveloped_signature(xml, sp):
             if required:
@@ -313,6 +318,16 @@ class SamlRequests:
                 "bad_signature", "The request's signature does not match the SP's certificate.", sp
             ) from None
         return True
+
+    def _signing_keys(self, server: Server, sp: str) -> tuple[list[str], list[rsa.RSAPublicKey]]:
+        """(base64 certificates, their RSA keys) of the SP's signing KeyDescriptors in ``server``'s metadata."""
+        if self._keys[0] is not server:
+            self._keys = (server, {})
+        known = self._keys[1]
+        if sp not in known:
+            certs = [cert for _, cert in server.metadata.certs(sp, "spsso", "signing")]
+            known[sp] = (certs, bindings.rsa_keys(certs))
+        return known[sp]
 
     def _check_envelope(self, message: Any, our_endpoint: str, sp: str, *, signed: bool, now: datetime) -> None:
         try:
@@ -355,9 +370,9 @@ def _instant(value: Any, sp: str) -> datetime:
         raise SamlRequestError("malformed", f"The request's IssueInstant {value!r} is not a time.", sp) from None
 
 
-def _parse(factory: Any, xml: bytes, what: str) -> Any:
+def _parse(kind: type[SamlBase], tree: Element, what: str) -> Any:
     try:
-        message = factory(xml)
+        message = create_class_from_element_tree(kind, tree)
     except Exception as exc:  # pysaml2 raises a zoo of types for bad input; all mean the same thing here
         log.info("unparseable %s: %s", what, exc)
         message = None
