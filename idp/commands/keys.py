@@ -165,7 +165,8 @@ def _print(info: KeyInfo, key_file: object) -> None:
     days_left = (info.not_after - datetime.now(UTC)).days
     click.echo(f"subject:     {info.subject}")
     click.echo(f"valid from:  {info.not_before:%Y-%m-%d %H:%M} UTC")
-    click.echo(f"expires:     {info.not_after:%Y-%m-%d %H:%M} UTC ({days_left} days left)")
+    unit = "day" if days_left == 1 else "days"
+    click.echo(f"expires:     {info.not_after:%Y-%m-%d %H:%M} UTC ({days_left} {unit} left)")
     click.echo(f"sha256:      {info.sha256_fingerprint}")
     click.echo(f"certificate: {info.cert_file}")
     click.echo(f"key:         {key_file}")

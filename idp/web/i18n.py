@@ -53,9 +53,17 @@ def current_language() -> str:
     return lang
 
 
+_COUNTS = ("days", "n", "count")
+"""Placeholders that hold a number of things. When one of them is 1 and the key has a ``<key>.one`` variant,
+that variant is used: English says "1 day", not "1 days". Both catalogues carry the variant (their keys stay
+in step); a language without the distinction repeats its one text there."""
+
+
 def translate(key: str, **params: str) -> str:
     """The message in the request's language; English when a key has no translation yet."""
     lang = current_language()
+    if params and f"{key}.one" in MESSAGES["en"] and any(str(params.get(name)) == "1" for name in _COUNTS):
+        key = f"{key}.one"
     text = MESSAGES[lang].get(key) or MESSAGES["en"].get(key) or key
     return text.format(**params) if params else text
 

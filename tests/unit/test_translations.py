@@ -16,7 +16,7 @@ from idp import codes
 from idp.app import create_app
 from idp.audit_report import RESULTS
 from idp.settings import Settings
-from idp.web.i18n import LANGUAGES, MESSAGES, CatalogueError, load_catalogue
+from idp.web.i18n import LANGUAGES, MESSAGES, CatalogueError, load_catalogue, translate
 
 IDP = Path(__file__).resolve().parents[2] / "idp"
 TEMPLATES = IDP / "web" / "templates"
@@ -168,3 +168,26 @@ def test_the_console_shows_audit_codes_in_words_and_keeps_the_code(app: Flask, l
     assert old_event == "retired_event"  # a code without words (an older row) shows as itself
     assert no_reason == ""
     assert 'title="failure"' in result and str(escape(MESSAGES[lang]["result.failure"])) in result
+
+
+def test_a_count_of_one_reads_in_the_singular(app: Flask):
+    with app.test_request_context(headers={"Accept-Language": "en"}):
+        one = translate("password.expiry.text", days=1, date="2026-12-03")
+        two = translate("password.expiry.text", days="2", date="2026-12-04")
+        remember = translate("mfa.verify.remember", days="1")
+        history = translate("password.rule.history", n="1")
+    assert one.startswith("Your password expires in 1 day (2026-12-03).")
+    assert two.startswith("Your password expires in 2 days (2026-12-04).")
+    assert remember == "Don't ask again on this browser for 1 day"
+    assert history == "not your last password"
+    with app.test_request_context(headers={"Accept-Language": "zh-CN"}):
+        assert translate("password.expiry.text", days="1", date="2026-12-03") == MESSAGES["zh-CN"][
+            "password.expiry.text"
+        ].format(days="1", date="2026-12-03")
+
+
+def test_every_singular_variant_has_its_plural():
+    for lang in LANGUAGES:
+        singular = [key for key in MESSAGES[lang] if key.endswith(".one")]
+        assert singular, lang
+        assert [key for key in singular if key.removesuffix(".one") not in MESSAGES[lang]] == []
