@@ -8,7 +8,8 @@ domain's, or a PSO's); the count is forgotten only after AD's own observation wi
 passed without an attempt, so AD has forgotten it too. AD's badPwdCount, which also counts wrong passwords typed
 elsewhere, is a second guard.
 
-Per client address: wrong passwords recorded in the audit trail, against password spraying.
+Per client address: wrong passwords recorded in the audit trail (login and change forms alike), against
+password spraying.
 """
 
 from __future__ import annotations
@@ -57,12 +58,13 @@ class LoginThrottle:
         self._counters = counters
 
     def address_blocked(self, ip: str | None) -> bool:
-        """True when this client address has given too many wrong passwords in the window."""
+        """True when this client address has given too many wrong passwords in the window, at the login form
+        and the change form together."""
         s = self._settings
         if not (s.max_failures_per_ip and ip):
             return False
         since = datetime.now(UTC) - timedelta(seconds=s.failure_window)
-        return self._audit.count_failures(since, COUNTED_REASONS, ip=ip) >= s.max_failures_per_ip
+        return self._audit.count_password_failures(since, COUNTED_REASONS, ip=ip) >= s.max_failures_per_ip
 
     def take(self, account: Account) -> bool:
         """A place for one password attempt at ``account``; False: the attempt must not reach AD."""
