@@ -204,7 +204,8 @@ class LoginSettings(_Section):
     account may not read (AD hides PSOs from non-admins by default; `idp ldap test` says when). Grant the
     service account read access to the Password Settings Container to use the real one."""
     max_failures_per_ip: int = Field(default=30, ge=0)
-    """Wrong passwords from one client address in the window (password spraying); 0: no limit."""
+    """Wrong passwords from one client address in the window (password spraying), at the login form and as the
+    current password of the change form together; 0: no limit."""
     recheck_seconds: int = Field(default=60, ge=0, le=3600)
     """How often a reused SSO session reads the person from AD again (enabled, not locked or expired, groups),
     so that disabling someone or removing them from an SP's group takes effect within this time, not at
