@@ -8,6 +8,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 
 from flask import Blueprint, Response, abort, current_app, jsonify, request
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest, multiprocess
@@ -115,10 +116,20 @@ def _node_secrets() -> NodeSecrets:
                 "secret_key": fingerprint(app.config["SECRET_KEY"]),
                 "signing_key": active.replace(":", "").lower()[:12],
                 "persistent_id_secret": fingerprint(read_persistent_secret(svc.settings.idp.persistent_id_secret_file)),
+                "mfa_key": _key_file_fingerprint(svc.settings.mfa.key_file),
             }
 
         secrets = current_app.extensions.setdefault("idp.node_secrets", NodeSecrets(svc.db, mine))
     return secrets
+
+
+def _key_file_fingerprint(path: Path) -> str:
+    """The MFA key is made at the first enrolment: "none" until then. A node without it beside one with it
+    would make its own, and the factors it enrols would not open on the other nodes."""
+    try:
+        return fingerprint(path.read_bytes())
+    except FileNotFoundError:
+        return "none"
 
 
 class DcProbe:

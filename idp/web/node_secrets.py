@@ -1,8 +1,9 @@
 """Whether this node holds the same secrets as the other nodes that share its database.
 
 Nodes behind one name must share the secret key (a login form served by one node is posted to another: with
-two keys its CSRF token is refused), the signing key and the persistent-NameID secret (an SP would otherwise
-see a person's NameID change with the node that answered). A node that made its own secret key in its own
+two keys its CSRF token is refused), the signing key, the persistent-NameID secret (an SP would otherwise
+see a person's NameID change with the node that answered) and the MFA key (a second factor enrolled through
+one node must open on the others). A node that made its own secret key in its own
 data directory works alone and fails its neighbours' forms; nothing else says so.
 
 Each node announces fingerprints of its secrets in the shared database (a row of the small ``sync_leases``
@@ -62,8 +63,8 @@ class NodeSecrets:
         node: str | None = None,
         now: Callable[[], datetime] = utcnow,
     ) -> None:
-        """``mine`` returns this node's fingerprints by name (secret_key, signing_key, persistent_id_secret);
-        it is called once per announcement, so a rotated key is seen within ANNOUNCE_EVERY."""
+        """``mine`` returns this node's fingerprints by name (secret_key, signing_key, persistent_id_secret,
+        mfa_key); it is called once per announcement, so a rotated key is seen within ANNOUNCE_EVERY."""
         self._db = db
         self._mine = mine
         self._node = node or this_node()

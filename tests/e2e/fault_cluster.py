@@ -470,6 +470,7 @@ def build_cluster(
                 "persistent_id_secret_file": shared / "certs/persistent-id.secret",
             },
             "metadata": {"dir": shared / "metadata"},
+            "mfa": {"key_file": shared / "certs/mfa.key"},
             "database": {"url": database_url},
             "ldap": ldap_settings,
         }

@@ -25,6 +25,7 @@ from idp.provisioning.provider import MailboxSpec
 from idp.settings import Settings
 from idp.store.db import Database
 from idp.store.sync_runs import SyncRuns
+from idp.web.node_secrets import NodeSecrets, fingerprint
 from tests.support import scratch_database
 
 DEAD_DC = "ldaps://127.0.0.99:1636"
@@ -243,3 +244,23 @@ def test_log_lines_go_to_syslog_when_asked(log_stream: io.StringIO) -> None:
     # <priority>: facility auth (4) * 8 + info (6) = 38.
     assert datagram.startswith("<38>")
     assert json.loads(datagram[4:].rstrip("\x00"))["message"] == "signin success reason=password user=alice"
+
+
+def test_a_node_with_another_mfa_key_is_not_ready(settings: Settings, listening_dc: str, tmp_path: Path) -> None:
+    """On a shared database (PostgreSQL) /readyz compares the MFA key too: a factor enrolled through one node
+    must open on every other. A node that has none yet would make its own at the first enrolment."""
+    theirs = b"the key the other nodes hold"
+    with scratch_database("postgresql", tmp_path) as db:
+        assert NodeSecrets(db, lambda: {"mfa_key": fingerprint(theirs)}, node="host-b 2").check().ok
+        url = db.engine.url.render_as_string(hide_password=False)
+        key_file = tmp_path / "mfa.key"
+        for_key = settings.model_copy(update={"mfa": settings.mfa.model_copy(update={"key_file": key_file})})
+
+        page = make_app(for_key, [listening_dc], url).test_client().get("/readyz")
+        assert page.status_code == 503
+        assert page.json["checks"]["shared_secrets"] == "error: node host-b 2 has another mfa_key"
+
+        key_file.write_bytes(theirs)
+        page = make_app(for_key, [listening_dc], url).test_client().get("/readyz")
+        assert page.status_code == 200, page.json
+        assert page.json["checks"]["shared_secrets"] == "ok"
