@@ -4,11 +4,14 @@ The Kerberos library (MIT, through python-gssapi) does all the cryptography and 
 module only says whose ticket it was, or why it was refused. The tolerated skew is MIT krb5's own:
 ``clockskew`` in ``[libdefaults]`` of the krb5.conf the process reads (``KRB5_CONFIG``, else
 /etc/krb5.conf), 300 seconds unless set; the IdP has no setting of its own, since the library offers an
-acceptor no other way to change it.
+acceptor no other way to change it. The console reads the same value (``tolerated_skew``) to judge the clocks.
 """
 
 from __future__ import annotations
 
+import os
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -110,13 +113,75 @@ class KerberosStatus:
     ad_kvno: int | None
     """The account's msDS-KeyVersionNumber: a ticket is encrypted with this version of its key."""
     skew_seconds: float | None
-    """Our clock minus the DC's (the PCs' clocks follow the DC's): beyond krb5.conf's ``clockskew`` (five
-    minutes unless set, as AD's own tolerance) their tickets are refused."""
+    """Our clock minus the DC's (the PCs' clocks follow the DC's): beyond ``tolerated_skew`` their tickets
+    are refused."""
+    tolerated_skew: int
+    """krb5.conf's ``clockskew`` in seconds (five minutes unless set, as AD's own tolerance)."""
     directory_problem: str | None
 
     @property
     def kvno_matches(self) -> bool:
         return self.ad_kvno is not None and self.ad_kvno in self.keytab_kvnos
+
+    @property
+    def skew_too_large(self) -> bool:
+        return self.skew_seconds is not None and abs(self.skew_seconds) > self.tolerated_skew
+
+
+DEFAULT_CLOCKSKEW = 300
+"""MIT krb5's tolerance, in seconds, when no krb5.conf sets ``clockskew``."""
+_RELATION = re.compile(r"^\s*([A-Za-z0-9_.-]+)\s*=\s*(.*?)\s*$")
+
+
+def tolerated_skew(environ: Mapping[str, str] = os.environ) -> int:
+    """The clock difference MIT krb5 tolerates, as this process reads it: ``clockskew`` in ``[libdefaults]``
+    of the first krb5.conf that sets it (``KRB5_CONFIG``'s colon-separated list, where earlier files win,
+    else /etc/krb5.conf); DEFAULT_CLOCKSKEW when none does or its value is not a duration."""
+    for name in environ.get("KRB5_CONFIG", "/etc/krb5.conf").split(":"):
+        try:
+            text = Path(name).read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            continue
+        value = _libdefault(text, "clockskew")
+        if value is not None:
+            seconds = _duration(value)
+            return seconds if seconds is not None else DEFAULT_CLOCKSKEW
+    return DEFAULT_CLOCKSKEW
+
+
+def _libdefault(text: str, wanted: str) -> str | None:
+    """A top-level relation of ``[libdefaults]`` (not one inside a ``{ }`` subsection); None when unset."""
+    section, depth = "", 0
+    for line in text.splitlines():
+        stripped = line.strip()
+        if not stripped or stripped[0] in "#;":
+            continue
+        if stripped.startswith("[") and "]" in stripped and depth == 0:
+            section = stripped[1 : stripped.index("]")].strip()  # "[libdefaults]*" marks the section final
+            continue
+        if stripped.endswith("{"):
+            depth += 1
+            continue
+        if stripped == "}":
+            depth = max(depth - 1, 0)
+            continue
+        match = _RELATION.match(line)
+        if match and section == "libdefaults" and depth == 0 and match.group(1) == wanted:
+            return match.group(2).rstrip("*").strip()  # a trailing * marks a relation final; it is not the value
+    return None
+
+
+def _duration(value: str) -> int | None:
+    """krb5's duration forms: seconds ("600"), "h:m" or "h:m:s", or units ("10m", "1h 30m", "2d")."""
+    if value.isdigit():
+        return int(value)
+    if match := re.fullmatch(r"(\d+):(\d{1,2})(?::(\d{1,2}))?", value):
+        hours, minutes, seconds = match.groups()
+        return int(hours) * 3600 + int(minutes) * 60 + int(seconds or 0)
+    parts = re.findall(r"(\d+)\s*([dhms])", value)
+    if parts and re.fullmatch(r"(\s*\d+\s*[dhms])+\s*", value):
+        return sum(int(n) * {"d": 86400, "h": 3600, "m": 60, "s": 1}[unit] for n, unit in parts)
+    return None
 
 
 def kerberos_status(directory: Directory, keytab: Path, spn: str, realm: str, now: datetime) -> KerberosStatus:
@@ -146,5 +211,6 @@ def kerberos_status(directory: Directory, keytab: Path, spn: str, realm: str, no
         account_dn=owner[0] if owner else None,
         ad_kvno=owner[1] if owner else None,
         skew_seconds=skew,
+        tolerated_skew=tolerated_skew(),
         directory_problem=directory_problem,
     )

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from idp.app import negotiate_acceptor
+from idp.directory.kerberos import DEFAULT_CLOCKSKEW, tolerated_skew
 from idp.directory.keytab import KeytabUnreadable, read_keytab
 from idp.settings import SettingsError, load_settings
 from tests.unit.test_settings import MINIMAL, write
@@ -52,3 +53,37 @@ def test_a_keytab_without_the_principals_key_stops_start_up(tmp_path):
     (tmp_path / "idp.keytab").write_bytes(b"not a keytab")
     with pytest.raises(KeytabUnreadable, match="not a version 2 keytab"):
         read_keytab(tmp_path / "idp.keytab")
+
+
+KRB5_CONF = """# written by hand
+[logging]
+ clockskew = 1
+[realms]
+ CORP.EXAMPLE.COM = {
+  clockskew = 2
+ }
+[libdefaults]*
+ default_realm = CORP.EXAMPLE.COM
+ clockskew = {value}
+"""
+
+
+@pytest.mark.parametrize(
+    ("value", "seconds"),
+    [("600", 600), ("10m", 600), ("1h 30m", 5400), ("0:15", 900), ("0:02:30", 150), ("120*", 120), ("soon", 300)],
+)
+def test_the_tolerated_clock_skew_is_krb5_confs(tmp_path: Path, value: str, seconds: int) -> None:
+    """The console judges the clocks by the tolerance the Kerberos library applies: [libdefaults] clockskew,
+    in any of krb5's duration forms; a value krb5 would not read leaves its default of five minutes."""
+    conf = tmp_path / "krb5.conf"
+    conf.write_text(KRB5_CONF.replace("{value}", value))
+    assert tolerated_skew({"KRB5_CONFIG": f"{tmp_path / 'missing.conf'}:{conf}"}) == seconds
+
+
+def test_without_a_clockskew_the_tolerance_is_five_minutes(tmp_path: Path) -> None:
+    first, second = tmp_path / "first.conf", tmp_path / "second.conf"
+    first.write_text("[libdefaults]\n default_realm = CORP.EXAMPLE.COM\n")
+    second.write_text("[libdefaults]\n clockskew = 900\n")
+    assert tolerated_skew({"KRB5_CONFIG": str(first)}) == DEFAULT_CLOCKSKEW == 300
+    assert tolerated_skew({"KRB5_CONFIG": f"{first}:{second}"}) == 900  # the first file that sets it
+    assert tolerated_skew({"KRB5_CONFIG": str(tmp_path / "none.conf")}) == 300
