@@ -3,12 +3,10 @@ counts a wrong password at the login form, on SQLite and PostgreSQL, through the
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import pytest
 from sqlalchemy import event
 
 from idp.audit import AuditTrail
@@ -20,12 +18,6 @@ from tests.support import scratch_database
 
 SPRAYER = "198.51.100.7"
 NEIGHBOUR = "198.51.100.8"
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
-    with scratch_database(request.param, tmp_path) as database:
-        yield database
 
 
 def test_wrong_current_passwords_count_against_the_address(db: Database) -> None:

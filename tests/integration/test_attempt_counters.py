@@ -4,20 +4,10 @@ after a quiet window, and given back or cleared as AD's own count would be."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
-from pathlib import Path
-
-import pytest
 
 from idp.store.attempts import AttemptCounters
 from idp.store.db import Database
-from tests.support import FakeClock, scratch_database
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
-    with scratch_database(request.param, tmp_path) as database:
-        yield database
+from tests.support import FakeClock
 
 
 def test_parallel_takes_never_pass_the_limit(db: Database) -> None:
