@@ -62,7 +62,8 @@ in step); a language without the distinction repeats its one text there."""
 def translate(key: str, **params: str) -> str:
     """The message in the request's language; English when a key has no translation yet."""
     lang = current_language()
-    if params and f"{key}.one" in MESSAGES["en"] and any(str(params.get(name)) == "1" for name in _COUNTS):
+    # The count first: most messages with placeholders have none, and this runs for every one of them.
+    if params and any(str(params.get(name)) == "1" for name in _COUNTS) and f"{key}.one" in MESSAGES["en"]:
         key = f"{key}.one"
     text = MESSAGES[lang].get(key) or MESSAGES["en"].get(key) or key
     return text.format(**params) if params else text
