@@ -180,7 +180,8 @@ def _measure(count: int, work_dir: Path) -> None:
         world = _World(Path(work))
         calls = WARM_UP + count
         bare = [world.environ("/healthz") for _ in range(calls)]
-        sso = [world.environ(url) for url in world.signed_requests(AuthnRequests(world.sp), calls)]
+        requests = AuthnRequests(world.sp)
+        sso = [world.environ(requests.signed_redirect().url) for _ in range(calls)]
         dumps = work_dir / "callgrind.out"
         key = serialization.load_pem_private_key(world.settings.idp.key_file.read_bytes(), password=None)
         assert isinstance(key, rsa.RSAPrivateKey)
@@ -297,9 +298,6 @@ class _World:
             request = services.saml_requests.plain_request(SP_ENTITY_ID)
         policy = services.registry.policy_for(SP_ENTITY_ID)
         return Person(**PERSON), request, services.saml_responses, policy
-
-    def signed_requests(self, requests: Any, count: int) -> list[str]:
-        return [requests.signed_redirect().url for _ in range(count)]
 
     def environ(self, url: str) -> dict[str, Any]:
         from werkzeug.test import EnvironBuilder
